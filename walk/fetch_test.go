@@ -1,0 +1,109 @@
+package walk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// hostile serves one fixed answer for every manifest request.
+func hostile(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		h(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestRegistryFetcherRefuses(t *testing.T) {
+	good := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	evil := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[ ]}`)
+	for _, tc := range []struct {
+		name    string
+		ref     string
+		handler http.HandlerFunc
+		want    error
+	}{
+		{"content for another digest", "org/app@" + digestOf(good), func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", string(types.OCIImageIndex))
+			_, _ = w.Write(evil)
+		}, ErrDigestMismatch},
+		{"tag with a lying Docker-Content-Digest", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Docker-Content-Digest", digestOf(good))
+			_, _ = w.Write(evil)
+		}, ErrDigestMismatch},
+		{"announced over the limit", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(MaxManifestBytes+1))
+			_, _ = w.Write(make([]byte, MaxManifestBytes+1))
+		}, ErrTooLarge},
+		{"streamed over the limit", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
+			w.(http.Flusher).Flush() // chunked: no Content-Length
+			for range 5 {
+				_, _ = w.Write(make([]byte, 1<<20))
+			}
+		}, ErrTooLarge},
+		{"not found", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`))
+		}, ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := hostile(t, tc.handler)
+			_, err := remoteFetcher().Fetch(context.Background(), mustRef(t, host+"/"+tc.ref), MaxManifestBytes)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRegistryFetcherRetriesBrokenBodies(t *testing.T) {
+	good := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	var calls atomic.Int32
+	host := hostile(t, func(w http.ResponseWriter, _ *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Content-Length", fmt.Sprint(len(good)))
+			_, _ = w.Write(good[:10]) // then the handler returns: a short body
+			return
+		}
+		_, _ = w.Write(good)
+	})
+	f, err := remoteFetcher().Fetch(context.Background(), mustRef(t, host+"/org/app@"+digestOf(good)), MaxManifestBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(f.Raw) != string(good) || calls.Load() != 2 {
+		t.Errorf("got %q after %d calls", f.Raw, calls.Load())
+	}
+}
+
+func TestWalkRefusesRedirectToAnotherHost(t *testing.T) {
+	other := hostile(t, func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(`{}`))
+	})
+	host := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://"+other+r.URL.Path, http.StatusTemporaryRedirect)
+	})
+	_, err := Collect(context.Background(), mustRef(t, host+"/org/app:latest"), Options{Fetcher: remoteFetcher()})
+	if err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Fatalf("error %v, want a refused redirect", err)
+	}
+}
