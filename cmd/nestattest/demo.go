@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/internal/sample"
+	"github.com/nestattest/nestattest/walk"
+)
+
+func newDemo(s streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole job on a sample tree in an in-process registry",
+		Long: `demo starts a registry inside this process on a loopback port, pushes a
+ko-shaped sample (org/ko-build with app1, app2 and app3, each a two-platform
+index, app2 listing app2/plugins) and shows the tree. Nothing leaves the
+machine.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s) },
+	}
+}
+
+func runDemo(ctx context.Context, s streams) error {
+	host, stop, err := startRegistry()
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fmt.Fprintf(s.out, "==> in-process registry at %s\n", host)
+
+	parent, err := name.NewRepository(host + "/org/ko-build")
+	if err != nil {
+		return err
+	}
+	children, err := sample.KoChildren(walk.AnnotationRepository)
+	if err != nil {
+		return err
+	}
+	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
+	if _, err := p.Push(parent, sample.Parent(walk.AnnotationRepository, children), "latest"); err != nil {
+		return fmt.Errorf("push sample: %w", err)
+	}
+	fmt.Fprintf(s.out, "==> pushed %s:latest and its children into %s/<app>\n\n", parent, parent)
+
+	ro := registryOptions{retries: 1}
+	wo := walkOptions{jobs: walk.DefaultJobs, maxDepth: walk.DefaultMaxDepth, maxNodes: walk.DefaultMaxNodes}
+	fmt.Fprintf(s.out, "$ nestattest tree %s:latest\n", parent)
+	tree, err := walkTree(ctx, &ro, &wo, parent.Tag("latest").String())
+	if err != nil {
+		return err
+	}
+	printTree(s.out, tree, nil)
+	fmt.Fprintln(s.out, count(tree))
+	return nil
+}
+
+// startRegistry serves go-containerregistry's in-memory registry on a
+// loopback port.
+func startRegistry() (host string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("in-process registry: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("in-process registry: %v", err)
+		}
+	}()
+	return l.Addr().String(), func() { _ = srv.Close() }, nil
+}

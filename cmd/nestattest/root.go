@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/registry"
+)
+
+// Exit codes scripts can rely on.
+const (
+	ExitOK     = 0 // everything done and, for verify, every node passed
+	ExitFailed = 1 // some nodes failed, or the tree could not be read
+	ExitUsage  = 2 // bad flags, arguments, references, keys or passwords
+)
+
+// usageError marks an error as bad input: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// errFailed ends a run that completed but left nodes failed or unverified:
+// exit code 1, the details already printed.
+var errFailed = errors.New("some nodes failed")
+
+// streams are where a command writes.
+type streams struct {
+	out, err io.Writer
+}
+
+// Execute runs the command line args and returns the exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	s := streams{out: stdout, err: stderr}
+	root := newRoot(s)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, errFailed):
+		return ExitFailed
+	}
+	fmt.Fprintln(stderr, "Error:", registry.Redact(err.Error()))
+	if isUsage(err) {
+		return ExitUsage
+	}
+	return ExitFailed
+}
+
+// isUsage reports bad input: our usage errors, and cobra's unknown commands.
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command")
+}
+
+func newRoot(s streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nestattest",
+		Short: "Sign, attest and verify trees of OCI artifacts across nested repositories",
+		Long: `nestattest composes one parent index for a registry namespace whose entries
+point into scoped child repositories, walks such trees across those
+repositories, signs and attests every node where cosign stores them, and
+verifies whole trees.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newTree(s), newDemo(s), newVersion(s))
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with an error that exits with ExitUsage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d (see --help)", cmd.CommandPath(), n, len(args))
+		}
+		return nil
+	}
+}
