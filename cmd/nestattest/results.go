@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/spf13/cobra"
+)
+
+// Names of the Tekton results Chains reads as a type-hinted image.
+const (
+	resultImageURL    = "IMAGE_URL"
+	resultImageDigest = "IMAGE_DIGEST"
+)
+
+// resultOptions say where a run's results go besides the terminal.
+type resultOptions struct {
+	dir    string
+	report string
+}
+
+func (o *resultOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.dir, "results-dir", "",
+		"write the root's IMAGE_URL and IMAGE_DIGEST into this directory (a Tekton results path such as /tekton/results)")
+	cmd.Flags().StringVar(&o.report, "report", "", "write the JSON report of every node to this file")
+}
+
+// results are what a run hands on: the root as Tekton results and GitHub
+// outputs, more outputs, a Markdown step summary and the JSON report.
+type results struct {
+	root    name.Reference // as the user named it
+	digest  string
+	outputs map[string]string
+	summary string
+	report  any
+}
+
+// imageURL is the IMAGE_URL result for a root: its repository and tag, or
+// the repository alone when it was named by digest. Chains reads
+// IMAGE_URL@IMAGE_DIGEST.
+func imageURL(ref name.Reference) string {
+	if t, ok := ref.(name.Tag); ok {
+		return t.Name()
+	}
+	return ref.Context().Name()
+}
+
+// write hands the results on: files in the results directory, the report,
+// and under GitHub Actions $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY.
+func (o *resultOptions) write(r results) error {
+	if o.dir != "" {
+		if err := writeFileAtomic(filepath.Join(o.dir, resultImageURL), []byte(imageURL(r.root))); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(filepath.Join(o.dir, resultImageDigest), []byte(r.digest)); err != nil {
+			return err
+		}
+	}
+	if o.report != "" && r.report != nil {
+		var b bytes.Buffer
+		if err := writeJSON(&b, r.report); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(o.report, b.Bytes()); err != nil {
+			return err
+		}
+	}
+	if p := os.Getenv("GITHUB_OUTPUT"); p != "" {
+		out := map[string]string{"url": imageURL(r.root), "digest": r.digest, "reference": r.root.Context().Digest(r.digest).String()}
+		for k, v := range r.outputs {
+			out[k] = v
+		}
+		if err := appendFile(p, githubOutputs(out)); err != nil {
+			return err
+		}
+	}
+	if p := os.Getenv("GITHUB_STEP_SUMMARY"); p != "" && r.summary != "" {
+		return appendFile(p, []byte(r.summary))
+	}
+	return nil
+}
+
+// githubOutputs formats outputs for $GITHUB_OUTPUT, sorted, multi-line
+// values in the delimiter form.
+func githubOutputs(out map[string]string) []byte {
+	keys := make([]string, 0, len(out))
+	for k := range out {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		v := out[k]
+		if !strings.ContainsAny(v, "\r\n") {
+			fmt.Fprintf(&b, "%s=%s\n", k, v)
+			continue
+		}
+		delim := "NESTATTEST_" + randomHex()
+		fmt.Fprintf(&b, "%s<<%s\n%s\n%s\n", k, delim, v, delim)
+	}
+	return b.Bytes()
+}
+
+func randomHex() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeFileAtomic writes a file through a temporary file and a rename, so a
+// reader never sees half of it.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func appendFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
