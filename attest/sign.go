@@ -1,0 +1,384 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/sigstore/cosign/v2/pkg/oci"
+	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	ctypes "github.com/sigstore/cosign/v2/pkg/types"
+	"github.com/sigstore/sigstore/pkg/signature/dsse"
+
+	"github.com/nestattest/nestattest/registry"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// annotationPredicateType is the layer annotation cosign puts on each
+// attestation.
+const annotationPredicateType = "predicateType"
+
+// Options configure Sign.
+type Options struct {
+	// Signer signs every payload; required.
+	Signer Signer
+	// Store holds signatures and attestations; required.
+	Store Store
+	// Predicates give each node's attestation; nil means Provenance{}.
+	Predicates Predicates
+	// Annotations go into every signature payload, like `cosign sign -a`.
+	Annotations map[string]string
+	// BindRoot adds AnnotationRoot, the root's repository@digest, to every
+	// signature payload.
+	BindRoot bool
+	// Mirrors, with Client, also signs and attests a node in the root's
+	// repository where its manifest stands there too (mirrored by catalog).
+	Mirrors bool
+	// Client reaches registries for the mirror check.
+	Client *registry.Client
+	// Jobs is how many nodes are signed at once; walk.DefaultJobs when zero.
+	Jobs int
+	// Progress, if set, is called as each node is done, from any goroutine.
+	Progress func(NodeResult)
+	// Now stamps cosign's custom predicates; time.Now when nil.
+	Now func() time.Time
+}
+
+// Outcome is what happened to one signature or attestation of a node.
+type Outcome string
+
+// The outcomes.
+const (
+	Written Outcome = "written" // written by this run
+	Present Outcome = "present" // already there from this key: nothing written
+	Failed  Outcome = "failed"
+)
+
+// Placement is what a node holds in one repository: its own, or the root's
+// where it was mirrored.
+type Placement struct {
+	Repository  string  `json:"repository"`
+	Signature   Outcome `json:"signature"`
+	Attestation Outcome `json:"attestation"`
+}
+
+// NodeResult is the outcome for one node.
+type NodeResult struct {
+	Node   *walk.Node
+	Places []Placement
+	Err    error
+}
+
+// Report is the outcome of a run, a result per node in tree order.
+type Report struct {
+	Results []NodeResult
+}
+
+// Tally counts nodes by outcome.
+type Tally struct {
+	Nodes, Written, Unchanged, Failed int
+}
+
+// Tally counts the report: nodes with something written, nodes where
+// everything was already there, and failed nodes.
+func (r *Report) Tally() Tally {
+	t := Tally{Nodes: len(r.Results)}
+	for _, res := range r.Results {
+		switch {
+		case res.Err != nil:
+			t.Failed++
+		case res.wrote():
+			t.Written++
+		default:
+			t.Unchanged++
+		}
+	}
+	return t
+}
+
+func (r NodeResult) wrote() bool {
+	for _, p := range r.Places {
+		if p.Signature == Written || p.Attestation == Written {
+			return true
+		}
+	}
+	return false
+}
+
+// Sign signs and attests every node of the tree in its own repository. A
+// node that fails does not stop the others: the report holds every result,
+// and the error joins the failures.
+func Sign(ctx context.Context, tree *walk.Tree, opts Options) (*Report, error) {
+	s, err := newSigner(tree, opts)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Results: make([]NodeResult, len(tree.Nodes))}
+	jobs := opts.Jobs
+	if jobs <= 0 {
+		jobs = walk.DefaultJobs
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(jobs, max(len(tree.Nodes), 1)) {
+		wg.Go(func() {
+			for i := range next {
+				rep.Results[i] = s.node(ctx, tree.Nodes[i])
+				if opts.Progress != nil {
+					opts.Progress(rep.Results[i])
+				}
+			}
+		})
+	}
+	for i := range tree.Nodes {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var errs []error
+	for _, r := range rep.Results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+// signer holds what every node of a run shares.
+type signer struct {
+	opts        Options
+	root        *walk.Node
+	annotations map[string]string
+	uri         string // the predicate type URI
+}
+
+func newSigner(tree *walk.Tree, opts Options) (*signer, error) {
+	if opts.Signer == nil || opts.Store == nil {
+		return nil, errors.New("attest: Sign needs a Signer and a Store")
+	}
+	if opts.Predicates == nil {
+		opts.Predicates = Provenance{}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	uri, err := PredicateURI(opts.Predicates.Type())
+	if err != nil {
+		return nil, err
+	}
+	ann := make(map[string]string, len(opts.Annotations)+1)
+	for k, v := range opts.Annotations {
+		ann[k] = v
+	}
+	if opts.BindRoot {
+		ann[AnnotationRoot] = tree.Root.Digest().String()
+	}
+	return &signer{opts: opts, root: tree.Root, annotations: ann, uri: uri}, nil
+}
+
+// node signs and attests one node in its repository and, where it is
+// mirrored, in the root's.
+func (s *signer) node(ctx context.Context, n *walk.Node) NodeResult {
+	res := NodeResult{Node: n}
+	repos := []name.Repository{n.Repository}
+	mirrored, err := s.mirrored(ctx, n)
+	if err != nil {
+		res.Err = walk.Errorf("sign", n, err)
+		return res
+	}
+	if mirrored {
+		repos = append(repos, s.root.Repository)
+	}
+	for _, repo := range repos {
+		p, err := s.place(ctx, n, repo)
+		res.Places = append(res.Places, p)
+		if err != nil {
+			res.Err = walk.Errorf("sign", n, err)
+			return res
+		}
+	}
+	return res
+}
+
+// mirrored reports whether a node of another repository also stands in the
+// root's repository.
+func (s *signer) mirrored(ctx context.Context, n *walk.Node) (bool, error) {
+	if !s.opts.Mirrors || s.opts.Client == nil || n.Repository.Name() == s.root.Repository.Name() {
+		return false, nil
+	}
+	ropts, err := s.opts.Client.Remote(ctx, s.root.Repository, registry.Pull)
+	if err != nil {
+		return false, err
+	}
+	_, err = remote.Head(s.root.Repository.Digest(n.Descriptor.Digest.String()), ropts...)
+	var terr *transport.Error
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("check for a mirror in %s: %w", s.root.Repository, err)
+}
+
+// place signs and attests the node's manifest as it stands in repo.
+func (s *signer) place(ctx context.Context, n *walk.Node, repo name.Repository) (Placement, error) {
+	p := Placement{Repository: repo.Name(), Signature: Failed, Attestation: Failed}
+	ref := repo.Digest(n.Descriptor.Digest.String())
+	var err error
+	if p.Signature, err = s.sign(ctx, ref); err != nil {
+		return p, err
+	}
+	p.Attestation, err = s.attest(ctx, n, ref)
+	return p, err
+}
+
+// sign adds this key's signature over the node's payload unless it is there.
+func (s *signer) sign(ctx context.Context, ref name.Digest) (Outcome, error) {
+	payload, err := SignaturePayload(ref, s.annotations)
+	if err != nil {
+		return Failed, err
+	}
+	h := digestHash(ref)
+	existing, err := s.opts.Store.List(ctx, ref.Repository, h, Signatures)
+	if err != nil {
+		return Failed, err
+	}
+	if found, err := s.hasSignature(existing, payload); err != nil || found {
+		return Present, err
+	}
+	raw, err := s.opts.Signer.SignMessage(bytes.NewReader(payload))
+	if err != nil {
+		return Failed, fmt.Errorf("sign: %w", err)
+	}
+	sig, err := static.NewSignature(payload, base64.StdEncoding.EncodeToString(raw))
+	if err != nil {
+		return Failed, err
+	}
+	if err := s.opts.Store.Add(ctx, ref.Repository, h, Signatures, existing, sig); err != nil {
+		return Failed, err
+	}
+	return Written, nil
+}
+
+// hasSignature looks for a layer holding exactly payload, with a signature
+// this key made. It needs no blob: the layer digest is the payload's digest
+// and the signature is an annotation.
+func (s *signer) hasSignature(existing oci.Signatures, payload []byte) (bool, error) {
+	sigs, err := existing.Get()
+	if err != nil {
+		return false, err
+	}
+	want := sha256Hash(payload)
+	for _, sig := range sigs {
+		if d, err := sig.Digest(); err != nil || d != want {
+			continue
+		}
+		b64, err := sig.Base64Signature()
+		if err != nil {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			continue
+		}
+		if s.opts.Signer.VerifySignature(bytes.NewReader(raw), bytes.NewReader(payload)) == nil {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// attest adds this key's attestation with the node's statement unless the
+// same statement is there.
+func (s *signer) attest(ctx context.Context, n *walk.Node, ref name.Digest) (Outcome, error) {
+	pred, err := s.opts.Predicates.For(n)
+	if err != nil {
+		return Failed, err
+	}
+	stmt, err := Statement(ref, s.opts.Predicates.Type(), pred, s.opts.Now())
+	if err != nil {
+		return Failed, err
+	}
+	h := digestHash(ref)
+	existing, err := s.opts.Store.List(ctx, ref.Repository, h, Attestations)
+	if err != nil {
+		return Failed, err
+	}
+	if found, err := s.hasAttestation(existing, stmt); err != nil || found {
+		return Present, err
+	}
+	env, err := dsse.WrapSigner(s.opts.Signer, ctypes.IntotoPayloadType).SignMessage(bytes.NewReader(stmt))
+	if err != nil {
+		return Failed, fmt.Errorf("attest: %w", err)
+	}
+	att, err := static.NewAttestation(env,
+		static.WithLayerMediaType(ctypes.DssePayloadType),
+		static.WithAnnotations(map[string]string{annotationPredicateType: s.uri}))
+	if err != nil {
+		return Failed, err
+	}
+	if err := s.opts.Store.Add(ctx, ref.Repository, h, Attestations, existing, att); err != nil {
+		return Failed, err
+	}
+	return Written, nil
+}
+
+// hasAttestation looks for an envelope signed by this key whose statement
+// is the same as stmt. Only layers of the same predicate type are read.
+func (s *signer) hasAttestation(existing oci.Signatures, stmt []byte) (bool, error) {
+	atts, err := existing.Get()
+	if err != nil {
+		return false, err
+	}
+	verifier := dsse.WrapVerifier(s.opts.Signer)
+	for _, att := range atts {
+		if ann, err := att.Annotations(); err != nil || ann[annotationPredicateType] != s.uri {
+			continue
+		}
+		env, err := att.Payload()
+		if err != nil {
+			return false, err
+		}
+		if verifier.VerifySignature(bytes.NewReader(env), nil) != nil {
+			continue
+		}
+		if got, err := envelopePayload(env); err == nil && sameStatement(got, stmt) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// envelopePayload returns the decoded payload of a DSSE envelope.
+func envelopePayload(env []byte) ([]byte, error) {
+	var e struct {
+		Payload string `json:"payload"`
+	}
+	if err := json.Unmarshal(env, &e); err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(e.Payload)
+}
+
+func sha256Hash(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+func digestHash(ref name.Digest) v1.Hash {
+	h, _ := v1.NewHash(ref.DigestStr())
+	return h
+}
