@@ -8,12 +8,16 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/spf13/cobra"
 
+	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -24,8 +28,9 @@ func newDemo(s streams) *cobra.Command {
 		Short: "Run the whole job on a sample tree in an in-process registry",
 		Long: `demo starts a registry inside this process on a loopback port, pushes a
 ko-shaped sample (org/ko-build with app1, app2 and app3, each a two-platform
-index, app2 listing app2/plugins) and shows the tree. Nothing leaves the
-machine.`,
+index, app2 listing app2/plugins), shows the tree, and signs and attests every
+node with an ephemeral key, twice: the second run writes nothing. Nothing
+leaves the machine.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s) },
 	}
@@ -53,16 +58,38 @@ func runDemo(ctx context.Context, s streams) error {
 	}
 	fmt.Fprintf(s.out, "==> pushed %s:latest and its children into %s/<app>\n\n", parent, parent)
 
-	ro := registryOptions{retries: 1}
-	wo := walkOptions{jobs: walk.DefaultJobs, maxDepth: walk.DefaultMaxDepth, maxNodes: walk.DefaultMaxNodes}
-	fmt.Fprintf(s.out, "$ nestattest tree %s:latest\n", parent)
-	tree, err := walkTree(ctx, &ro, &wo, parent.Tag("latest").String())
+	keys, err := os.MkdirTemp("", "nestattest-demo-")
 	if err != nil {
 		return err
 	}
-	printTree(s.out, tree, nil)
-	fmt.Fprintln(s.out, count(tree))
+	defer os.RemoveAll(keys)
+	if err := demoKey(keys); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "==> ephemeral cosign key pair in %s (Tekton Chains' signing-secrets layout)\n", keys)
+
+	root := parent.Tag("latest").String()
+	for _, args := range [][]string{
+		{"tree", root},
+		{"sign", "--key", keys, root},
+		{"sign", "--key", keys, root},
+	} {
+		fmt.Fprintf(s.out, "\n$ nestattest %s\n", strings.Join(args, " "))
+		if code := Execute(ctx, args, s.out, s.err); code != ExitOK {
+			return fmt.Errorf("nestattest %s exited %d", args[0], code)
+		}
+	}
 	return nil
+}
+
+// demoKey writes a throw-away key pair with a random password in the
+// signing-secrets layout: cosign.key, cosign.password, cosign.pub.
+func demoKey(dir string) error {
+	pass := []byte(randomHex())
+	if _, _, err := attest.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil }); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, attest.ChainsPasswordFile), pass, 0o600)
 }
 
 // startRegistry serves go-containerregistry's in-memory registry on a

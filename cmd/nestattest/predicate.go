@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/attest"
+)
+
+// predicateOptions choose what each node's attestation says: the default
+// SLSA v1.0 provenance, or the user's predicate as `cosign attest` takes it.
+type predicateOptions struct {
+	path, typ                                      string
+	builderID, invocationID, startedOn, finishedOn string
+}
+
+func (o *predicateOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.path, "predicate", "", "attest this predicate file for every node instead of the default SLSA v1.0 provenance")
+	cmd.Flags().StringVar(&o.typ, "type", "",
+		"predicate type as cosign attest takes it: slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx, vuln, openvex, custom, or a URI (default: slsaprovenance1, or custom with --predicate)")
+	cmd.Flags().StringVar(&o.builderID, "builder-id", "", "provenance runDetails.builder.id (default: the GitHub workflow under GitHub Actions, else "+attest.DefaultBuilderID+")")
+	cmd.Flags().StringVar(&o.invocationID, "invocation-id", "", "provenance runDetails.metadata.invocationId, such as a TaskRun name (default: the GitHub run URL under GitHub Actions)")
+	cmd.Flags().StringVar(&o.startedOn, "started-on", "", "provenance startedOn, RFC 3339 (default: when this run started)")
+	cmd.Flags().StringVar(&o.finishedOn, "finished-on", "", "provenance finishedOn, RFC 3339 (default: when the tree had been read)")
+}
+
+// predicates returns what to attest. started is when the run began.
+func (o *predicateOptions) predicates(started time.Time) (attest.Predicates, error) {
+	if o.path != "" {
+		return o.file()
+	}
+	if o.typ != "" && o.typ != "slsaprovenance1" {
+		return nil, usagef("--type %s needs --predicate FILE; without it nestattest attests SLSA v1.0 provenance (slsaprovenance1)", o.typ)
+	}
+	p := attest.Provenance{BuilderID: o.builderID, InvocationID: o.invocationID, StartedOn: started,
+		GitHub: attest.GitHubFromEnv(os.Getenv)}
+	var err error
+	if p.StartedOn, err = parseTime("--started-on", o.startedOn, started); err != nil {
+		return nil, err
+	}
+	if p.FinishedOn, err = parseTime("--finished-on", o.finishedOn, time.Time{}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish stamps the default provenance's finishedOn when no flag set it.
+func finish(p attest.Predicates, at time.Time) attest.Predicates {
+	if prov, ok := p.(attest.Provenance); ok && prov.FinishedOn.IsZero() {
+		prov.FinishedOn = at
+		return prov
+	}
+	return p
+}
+
+func (o *predicateOptions) file() (attest.Predicates, error) {
+	typ := o.typ
+	if typ == "" {
+		typ = "custom" // as cosign attest
+	}
+	if _, err := attest.PredicateURI(typ); err != nil {
+		return nil, usageError{err}
+	}
+	raw, err := os.ReadFile(o.path)
+	if err != nil {
+		return nil, usagef("--predicate: %v", err)
+	}
+	return attest.FilePredicate{PredicateType: typ, Raw: raw}, nil
+}
+
+func parseTime(flag, value string, def time.Time) (time.Time, error) {
+	if value == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339, value)
+	if err != nil {
+		return time.Time{}, usagef("%s %q: want RFC 3339, such as 2026-01-02T15:04:05Z", flag, value)
+	}
+	return t, nil
+}
+
+// parseAnnotations reads k=v pairs as cosign's -a takes them.
+func parseAnnotations(flag string, pairs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, usagef("%s %q: want key=value", flag, p)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// describePredicate names the predicate for people.
+func describePredicate(p attest.Predicates) string {
+	if _, ok := p.(attest.Provenance); ok {
+		return "SLSA v1.0 provenance"
+	}
+	uri, _ := attest.PredicateURI(p.Type())
+	return fmt.Sprintf("%s predicate (%s)", p.Type(), uri)
+}

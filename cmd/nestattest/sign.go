@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/walk"
+)
+
+type signOptions struct {
+	registry    registryOptions
+	walk        walkOptions
+	output      outputOptions
+	results     resultOptions
+	key         keyOptions
+	predicate   predicateOptions
+	annotations []string
+	bindRoot    bool
+	mirrors     bool
+	verbose     bool
+}
+
+func newSign(s streams) *cobra.Command {
+	o := &signOptions{}
+	cmd := &cobra.Command{
+		Use:   "sign REF",
+		Short: "Sign and attest every node of a tree, each in its own repository, as cosign stores them",
+		Long: `sign walks the tree under REF across its scoped repositories and gives every
+node — the root, every index, every leaf — a cosign signature
+(<repo>:sha256-<hex>.sig) and an in-toto attestation (<repo>:sha256-<hex>.att)
+in its own repository. What this key already signed and attested is not
+written again. A node that fails does not stop the others.
+
+Exit codes: 0 every node signed and attested; 1 some nodes failed or the tree
+could not be read; 2 bad flags, reference, key, password or predicate.`,
+		Example: `  COSIGN_PASSWORD=… nestattest sign --key cosign.key quay.io/org/ko-build:latest
+  nestattest sign --key /etc/signing-secrets --results-dir /tekton/results quay.io/org/ko-build:latest
+  nestattest sign --key cosign.key --predicate sbom.spdx.json --type spdxjson quay.io/org/ko-build@sha256:…`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
+	}
+	o.registry.addFlags(cmd)
+	o.walk.addFlags(cmd)
+	o.output.addFlags(cmd)
+	o.results.addFlags(cmd)
+	o.key.addFlags(cmd)
+	o.predicate.addFlags(cmd)
+	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
+	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+attest.AnnotationRoot+" annotation (root repository@digest)")
+	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
+	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node")
+	return cmd
+}
+
+func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
+	started := time.Now()
+	ctx := cmd.Context()
+	if err := o.output.check(); err != nil {
+		return err
+	}
+	ref, err := o.registry.parseRef(arg)
+	if err != nil {
+		return err
+	}
+	annotations, err := parseAnnotations("--annotations", o.annotations)
+	if err != nil {
+		return err
+	}
+	predicates, err := o.predicate.predicates(started)
+	if err != nil {
+		return err
+	}
+	signer, err := o.key.load()
+	if err != nil {
+		return err
+	}
+	client := o.registry.client()
+	wopts, err := o.walk.options(client)
+	if err != nil {
+		return err
+	}
+	tree, err := walk.Collect(ctx, ref, wopts)
+	if err != nil {
+		return fmt.Errorf("read the tree, nothing signed: %w", err)
+	}
+	progress := newProgress(s.err, len(tree.Nodes), o.verbose)
+	rep, _ := attest.Sign(ctx, tree, attest.Options{
+		Signer: signer, Store: attest.TagStore{Client: client}, Predicates: finish(predicates, time.Now()),
+		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors, Client: client,
+		Jobs: o.walk.jobs, Progress: progress.node,
+	})
+	progress.done()
+	return o.report(s, arg, tree, rep, predicates)
+}
+
+// report prints the outcome, writes the results and picks the exit code.
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates) error {
+	ref, _ := o.registry.parseRef(arg)
+	doc := newSignDoc(arg, tree, rep)
+	tally := rep.Tally()
+	if o.output.format == "json" {
+		if err := writeJSON(s.out, doc); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range rep.Results {
+			if r.Err != nil {
+				fmt.Fprintf(s.err, "FAILED %s\n", r.Err)
+			}
+		}
+		fmt.Fprintln(s.out, signSummary(tally, count(tree), p))
+	}
+	err := o.results.write(results{
+		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
+		outputs: map[string]string{
+			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
+			"unchanged": fmt.Sprint(tally.Unchanged), "failed": fmt.Sprint(tally.Failed),
+		},
+		summary: signMarkdown(arg, tree, rep),
+	})
+	if err != nil {
+		return err
+	}
+	if tally.Failed > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
+	switch {
+	case t.Failed > 0:
+		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d already signed and attested); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Unchanged)
+	case t.Written == 0:
+		return fmt.Sprintf("nothing to write: all %d nodes in %d repositories already signed and attested (%s) by this key", t.Nodes, c.Repositories, describePredicate(p))
+	}
+	return fmt.Sprintf("signed and attested %d nodes in %d repositories (%s): %d written, %d already done", t.Nodes, c.Repositories, describePredicate(p), t.Written, t.Unchanged)
+}
+
+// signDoc is the JSON report of `nestattest sign`.
+type signDoc struct {
+	Root    rootDoc       `json:"root"`
+	Nodes   []signNodeDoc `json:"nodes"`
+	Summary attest.Tally  `json:"summary"`
+}
+
+type signNodeDoc struct {
+	nodeDoc
+	Places []attest.Placement `json:"places"`
+}
+
+func newSignDoc(arg string, tree *walk.Tree, rep *attest.Report) signDoc {
+	doc := signDoc{Root: newRootDoc(arg, tree), Summary: rep.Tally()}
+	for _, r := range rep.Results {
+		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places}
+		if r.Err != nil {
+			d.Error = r.Err.Error()
+		}
+		doc.Nodes = append(doc.Nodes, d)
+	}
+	return doc
+}
+
+// signMarkdown is the GitHub step summary: a table of every node.
+func signMarkdown(arg string, tree *walk.Tree, rep *attest.Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### nestattest sign `%s`\n\nRoot `%s`\n\n", arg, tree.Root.Digest())
+	b.WriteString("| path | digest | type | signature | attestation |\n|---|---|---|---|---|\n")
+	for _, r := range rep.Results {
+		sig, att := "failed", "failed"
+		if len(r.Places) > 0 && r.Err == nil {
+			sig, att = string(r.Places[0].Signature), string(r.Places[0].Attestation)
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), describe(r.Node), sig, att)
+	}
+	t := rep.Tally()
+	fmt.Fprintf(&b, "\n%d nodes: %d written, %d unchanged, %d failed\n", t.Nodes, t.Written, t.Unchanged, t.Failed)
+	return b.String()
+}
+
+// progress reports nodes as they are done: a counter on a terminal, a line
+// per node with -v, nothing otherwise.
+type progress struct {
+	w        io.Writer
+	total    int
+	done_    atomic.Int32
+	verbose  bool
+	terminal bool
+}
+
+func newProgress(w io.Writer, total int, verbose bool) *progress {
+	f, ok := w.(*os.File)
+	return &progress{w: w, total: total, verbose: verbose, terminal: ok && term.IsTerminal(int(f.Fd()))}
+}
+
+func (p *progress) node(r attest.NodeResult) {
+	n := p.done_.Add(1)
+	switch {
+	case p.verbose:
+		fmt.Fprintf(p.w, "%-9s %s %s\n", status(r), r.Node.Path(), r.Node.Descriptor.Digest)
+	case p.terminal:
+		fmt.Fprintf(p.w, "\rsigning: %d/%d nodes", n, p.total)
+	}
+}
+
+func (p *progress) done() {
+	if p.terminal && !p.verbose {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func status(r attest.NodeResult) string {
+	switch {
+	case r.Err != nil:
+		return "FAILED"
+	case len(r.Places) > 0 && r.Places[0].Signature == attest.Present && r.Places[0].Attestation == attest.Present:
+		return "unchanged"
+	}
+	return "signed"
+}
