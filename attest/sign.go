@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -126,27 +125,12 @@ func Sign(ctx context.Context, tree *walk.Tree, opts Options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Results: make([]NodeResult, len(tree.Nodes))}
-	jobs := opts.Jobs
-	if jobs <= 0 {
-		jobs = walk.DefaultJobs
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(jobs, max(len(tree.Nodes), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				rep.Results[i] = s.node(ctx, tree.Nodes[i])
-				if opts.Progress != nil {
-					opts.Progress(rep.Results[i])
-				}
-			}
-		})
-	}
-	for i := range tree.Nodes {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	forEach(len(tree.Nodes), opts.Jobs, func(i int) {
+		rep.Results[i] = s.node(ctx, tree.Nodes[i])
+		if opts.Progress != nil {
+			opts.Progress(rep.Results[i])
+		}
+	})
 	var errs []error
 	for _, r := range rep.Results {
 		if r.Err != nil {

@@ -29,8 +29,8 @@ func newDemo(s streams) *cobra.Command {
 		Long: `demo starts a registry inside this process on a loopback port, pushes a
 ko-shaped sample (org/ko-build with app1, app2 and app3, each a two-platform
 index, app2 listing app2/plugins), shows the tree, and signs and attests every
-node with an ephemeral key, twice: the second run writes nothing. Nothing
-leaves the machine.`,
+node with an ephemeral key, twice (the second run writes nothing), and
+verifies the whole tree. Nothing leaves the machine.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s) },
 	}
@@ -73,6 +73,7 @@ func runDemo(ctx context.Context, s streams) error {
 		{"tree", root},
 		{"sign", "--key", keys, root},
 		{"sign", "--key", keys, root},
+		{"verify", "--key", filepath.Join(keys, "cosign.pub"), "--require-root", root},
 	} {
 		fmt.Fprintf(s.out, "\n$ nestattest %s\n", strings.Join(args, " "))
 		if code := Execute(ctx, args, s.out, s.err); code != ExitOK {

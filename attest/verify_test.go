@@ -1,0 +1,168 @@
+package attest
+
+import (
+	"context"
+	"crypto"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/nestattest/nestattest/registry"
+	"github.com/nestattest/nestattest/walk"
+)
+
+func publicVerifier(t testing.TB, s Signer) signature.Verifier {
+	t.Helper()
+	pub, err := s.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// signedKo pushes and signs the ko sample, and returns the tree, the
+// client and the verify options for the key.
+func signedKo(t *testing.T) (*testRegistry, *walk.Tree, *registry.Client, Signer, VerifyOptions) {
+	r := newTestRegistry(t)
+	c := registry.NewClient(registry.Options{})
+	tree := pushKo(t, r, c)
+	s := loadTestKey(t)
+	if _, err := Sign(context.Background(), tree, signOpts(c, s)); err != nil {
+		t.Fatal(err)
+	}
+	return r, tree, c, s, VerifyOptions{Verifier: publicVerifier(t, s), Client: c, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+}
+
+func nodeAt(t *testing.T, tree *walk.Tree, path string, kind walk.Kind) *walk.Node {
+	t.Helper()
+	for _, n := range tree.Nodes {
+		if n.Path() == path && n.Kind == kind {
+			return n
+		}
+	}
+	t.Fatalf("no %s node at %s", kind, path)
+	return nil
+}
+
+// failures returns path: reasons of every failed node.
+func failures(rep *VerifyReport) []string {
+	var out []string
+	for _, v := range rep.Verdicts {
+		if !v.Passed() {
+			out = append(out, v.Node.Path()+" "+v.Node.Descriptor.Digest.String()+": "+v.Reasons())
+		}
+	}
+	return out
+}
+
+func TestVerifySignedTree(t *testing.T) {
+	_, tree, _, _, opts := signedKo(t)
+	rep, err := Verify(context.Background(), tree, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := failures(rep); len(f) != 0 {
+		t.Fatalf("failures: %q", f)
+	}
+	opts.Types = append(opts.Types, "spdxjson")
+	rep, err = Verify(context.Background(), tree, opts)
+	if err != nil || rep.Failed() != len(tree.Nodes) {
+		t.Fatalf("requiring an SBOM no node has: %d failed, %v", rep.Failed(), err)
+	}
+	if r := rep.Verdicts[0].Reasons(); !strings.Contains(r, "https://spdx.dev/Document") {
+		t.Errorf("reason %q does not name the missing type", r)
+	}
+}
+
+func TestVerifyTampering(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, tree *walk.Tree, c *registry.Client) *walk.Node
+		reason string
+	}{
+		{"leaf unsigned", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
+			n := nodeAt(t, tree, "app3", walk.KindImage)
+			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, Signatures)); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}, "no signature by the key"},
+		{"signed by another key", func(t *testing.T, tree *walk.Tree, c *registry.Client) *walk.Node {
+			n := nodeAt(t, tree, "app1", walk.KindImage)
+			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, Signatures)); err != nil {
+				t.Fatal(err)
+			}
+			other := &walk.Tree{Root: tree.Root, Nodes: []*walk.Node{n}}
+			if _, err := Sign(ctx, other, signOpts(c, loadTestKey(t))); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}, "no signature by the key"},
+		{"attestation of another digest", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
+			n := nodeAt(t, tree, "app2/plugins", walk.KindIndex)
+			sibling := nodeAt(t, tree, "app2", walk.KindIndex)
+			copyTag(t, Tag(sibling.Repository, sibling.Descriptor.Digest, Attestations), Tag(n.Repository, n.Descriptor.Digest, Attestations))
+			return n
+		}, "no attestation by the key whose subject is this digest"},
+		{"signature copied from another repository", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
+			n := nodeAt(t, tree, "app1", walk.KindIndex)
+			// The root's repository holds a mirrored copy of app1, signed
+			// there for the root's repository.
+			copyTag(t, Tag(tree.Root.Repository, n.Descriptor.Digest, Signatures), Tag(n.Repository, n.Descriptor.Digest, Signatures))
+			return n
+		}, "signed by the key for another repository"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, tree, c, _, opts := signedKo(t)
+			n := tc.tamper(t, tree, c)
+			rep, err := Verify(ctx, tree, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := failures(rep)
+			if len(f) != 1 || !strings.HasPrefix(f[0], n.Path()+" "+n.Descriptor.Digest.String()) || !strings.Contains(f[0], tc.reason) {
+				t.Fatalf("failures %q, want only %s %s with %q", f, n.Path(), n.Descriptor.Digest, tc.reason)
+			}
+		})
+	}
+}
+
+func copyTag(t *testing.T, from, to name.Tag) {
+	t.Helper()
+	img, err := remote.Image(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(to, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerifyRequiresRootBinding(t *testing.T) {
+	r := newTestRegistry(t)
+	c := registry.NewClient(registry.Options{})
+	tree := pushKo(t, r, c)
+	s := loadTestKey(t)
+	opts := signOpts(c, s)
+	opts.BindRoot = false
+	if _, err := Sign(context.Background(), tree, opts); err != nil {
+		t.Fatal(err)
+	}
+	vopts := VerifyOptions{Verifier: publicVerifier(t, s), Client: c, Types: []string{"slsaprovenance1"}}
+	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
+		t.Fatalf("without --require-root: %q, %v", failures(rep), err)
+	}
+	vopts.RequireRoot = true
+	rep, err := Verify(context.Background(), tree, vopts)
+	if err != nil || rep.Failed() != len(tree.Nodes) || !strings.Contains(rep.Verdicts[0].Reasons(), AnnotationRoot) {
+		t.Fatalf("with --require-root: %d failed, %q, %v", rep.Failed(), rep.Verdicts[0].Reasons(), err)
+	}
+}

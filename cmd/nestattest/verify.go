@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/walk"
+)
+
+type verifyOptions struct {
+	registry      registryOptions
+	walk          walkOptions
+	output        outputOptions
+	key           string
+	types         []string
+	signatureOnly bool
+	annotations   []string
+	requireRoot   bool
+	ignoreTlog    bool
+	verbose       bool
+}
+
+func newVerify(s streams) *cobra.Command {
+	o := &verifyOptions{}
+	cmd := &cobra.Command{
+		Use:   "verify REF",
+		Short: "Verify every node of a tree, each in its own repository, with cosign's verification",
+		Long: `verify walks the tree under REF across its scoped repositories and checks every
+node in its own repository: a signature by the key over the node's digest whose
+docker-reference names the node's repository (and carries the required
+annotations), and an attestation of each required predicate type whose
+statement's subject is the node's digest. Transparency-log entries are not
+checked unless --insecure-ignore-tlog=false, as with cosign.
+
+Exit codes: 0 every node passed; 1 some node failed or the tree could not be
+read; 2 bad flags, reference or key.`,
+		Example: `  nestattest verify --key cosign.pub quay.io/org/ko-build:latest
+  nestattest verify --key cosign.pub --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
+	}
+	o.registry.addFlags(cmd)
+	o.walk.addFlags(cmd)
+	o.output.addFlags(cmd)
+	cmd.Flags().StringVar(&o.key, "key", "", "cosign public key file (cosign.pub)")
+	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
+	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
+	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature payload must carry (repeatable)")
+	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require every signature to bind its node to this root ("+attest.AnnotationRoot+")")
+	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", true, "do not check transparency-log entries, as cosign's flag of that name")
+	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
+	return cmd
+}
+
+func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
+	if err := o.output.check(); err != nil {
+		return err
+	}
+	ref, err := o.registry.parseRef(arg)
+	if err != nil {
+		return err
+	}
+	vopts, err := o.options(ctx)
+	if err != nil {
+		return err
+	}
+	vopts.Client = o.registry.client()
+	wopts, err := o.walk.options(vopts.Client)
+	if err != nil {
+		return err
+	}
+	tree, err := walk.Walk(ctx, ref, wopts, func(context.Context, *walk.Node, error) error { return nil })
+	if err != nil {
+		return fmt.Errorf("read the tree: %w", err)
+	}
+	if o.verbose {
+		vopts.Progress = func(v attest.Verdict) { fmt.Fprintf(s.err, "%-4s %s %s\n", mark(v), v.Node.Path(), v.Node.Descriptor.Digest) }
+	}
+	rep, err := attest.Verify(ctx, tree, vopts)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := o.print(s, arg, tree, rep); err != nil {
+		return err
+	}
+	if rep.Failed() > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+// options turn the flags into library options: the key, the required
+// types and annotations, the transparency-log keys when asked for.
+func (o *verifyOptions) options(ctx context.Context) (attest.VerifyOptions, error) {
+	if o.key == "" {
+		return attest.VerifyOptions{}, usagef("--key is required")
+	}
+	v, err := loadPublicKey(o.key)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	annotations, err := parseAnnotations("--annotations", o.annotations)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	opts := attest.VerifyOptions{Verifier: v, Annotations: annotations, RequireRoot: o.requireRoot, Jobs: o.walk.jobs}
+	if !o.signatureOnly {
+		opts.Types = o.types
+	}
+	for _, t := range opts.Types {
+		if _, err := attest.PredicateURI(t); err != nil {
+			return opts, usageError{err}
+		}
+	}
+	if !o.ignoreTlog {
+		if opts.RekorPubs, err = cosign.GetRekorPubs(ctx); err != nil {
+			return opts, fmt.Errorf("transparency-log keys: %w", err)
+		}
+	}
+	return opts, nil
+}
+
+func loadPublicKey(path string) (signature.Verifier, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("--key: %v", err)
+	}
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pem)
+	if err != nil {
+		return nil, usagef("--key %s: not a PEM public key: %v", path, err)
+	}
+	v, err := signature.LoadDefaultVerifier(pub)
+	if err != nil {
+		return nil, usagef("--key %s: %v", path, err)
+	}
+	return v, nil
+}
+
+// verifyDoc is the JSON output of `nestattest verify`.
+type verifyDoc struct {
+	Root    rootDoc         `json:"root"`
+	Nodes   []verifyNodeDoc `json:"nodes"`
+	Summary verifySummary   `json:"summary"`
+}
+
+type verifyNodeDoc struct {
+	nodeDoc
+	Passed bool           `json:"passed"`
+	Checks []attest.Check `json:"checks"`
+}
+
+type verifySummary struct {
+	Nodes  int      `json:"nodes"`
+	Passed int      `json:"passed"`
+	Failed int      `json:"failed"`
+	Types  []string `json:"types"`
+	Tlog   bool     `json:"tlogChecked"`
+}
+
+func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attest.VerifyReport) error {
+	sum := verifySummary{Nodes: len(rep.Verdicts), Failed: rep.Failed(), Types: o.types, Tlog: !o.ignoreTlog}
+	if o.signatureOnly {
+		sum.Types = []string{}
+	}
+	sum.Passed = sum.Nodes - sum.Failed
+	if o.output.format == "json" {
+		doc := verifyDoc{Root: newRootDoc(arg, tree), Summary: sum}
+		for _, v := range rep.Verdicts {
+			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), Checks: v.Checks})
+		}
+		return writeJSON(s.out, doc)
+	}
+	verdicts := map[*walk.Node]attest.Verdict{}
+	for _, v := range rep.Verdicts {
+		verdicts[v.Node] = v
+	}
+	printTree(s.out, tree, func(n *walk.Node) string {
+		v := verdicts[n]
+		if v.Passed() {
+			return "✓"
+		}
+		return "✗ " + v.Reasons()
+	})
+	what := "signature"
+	if len(sum.Types) > 0 {
+		what += " and " + strings.Join(sum.Types, ", ") + " attestation"
+	}
+	tlog := "transparency log not checked (--insecure-ignore-tlog)"
+	if sum.Tlog {
+		tlog = "transparency log checked"
+	}
+	verdict := "verified"
+	if sum.Failed > 0 {
+		verdict = "FAILED"
+	}
+	_, err := fmt.Fprintf(s.out, "%s: %d of %d nodes in %d repositories passed (%s by %s); %s\n",
+		verdict, sum.Passed, sum.Nodes, count(tree).Repositories, what, o.key, tlog)
+	return err
+}
+
+func mark(v attest.Verdict) string {
+	if v.Passed() {
+		return "ok"
+	}
+	return "FAIL"
+}
