@@ -82,7 +82,9 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 		return fmt.Errorf("read the tree: %w", err)
 	}
 	if o.verbose {
-		vopts.Progress = func(v attest.Verdict) { fmt.Fprintf(s.err, "%-4s %s %s\n", mark(v), v.Node.Path(), v.Node.Descriptor.Digest) }
+		vopts.Progress = func(v attest.Verdict) {
+			fmt.Fprintf(s.err, "%-4s %s %s\n", mark(v), v.Node.Path(), v.Node.Descriptor.Digest)
+		}
 	}
 	rep, err := attest.Verify(ctx, tree, vopts)
 	if err != nil {
