@@ -87,7 +87,10 @@ type Report struct {
 
 // Tally counts nodes by outcome.
 type Tally struct {
-	Nodes, Written, Unchanged, Failed int
+	Nodes     int `json:"nodes"`
+	Written   int `json:"written"`
+	Unchanged int `json:"unchanged"`
+	Failed    int `json:"failed"`
 }
 
 // Tally counts the report: nodes with something written, nodes where
