@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -34,6 +35,7 @@ type Client struct {
 type key struct {
 	repo   string
 	access Access
+	scopes string // for ScopedTransport: the scopes, space-separated
 }
 
 type entry struct {
@@ -54,7 +56,33 @@ func (c *Client) Options() Options { return c.opts }
 // a repository and access pings the registry and fetches a token, later calls
 // reuse it. Push access includes pull.
 func (c *Client) Transport(ctx context.Context, repo name.Repository, access Access) (http.RoundTripper, error) {
-	k := key{repo: repo.Name(), access: access}
+	return c.cached(ctx, key{repo: repo.Name(), access: access}, func() (http.RoundTripper, error) {
+		return c.newTransport(ctx, repo, access)
+	})
+}
+
+// ScopedTransport returns an authenticated transport for reg whose token
+// covers every scope given: a push scope on one repository with a pull scope
+// on another, for cross-repository blob mounts, or the registry's catalog
+// scope ("registry:catalog:*"). Like Transport's, it is created on first use
+// for that set of scopes and shared afterwards.
+func (c *Client) ScopedTransport(ctx context.Context, reg name.Registry, scopes ...string) (http.RoundTripper, error) {
+	k := key{repo: reg.Name(), scopes: strings.Join(scopes, " ")}
+	return c.cached(ctx, k, func() (http.RoundTripper, error) { return c.dial(ctx, reg, scopes) })
+}
+
+// ScopedHTTPClient is HTTPClient over ScopedTransport.
+func (c *Client) ScopedHTTPClient(ctx context.Context, reg name.Registry, scopes ...string) (*http.Client, error) {
+	rt, err := c.ScopedTransport(ctx, reg, scopes...)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: rt, CheckRedirect: sameHost}, nil
+}
+
+// cached returns the transport for k, made by mk on first use; a failure is
+// not cached.
+func (c *Client) cached(ctx context.Context, k key, mk func() (http.RoundTripper, error)) (http.RoundTripper, error) {
 	c.mu.Lock()
 	e, ok := c.transports[k]
 	if !ok {
@@ -62,7 +90,7 @@ func (c *Client) Transport(ctx context.Context, repo name.Repository, access Acc
 		c.transports[k] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.rt, e.err = c.newTransport(ctx, repo, access) })
+	e.once.Do(func() { e.rt, e.err = mk() })
 	if e.err != nil {
 		c.mu.Lock()
 		if c.transports[k] == e {
@@ -74,21 +102,25 @@ func (c *Client) Transport(ctx context.Context, repo name.Repository, access Acc
 }
 
 func (c *Client) newTransport(ctx context.Context, repo name.Repository, access Access) (http.RoundTripper, error) {
-	auth, err := authn.Resolve(ctx, c.opts.keychain(), repo)
-	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", repo.RegistryStr(), err)
-	}
 	scopes := []string{repo.Scope(transport.PullScope)}
 	if access == Push {
 		scopes = []string{repo.Scope(transport.PushScope)}
+	}
+	return c.dial(ctx, repo.Registry, scopes)
+}
+
+func (c *Client) dial(ctx context.Context, reg name.Registry, scopes []string) (http.RoundTripper, error) {
+	auth, err := authn.Resolve(ctx, c.opts.keychain(), reg)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
 	}
 	var base http.RoundTripper = c.base
 	if c.opts.UserAgent != "" {
 		base = transport.NewUserAgent(base, c.opts.UserAgent)
 	}
-	rt, err := transport.NewWithContext(ctx, repo.Registry, auth, base, scopes)
+	rt, err := transport.NewWithContext(ctx, reg, auth, base, scopes)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", repo.RegistryStr(), err)
+		return nil, fmt.Errorf("connect to %s: %w", reg.RegistryStr(), err)
 	}
 	return rt, nil
 }

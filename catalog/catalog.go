@@ -1,0 +1,300 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nestattest/nestattest/registry"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// Mirror says when children are mirrored into the parent repository.
+type Mirror string
+
+// The mirror modes.
+const (
+	// MirrorAuto pushes the parent as it is and mirrors only when the
+	// registry refuses it because its children are not in its repository.
+	MirrorAuto Mirror = "auto"
+	// MirrorAlways mirrors before pushing the parent.
+	MirrorAlways Mirror = "always"
+	// MirrorNever never mirrors; a refusal is an error (ErrRefused).
+	MirrorNever Mirror = "never"
+)
+
+// DefaultMirror is the mode used when Options.Mirror is empty.
+const DefaultMirror = MirrorAuto
+
+// ParseMirror checks a mirror mode's name.
+func ParseMirror(s string) (Mirror, error) {
+	switch m := Mirror(s); m {
+	case MirrorAuto, MirrorAlways, MirrorNever:
+		return m, nil
+	}
+	return "", fmt.Errorf("mirror mode %q: want %s, %s or %s", s, MirrorAuto, MirrorAlways, MirrorNever)
+}
+
+// Options say what Compose composes and how it pushes.
+type Options struct {
+	// Client reaches the registry; required.
+	Client *registry.Client
+	// Children are the children named explicitly (ParseChild,
+	// ParseReferences).
+	Children []Child
+	// Discover adds every repository below the parent that the registry's
+	// _catalog lists, resolved at ChildTag.
+	Discover bool
+	// Listing bounds the _catalog listing.
+	Listing DiscoverOptions
+	// ChildTag is the tag discovered children are resolved at; the parent's
+	// tag when empty.
+	ChildTag string
+	// SkipMissing skips, and reports in Result.Skipped, a discovered
+	// repository that has no ChildTag; without it that is an error
+	// (ErrNotFound).
+	SkipMissing bool
+	// Annotations go on the parent index.
+	Annotations map[string]string
+	// Mirror is the mirror mode; DefaultMirror when empty.
+	Mirror Mirror
+	// Jobs is how many requests run at once, for resolving children and for
+	// mirroring; walk.DefaultJobs when zero.
+	Jobs int
+	// DryRun composes the parent index without pushing anything.
+	DryRun bool
+}
+
+// Compose resolves the children of parent (explicit ones and, with
+// Options.Discover, those the registry lists), composes the parent index
+// with one entry per child, sorted by path, and pushes it to parent's tag,
+// mirroring the children into the parent repository as Options.Mirror
+// says. Every input is checked, and every child resolved, before anything
+// is pushed. The Result is returned with the error when the push failed.
+func Compose(ctx context.Context, parent name.Tag, opts Options) (*Result, error) {
+	r, err := newRun(parent, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := &Result{Reference: parent.String(), Repository: parent.Context().Name(), Mirror: r.opts.Mirror}
+	children, err := r.children(ctx, out)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.resolveAll(ctx, children, out)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := Index(descriptors(res), opts.Annotations)
+	if err != nil {
+		return nil, err
+	}
+	if err := out.describe(parent, idx, res); err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		return out, nil
+	}
+	return out, r.push(ctx, idx, res, out)
+}
+
+// run is one Compose call.
+type run struct {
+	parent  name.Tag
+	opts    Options
+	fetcher walk.Fetcher
+	sem     chan struct{}
+}
+
+func newRun(parent name.Tag, opts Options) (*run, error) {
+	if opts.Client == nil {
+		return nil, errors.New("catalog: no Client")
+	}
+	if opts.Mirror == "" {
+		opts.Mirror = DefaultMirror
+	}
+	if _, err := ParseMirror(string(opts.Mirror)); err != nil {
+		return nil, err
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = walk.DefaultJobs
+	}
+	if opts.ChildTag == "" {
+		opts.ChildTag = parent.TagStr()
+	}
+	return &run{parent: parent, opts: opts, fetcher: walk.RegistryFetcher{Client: opts.Client}, sem: make(chan struct{}, opts.Jobs)}, nil
+}
+
+// limit runs fn when one of the Jobs slots is free.
+func (r *run) limit(ctx context.Context, fn func() error) error {
+	select {
+	case r.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.sem }()
+	return fn()
+}
+
+// children are the explicit children and the discovered ones, checked.
+func (r *run) children(ctx context.Context, out *Result) ([]Child, error) {
+	children := r.opts.Children
+	if r.opts.Discover {
+		l, err := Discover(ctx, r.opts.Client, r.parent.Context(), r.opts.Listing)
+		if err != nil {
+			return nil, err
+		}
+		out.Discovery = l
+		out.Requests += l.Pages
+		tag, err := name.NewTag(r.parent.Context().Name()+":"+r.opts.ChildTag, name.StrictValidation)
+		if err != nil {
+			return nil, fmt.Errorf("%w: child tag %q: %v", ErrSyntax, r.opts.ChildTag, err)
+		}
+		for _, p := range l.Paths {
+			repo, _ := childRepository(r.parent.Context(), p)
+			children = append(children, Child{Path: p, Ref: repo.Tag(tag.TagStr()), Source: "_catalog"})
+		}
+	}
+	return checkChildren(children)
+}
+
+// resolveAll resolves every child, Jobs at once. A discovered child that is
+// missing is skipped with SkipMissing; any other failure is an error naming
+// every child that failed.
+func (r *run) resolveAll(ctx context.Context, children []Child, out *Result) ([]*resolved, error) {
+	res := make([]*resolved, len(children))
+	errs := make([]error, len(children))
+	var wg sync.WaitGroup
+	for i, c := range children {
+		wg.Go(func() {
+			errs[i] = r.limit(ctx, func() (err error) {
+				res[i], err = r.resolve(ctx, c)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	var kept []*resolved
+	var failed []error
+	for i, c := range children {
+		switch {
+		case errs[i] == nil:
+			kept = append(kept, res[i])
+		case c.Source == "_catalog" && r.opts.SkipMissing && errors.Is(errs[i], ErrNotFound):
+			out.Skipped = append(out.Skipped, Skipped{Path: c.Path, Reference: c.Ref.String(), Reason: errs[i].Error()})
+		default:
+			failed = append(failed, errs[i])
+		}
+		if res[i] != nil {
+			out.Requests += res[i].requests
+		}
+	}
+	if len(failed) > 0 {
+		return nil, errors.Join(failed...)
+	}
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("%w: every discovered repository below %s lacks the tag %q", ErrNoChildren, r.parent.Context().Name(), r.opts.ChildTag)
+	}
+	return kept, nil
+}
+
+func descriptors(res []*resolved) []Entry {
+	out := make([]Entry, len(res))
+	for i, c := range res {
+		out[i] = Entry{Descriptor: c.desc, Raw: c.raw}
+	}
+	return out
+}
+
+// Result is what Compose did, in a form ready for JSON reports.
+type Result struct {
+	// Reference is the parent's tag.
+	Reference string `json:"reference"`
+	// Repository is the parent repository.
+	Repository string `json:"repository"`
+	// Digest, MediaType and Size describe the parent index.
+	Digest    string          `json:"digest"`
+	MediaType types.MediaType `json:"mediaType"`
+	Size      int64           `json:"size"`
+	// Annotations are the parent index's annotations.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Mirror is the mode; Mirrored says whether children were mirrored.
+	Mirror   Mirror `json:"mirror"`
+	Mirrored bool   `json:"mirrored"`
+	// Pushed says whether the parent was pushed (not with DryRun).
+	Pushed bool `json:"pushed"`
+	// Children are the entries of the parent index, sorted by path.
+	Children []ChildResult `json:"children"`
+	// Skipped are discovered repositories left out for lack of the tag.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Discovery is the _catalog listing, with Options.Discover.
+	Discovery *Listing `json:"discovery,omitempty"`
+	// Requests counts the requests of the run: listing, resolving, mirroring
+	// and pushing the parent (not token and ping requests).
+	Requests int `json:"requests"`
+	// Index is the composed parent index.
+	Index v1.ImageIndex `json:"-"`
+}
+
+// ChildResult is one entry of the parent index.
+type ChildResult struct {
+	Path         string          `json:"path"`
+	Repository   string          `json:"repository"`
+	Source       string          `json:"source"`
+	Digest       string          `json:"digest"`
+	MediaType    types.MediaType `json:"mediaType"`
+	ArtifactType string          `json:"artifactType,omitempty"`
+	Size         int64           `json:"size"`
+	Platform     string          `json:"platform,omitempty"`
+	// Mirrored says the child now also stands in the parent repository.
+	Mirrored bool `json:"mirrored"`
+	// Requests counts the requests made for this child: resolving it and
+	// mirroring it.
+	Requests int `json:"requests"`
+	// Mirror says what mirroring the child did.
+	Mirror *MirrorStats `json:"mirrorStats,omitempty"`
+}
+
+// Skipped is a discovered repository left out.
+type Skipped struct {
+	Path      string `json:"path"`
+	Reference string `json:"reference"`
+	Reason    string `json:"reason"`
+}
+
+// Ref returns the parent by digest.
+func (r *Result) Ref() (name.Digest, error) {
+	return name.NewDigest(r.Repository + "@" + r.Digest)
+}
+
+func (r *Result) describe(parent name.Tag, idx v1.ImageIndex, res []*resolved) error {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return err
+	}
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return err
+	}
+	r.Index, r.Digest, r.MediaType, r.Size, r.Annotations = idx, d.String(), m.MediaType, int64(len(raw)), m.Annotations
+	for _, c := range res {
+		cr := ChildResult{
+			Path: c.Path, Repository: c.Ref.Context().Name(), Source: c.Source, Digest: c.desc.Digest.String(),
+			MediaType: c.desc.MediaType, ArtifactType: c.desc.ArtifactType, Size: c.desc.Size, Requests: c.requests,
+		}
+		if c.desc.Platform != nil {
+			cr.Platform = c.desc.Platform.String()
+		}
+		r.Children = append(r.Children, cr)
+	}
+	return nil
+}
