@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nestattest/nestattest/internal/sample"
+	"github.com/nestattest/nestattest/test/harness"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// verifyDoc is the part of `nestattest verify -o json` the tests read.
+type verifyDoc struct {
+	Nodes []struct {
+		Path, Repository, Digest string
+		Passed                   bool
+		Checks                   []struct {
+			Name, Reason string
+			OK           bool
+		}
+	}
+	Summary struct{ Nodes, Passed, Failed int }
+}
+
+func (d verifyDoc) failures() map[string]string {
+	out := map[string]string{}
+	for _, n := range d.Nodes {
+		if n.Passed {
+			continue
+		}
+		var reasons []string
+		for _, c := range n.Checks {
+			if !c.OK {
+				reasons = append(reasons, c.Name+": "+c.Reason)
+			}
+		}
+		out[n.Repository+"@"+n.Digest] = strings.Join(reasons, "; ")
+	}
+	return out
+}
+
+func verifyTree(t *testing.T, pub, ref string, args ...string) (verifyDoc, harness.Result) {
+	t.Helper()
+	r := harness.Run(t, harness.Binary(t), append([]string{"verify", "--key", pub, "-o", "json", ref}, args...)...)
+	var d verifyDoc
+	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
+		t.Fatalf("verify -o json: exit %d, %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	return d, r
+}
+
+// TestVerifyTreeSignedByCosign: a tree signed node by node with cosign sign
+// and cosign attest passes nestattest verify.
+func TestVerifyTreeSignedByCosign(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tree := pushKo(t, reg, "org/ko-build")
+	k := newKeyPair(t, "cosign")
+	nodes := treeOf(t, tree.tag).refs()
+	cosignSignTree(t, k, nodes, writeFile(t, "provenance.json", slsaPredicate))
+
+	d, r := verifyTree(t, k.pub, tree.tag)
+	if r.Code != 0 || d.Summary.Passed != len(nodes) {
+		t.Fatalf("exit %d, %+v, failures %v", r.Code, d.Summary, d.failures())
+	}
+	// cosign signed without the root binding: --require-root fails each node.
+	d, r = verifyTree(t, k.pub, tree.tag, "--require-root")
+	if r.Code != 1 || d.Summary.Failed != len(nodes) {
+		t.Errorf("--require-root: exit %d, %+v", r.Code, d.Summary)
+	}
+	text := harness.Run(t, harness.Binary(t), "verify", "--key", k.pub, tree.tag)
+	if text.Code != 0 || !strings.Contains(text.Stdout, "transparency log not checked") {
+		t.Errorf("text output: exit %d\n%s", text.Code, text.Stdout)
+	}
+}
+
+// TestVerifyTampering: each kind of tampering fails the node it touches,
+// named, with the reason, and only that node.
+func TestVerifyTampering(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	k := newKeyPair(t, "cosign")
+	other := newKeyPair(t, "other")
+	crane := func(args ...string) {
+		t.Helper()
+		if r := harness.Run(t, harness.Tool(t, "crane"), append(args, "--insecure")...); r.Code != 0 {
+			t.Fatalf("crane %v: %s", args, r.Stderr)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, tree *koTree, nodes []string) (victim, reason string)
+	}{
+		{"leaf unsigned", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
+			crane("delete", sigTag(nodes[2]))
+			return nodes[2], "no signature by the key"
+		}},
+		{"signed by another key", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
+			crane("delete", sigTag(nodes[3]))
+			if r := cosign(t, other.env(), "sign", "--key", other.key, "--tlog-upload=false", "--allow-insecure-registry", nodes[3]); r.Code != 0 {
+				t.Fatal(r.Stderr)
+			}
+			return nodes[3], "no signature by the key"
+		}},
+		{"attestation of another digest", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
+			crane("copy", attTag(nodes[5]), attTag(nodes[6]))
+			return nodes[6], "no attestation by the key whose subject is this digest"
+		}},
+		{"signature from a sibling repository", func(t *testing.T, tree *koTree, _ []string) (string, string) {
+			twin := twinsNode(t, tree)
+			crane("copy", sigTag(twin["right"]), sigTag(twin["left"]))
+			return twin["left"], "signed by the key for another repository"
+		}},
+		{"child index replaced after signing", func(t *testing.T, tree *koTree, _ []string) (string, string) {
+			replaced := replaceChild(t, tree, "app1")
+			return replaced, "no signature by the key"
+		}},
+		{"missing child", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
+			crane("delete", nodes[7])
+			return nodes[7], "not found"
+		}},
+		{"hostile annotation", func(t *testing.T, tree *koTree, _ []string) (string, string) {
+			return hostileChild(t, tree), "invalid repository scope"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tree := pushKo(t, reg, "org/"+strings.ReplaceAll(tc.name, " ", "-"))
+			addTwins(t, tree)
+			if r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, tree.tag); r.Code != 0 {
+				t.Fatalf("sign: %s", r.Stderr)
+			}
+			nodes := treeOf(t, tree.tag).refs()
+			signedRoot := tree.root
+			victim, reason := tc.tamper(t, tree, nodes)
+			// Replacing or adding a child makes a new root, unsigned too.
+			allowed := map[string]bool{victim: true, tree.root.String(): tree.root != signedRoot}
+			d, r := verifyTree(t, k.pub, tree.tag)
+			f := d.failures()
+			if r.Code != 1 || !strings.Contains(f[victim], reason) {
+				t.Fatalf("exit %d; failures %v; want %s failing with %q", r.Code, f, victim, reason)
+			}
+			for node, why := range f {
+				if !allowed[node] {
+					t.Errorf("%s failed too: %s", node, why)
+				}
+			}
+		})
+	}
+}
+
+func attTag(node string) string { return strings.TrimSuffix(sigTag(node), ".sig") + ".att" }
+
+// addTwins adds to the tree the same index in two sibling repositories,
+// twins/left and twins/right, and re-tags the root.
+func addTwins(t *testing.T, tree *koTree) {
+	t.Helper()
+	twin, err := sample.Index("twin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	extendRoot(t, tree, scopedEntry(twin, "twins/left"), scopedEntry(twin, "twins/right"))
+}
+
+func twinsNode(t *testing.T, tree *koTree) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range treeOf(t, tree.tag).refs() {
+		for _, side := range []string{"left", "right"} {
+			if strings.Contains(n, "/twins/"+side+"@") && out[side] == "" {
+				out[side] = n
+			}
+		}
+	}
+	return out
+}
+
+// extendRoot pushes new entries into their scoped repositories, appends
+// them to the root index and tags the new root latest.
+func extendRoot(t *testing.T, tree *koTree, adds ...mutate.IndexAddendum) {
+	t.Helper()
+	root, err := remote.Index(tree.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := tree.root.Repository
+	p := sample.Pusher{Annotation: walk.AnnotationRepository}
+	idx := mutate.AppendManifests(root, adds...)
+	d, err := p.Push(repo, idx, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.root = d
+}
+
+// replaceChild replaces the named child with new content, re-composes the
+// root and returns the new child's node.
+func replaceChild(t *testing.T, tree *koTree, path string) string {
+	t.Helper()
+	root, err := remote.Index(tree.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := root.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := sample.Index(path + "-rebuilt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, e := range m.Manifests {
+		if e.Annotations[walk.AnnotationRepository] == path {
+			idx = mutate.AppendManifests(idx, scopedEntry(fresh, path))
+			continue
+		}
+		child, err := root.ImageIndex(e.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: child, Descriptor: v1.Descriptor{Annotations: e.Annotations}})
+	}
+	d, err := (sample.Pusher{Annotation: walk.AnnotationRepository}).Push(tree.root.Repository, idx, "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.root = d
+	fd, _ := fresh.Digest()
+	return tree.root.Repository.Name() + "/" + path + "@" + fd.String()
+}
+
+// hostileChild adds an entry annotated out of the namespace and returns
+// the node it makes.
+func hostileChild(t *testing.T, tree *koTree) string {
+	t.Helper()
+	img, err := sample.Index("hostile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Push it where the annotation points, so only the scope check stops it.
+	outside := tree.root.Repository.Registry.Repo("org", "outside")
+	if _, err := (sample.Pusher{}).Push(outside, img); err != nil {
+		t.Fatal(err)
+	}
+	root, err := remote.Index(tree.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := mutate.AppendManifests(root, scopedEntry(img, "../outside"))
+	if err := remote.Put(tree.root.Repository.Tag("latest"), idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	tree.root = tree.root.Repository.Digest(d.String())
+	hd, _ := img.Digest()
+	// The walk places a refused entry in the index's own repository.
+	return tree.root.Repository.Name() + "@" + hd.String()
+}
