@@ -9,6 +9,9 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,6 +43,8 @@ type fakeRegistry struct {
 	mounts bool
 	strict bool
 	sparse atomic.Bool // accept indexes whose children are elsewhere
+	// catalog, when set, serves GET /v2/_catalog.
+	catalog http.HandlerFunc
 
 	mu       sync.Mutex
 	requests map[string]int    // "METHOD kind" → count
@@ -67,6 +72,9 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		req.Body = countBody{req.Body, &f.uploaded}
 	}
 	switch {
+	case kind == "_catalog" && f.catalog != nil:
+		f.catalog(w, req)
+		return
 	case req.Method == http.MethodPost && kind == "blobs" && req.URL.Query().Get("mount") != "" && f.mounts:
 		d, from := req.URL.Query().Get("mount"), req.URL.Query().Get("from")
 		if f.blobs.link(from, repo, d) {
@@ -345,5 +353,28 @@ func validateInParent(t testing.TB, ref name.Reference) {
 	}
 	if err := validate.Index(idx, validate.Fast); err != nil {
 		t.Fatalf("validate.Index of %s read from its own repository: %v", ref, err)
+	}
+}
+
+// pagedCatalog serves names as distribution does: sorted, n at a time from
+// after last, with a Link to the next page while more remain.
+func pagedCatalog(names []string) http.HandlerFunc {
+	sorted := slices.Clone(names)
+	slices.Sort(sorted)
+	return func(w http.ResponseWriter, req *http.Request) {
+		n, err := strconv.Atoi(req.URL.Query().Get("n"))
+		if err != nil || n <= 0 {
+			n = 1000
+		}
+		last := req.URL.Query().Get("last")
+		i, _ := slices.BinarySearch(sorted, last)
+		for i < len(sorted) && sorted[i] <= last {
+			i++
+		}
+		page := sorted[i:min(i+n, len(sorted))]
+		if i+n < len(sorted) {
+			w.Header().Set("Link", fmt.Sprintf(`</v2/_catalog?last=%s&n=%d>; rel="next"`, url.QueryEscape(page[len(page)-1]), n))
+		}
+		_ = json.NewEncoder(w).Encode(map[string][]string{"repositories": page})
 	}
 }
