@@ -277,5 +277,5 @@ func cosignReason(err error) string {
 	if i := strings.Index(msg, "\n"); i > 0 {
 		msg = msg[:i]
 	}
-	return registry.Redact(msg)
+	return registry.Redact(strings.TrimRight(msg, ": "))
 }
