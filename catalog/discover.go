@@ -62,9 +62,10 @@ func (o DiscoverOptions) withDefaults() DiscoverOptions {
 // Listing is what Discover found.
 type Listing struct {
 	// Paths are the repositories below the parent, relative to it, sorted.
-	Paths []string
+	Paths []string `json:"paths"`
 	// Pages and Entries count the pages and names read.
-	Pages, Entries int
+	Pages   int `json:"pages"`
+	Entries int `json:"entries"`
 }
 
 // Discover lists the repositories strictly below parent with the registry's

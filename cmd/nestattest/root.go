@@ -77,7 +77,7 @@ verifies whole trees.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newTree(s), newSign(s), newVerify(s), newGenerateKeyPair(s), newDemo(s), newVersion(s))
+	root.AddCommand(newTree(s), newSign(s), newVerify(s), newGenerateKeyPair(s), newDemo(s), newVersion(s), newCatalog(s))
 	return root
 }
 

@@ -282,7 +282,7 @@ func TestCatalogSparseDoesNotMirror(t *testing.T) {
 	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
 	k := catalogKo(t, reg, "org/ko-build", "app1", "app2", "app3")
 	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
-	proxied := strings.Replace(k.RefsFile, "", "", 1)
+	proxied := filepath.Join(t.TempDir(), "ko-refs-proxied.txt")
 	refs := strings.ReplaceAll(strings.Join(k.Refs, "\n"), reg.Host, proxy.Host)
 	if err := os.WriteFile(proxied, []byte(refs+"\n"), 0o644); err != nil {
 		t.Fatal(err)
