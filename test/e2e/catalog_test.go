@@ -150,7 +150,7 @@ type catalogReport struct {
 
 type catalogMirrorStats struct {
 	ManifestsPushed, ManifestsPresent, BlobsMounted, BlobsUploaded, BlobsPresent, Requests int
-	BytesUploaded                                                                       int64
+	BytesUploaded                                                                          int64
 }
 
 func catalogDecode(t *testing.T, stdout string) catalogReport {
