@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -148,7 +149,8 @@ type signer struct {
 	opts        Options
 	root        *walk.Node
 	annotations map[string]string
-	uri         string // the predicate type URI
+	uri         string   // the predicate type URI
+	tops        sync.Map // *walk.Node → *mirrorCheck, for the root's children
 }
 
 func newSigner(tree *walk.Tree, opts Options) (*signer, error) {
@@ -165,6 +167,15 @@ func newSigner(tree *walk.Tree, opts Options) (*signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A predicate cosign's generator refuses fails every node alike: find
+	// out before anything is written.
+	pred, err := opts.Predicates.For(tree.Root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPredicate, err)
+	}
+	if _, err := Statement(tree.Root.Digest(), opts.Predicates.Type(), pred, opts.Now()); err != nil {
+		return nil, err
+	}
 	ann := make(map[string]string, len(opts.Annotations)+1)
 	for k, v := range opts.Annotations {
 		ann[k] = v
@@ -175,9 +186,24 @@ func newSigner(tree *walk.Tree, opts Options) (*signer, error) {
 	return &signer{opts: opts, root: tree.Root, annotations: ann, uri: uri}, nil
 }
 
+// nodeAttempts is how many times a node that failed for a passing reason
+// (a reset connection, a registry error the transport's own retries did not
+// outlast) is signed again within a run. Signing a node is idempotent.
+const nodeAttempts = 3
+
 // node signs and attests one node in its repository and, where it is
 // mirrored, in the root's.
 func (s *signer) node(ctx context.Context, n *walk.Node) NodeResult {
+	var res NodeResult
+	for attempt := 1; ; attempt++ {
+		res = s.nodeOnce(ctx, n)
+		if res.Err == nil || attempt == nodeAttempts || !transient(res.Err) || ctx.Err() != nil {
+			return res
+		}
+	}
+}
+
+func (s *signer) nodeOnce(ctx context.Context, n *walk.Node) NodeResult {
 	res := NodeResult{Node: n}
 	repos := []name.Repository{n.Repository}
 	mirrored, err := s.mirrored(ctx, n)
@@ -199,13 +225,57 @@ func (s *signer) node(ctx context.Context, n *walk.Node) NodeResult {
 	return res
 }
 
+// transient reports whether a failure may pass: anything but a refusal
+// (401, 403) or a bad predicate.
+func transient(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		return terr.StatusCode != http.StatusUnauthorized && terr.StatusCode != http.StatusForbidden
+	}
+	return !errors.Is(err, ErrPredicate)
+}
+
 // mirrored reports whether a node of another repository also stands in the
-// root's repository.
+// root's repository. catalog mirrors each child of the root with everything
+// below it, so a node below a child that is not mirrored is not looked for.
 func (s *signer) mirrored(ctx context.Context, n *walk.Node) (bool, error) {
 	if !s.opts.Mirrors || s.opts.Client == nil || n.Repository.Name() == s.root.Repository.Name() {
 		return false, nil
 	}
-	ropts, err := s.opts.Client.Remote(ctx, s.root.Repository, registry.Pull)
+	top := topChild(n)
+	ok, err := s.mirroredOnce(ctx, top)
+	if err != nil || !ok || top == n {
+		return ok, err
+	}
+	return s.headInRoot(ctx, n)
+}
+
+// topChild returns the child of the root that n is, or is below.
+func topChild(n *walk.Node) *walk.Node {
+	for n.Parent != nil && n.Parent.Parent != nil {
+		n = n.Parent
+	}
+	return n
+}
+
+// mirroredOnce is mirrored for a child of the root, asked once per run.
+func (s *signer) mirroredOnce(ctx context.Context, top *walk.Node) (bool, error) {
+	v, _ := s.tops.LoadOrStore(top, &mirrorCheck{})
+	c := v.(*mirrorCheck)
+	c.once.Do(func() { c.ok, c.err = s.headInRoot(ctx, top) })
+	return c.ok, c.err
+}
+
+type mirrorCheck struct {
+	once sync.Once
+	ok   bool
+	err  error
+}
+
+// headInRoot looks for n's manifest in the root's repository, with the
+// push token the run writes there with anyway.
+func (s *signer) headInRoot(ctx context.Context, n *walk.Node) (bool, error) {
+	ropts, err := s.opts.Client.Remote(ctx, s.root.Repository, registry.Push)
 	if err != nil {
 		return false, err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
@@ -38,6 +37,9 @@ type Store interface {
 // signature or attestation a layer.
 type TagStore struct {
 	Client *registry.Client
+	// Access is the access List asks for: registry.Push when the run will
+	// write, so one token serves both.
+	Access registry.Access
 }
 
 // Tag returns the tag cosign uses for a manifest's signatures or
@@ -48,7 +50,7 @@ func Tag(repo name.Repository, digest v1.Hash, kind Kind) name.Tag {
 
 // List implements Store.
 func (s TagStore) List(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind) (oci.Signatures, error) {
-	ropts, err := s.Client.Remote(ctx, repo, registry.Pull)
+	ropts, err := s.Client.Remote(ctx, repo, s.Access)
 	if err != nil {
 		return nil, err
 	}
@@ -59,19 +61,24 @@ func (s TagStore) List(ctx context.Context, repo name.Repository, digest v1.Hash
 	return sigs, nil
 }
 
-// Add implements Store: it appends sig as a layer and writes the image,
-// blobs before the manifest, so the tag never points at a missing blob.
+// Add implements Store: it appends sig as a layer and writes the image.
+// The blobs of existing are in the repository already (its manifest names
+// them): only the new layer and the new config are uploaded.
 func (s TagStore) Add(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind, existing oci.Signatures, sig oci.Signature) error {
 	img, err := mutate.AppendSignatures(existing, false, sig)
 	if err != nil {
 		return err
 	}
-	ropts, err := s.Client.Remote(ctx, repo, registry.Push)
+	m, err := existing.Manifest()
 	if err != nil {
 		return err
 	}
+	known := make(map[v1.Hash]bool, len(m.Layers))
+	for _, l := range m.Layers {
+		known[l.Digest] = true
+	}
 	tag := Tag(repo, digest, kind)
-	if err := remote.Write(tag, img, ropts...); err != nil {
+	if err := publish(ctx, s.Client, tag, img, known); err != nil {
 		return fmt.Errorf("write %s: %w", tag, err)
 	}
 	return nil

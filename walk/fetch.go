@@ -46,6 +46,9 @@ const bodyAttempts = 3
 // RegistryFetcher fetches manifests through a registry.Client.
 type RegistryFetcher struct {
 	Client *registry.Client
+	// Access is the access asked for: registry.Push when the same run will
+	// write, so one token serves both.
+	Access registry.Access
 }
 
 // Fetch implements Fetcher.
@@ -62,7 +65,7 @@ func (f RegistryFetcher) Fetch(ctx context.Context, ref name.Reference, limit in
 }
 
 func (f RegistryFetcher) fetchOnce(ctx context.Context, ref name.Reference, limit int64) (*Fetched, error) {
-	c, err := f.Client.HTTPClient(ctx, ref.Context(), registry.Pull)
+	c, err := f.Client.HTTPClient(ctx, ref.Context(), f.Access)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -87,17 +89,24 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
+	wopts.Fetcher = walk.RegistryFetcher{Client: client, Access: registry.Push}
 	tree, err := walk.Collect(ctx, ref, wopts)
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
 	progress := newProgress(s.err, len(tree.Nodes), o.verbose)
-	rep, _ := attest.Sign(ctx, tree, attest.Options{
-		Signer: signer, Store: attest.TagStore{Client: client}, Predicates: finish(predicates, time.Now()),
+	rep, err := attest.Sign(ctx, tree, attest.Options{
+		Signer: signer, Store: attest.TagStore{Client: client, Access: registry.Push}, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors, Client: client,
 		Jobs: o.walk.jobs, Progress: progress.node,
 	})
 	progress.done()
+	if rep == nil { // nothing was signed
+		if errors.Is(err, attest.ErrPredicate) {
+			return usageError{err}
+		}
+		return err
+	}
 	return o.report(s, arg, tree, rep, predicates)
 }
 
