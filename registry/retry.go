@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net/http"
@@ -62,7 +63,7 @@ func retryable(req *http.Request, resp *http.Response, err error) bool {
 		return false
 	}
 	if err != nil {
-		return req.Context().Err() == nil && !errors.Is(err, context.Canceled)
+		return req.Context().Err() == nil && !errors.Is(err, context.Canceled) && !permanent(err)
 	}
 	switch resp.StatusCode {
 	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError,
@@ -70,6 +71,16 @@ func retryable(req *http.Request, resp *http.Response, err error) bool {
 		return true
 	}
 	return false
+}
+
+// permanent reports connection errors that a retry cannot mend: a plain
+// HTTP server asked for HTTPS (go-containerregistry's ping tries HTTPS first
+// on loopback and insecure registries, and falls back to HTTP only once the
+// HTTPS attempt gives up) and a certificate that does not verify.
+func permanent(err error) bool {
+	var rhe tls.RecordHeaderError
+	var cve *tls.CertificateVerificationError
+	return errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &rhe) || errors.As(err, &cve)
 }
 
 // retryAfter is the wait the registry asked for, or the backoff.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -322,5 +323,64 @@ func TestCatalogKoFromReferences(t *testing.T) {
 	k.Compose(t)
 	if k.Root != first {
 		t.Errorf("same references, digests %s and %s", first, k.Root)
+	}
+}
+
+// TestCatalogDiscoverManyPages discovers 250 child repositories, among
+// repositories outside the namespace, 100 names a page on the real
+// registry, and composes them.
+func TestCatalogDiscoverManyPages(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{})
+	parent := catalogRepo(t, reg.Ref("org/many"))
+	const n = 250
+	catalogPushImages(t, parent, n, "aaa/before", "org/many-sibling/x", "org/manyx", "zzz/after")
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	harness.Binary(t) // built before the clock starts
+	started := time.Now()
+	rep := catalogRun(t, "--discover", "--catalog-page-size", "100", proxy.Host+"/org/many:latest")
+	c := proxy.Counts()
+	t.Logf("discovered %d children in %d pages of %d names and composed them in %v; %d requests: %v",
+		len(rep.Children), rep.Discovery.Pages, rep.Discovery.Entries, time.Since(started).Round(time.Millisecond), c.Total, c.ByKind)
+	if len(rep.Children) != n || rep.Discovery.Pages < 3 || c.ByKind["catalog GET"] != rep.Discovery.Pages || !rep.Mirrored || len(rep.Skipped) != 0 {
+		t.Fatalf("children %d, discovery %+v, mirrored %v, skipped %v", len(rep.Children), rep.Discovery, rep.Mirrored, rep.Skipped)
+	}
+	for i, ch := range rep.Children {
+		if want := fmt.Sprintf("app%03d", i); ch.Path != want || ch.Platform != "linux/amd64" {
+			t.Fatalf("child %d: %s %s, want %s", i, ch.Path, ch.Platform, want)
+		}
+	}
+	if doc := treeOf(t, parent.Tag("latest").String()); doc.Summary.Nodes != n+1 || doc.Summary.Repositories != n+1 {
+		t.Errorf("tree summary %+v", doc.Summary)
+	}
+}
+
+// catalogPushImages pushes n single-platform images tagged latest into
+// <parent>/app000…, and one into each of the other repositories.
+func catalogPushImages(t *testing.T, parent name.Repository, n int, others ...string) {
+	t.Helper()
+	var refs []name.Tag
+	for i := range n {
+		refs = append(refs, parent.Registry.Repo(parent.RepositoryStr(), fmt.Sprintf("app%03d", i)).Tag("latest"))
+	}
+	for _, o := range others {
+		refs = append(refs, parent.Registry.Repo(o).Tag("latest"))
+	}
+	errs := make(chan error, len(refs))
+	sem := make(chan struct{}, 8)
+	for _, ref := range refs {
+		go func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			img, err := sample.Image(ref.Context().RepositoryStr(), v1.Platform{OS: "linux", Architecture: "amd64"})
+			if err == nil {
+				err = remote.Write(ref, img)
+			}
+			errs <- err
+		}()
+	}
+	for range refs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
