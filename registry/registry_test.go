@@ -91,7 +91,7 @@ func TestRetryStopsWithContext(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
-		"GET https://user:s3cret@reg.example/v2/": "GET https://REDACTED@reg.example/v2/",
+		"GET https://user:s3cret@reg.example/v2/":                         "GET https://REDACTED@reg.example/v2/",
 		"token https://auth.example/token?scope=repo&access_token=abc123": "token https://auth.example/token?access_token=REDACTED&scope=repo",
 		"https://s3.example/blob?X-Amz-Signature=deadbeef&x=1":            "https://s3.example/blob?X-Amz-Signature=REDACTED&x=1",
 		"no url here": "no url here",
