@@ -384,3 +384,36 @@ func catalogPushImages(t *testing.T, parent name.Repository, n int, others ...st
 		}
 	}
 }
+
+// TestCatalogMirrorCost measures mirroring the ko case through a counting
+// proxy: every layer and config is mounted, none uploaded, and each child
+// costs a fixed number of requests.
+func TestCatalogMirrorCost(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{})
+	k := catalogKo(t, reg, "org/ko-build", "app1", "app2", "app3", "app4")
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	refs := filepath.Join(t.TempDir(), "ko-refs-proxied.txt")
+	if err := os.WriteFile(refs, []byte(strings.ReplaceAll(strings.Join(k.Refs, "\n"), reg.Host, proxy.Host)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := catalogRun(t, "--from", refs, proxy.Host+"/org/ko-build:latest")
+	c := proxy.Counts()
+	t.Logf("proxy: %d requests, %d bytes uploaded: %v", c.Total, c.UploadBytes, c.ByKind)
+	reported := rep.Requests
+	for _, ch := range rep.Children {
+		m := ch.Mirror
+		t.Logf("%s: %d requests (1 to resolve, %d to mirror): %d manifests pushed, %d blobs mounted, %d uploaded, %d bytes",
+			ch.Path, ch.Requests, m.Requests, m.ManifestsPushed, m.BlobsMounted, m.BlobsUploaded, m.BytesUploaded)
+		// An index of two images: HEAD the index; per image HEAD, GET and PUT
+		// its manifest, HEAD and mount its config and its layer; PUT the index.
+		if ch.Requests != 1+1+2*(3+2*2)+1 || m.ManifestsPushed != 3 || m.BlobsMounted != 4 || m.BlobsUploaded != 0 || m.BytesUploaded != 0 {
+			t.Errorf("%s: %d requests, %+v", ch.Path, ch.Requests, m)
+		}
+	}
+	// Besides what the report counts: a ping per transport, one to push the
+	// parent, and per child one to read its repository and one to mount
+	// from it.
+	if c.UploadBytes != 0 || c.ByKind["upload PATCH"]+c.ByKind["upload PUT"] != 0 || c.Total != reported+1+2*len(rep.Children) {
+		t.Errorf("proxy saw %d requests, the report %d; %d bytes uploaded", c.Total, reported, c.UploadBytes)
+	}
+}
