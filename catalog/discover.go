@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -111,6 +112,11 @@ func (l *lister) page(ctx context.Context, u *url.URL) (*url.URL, error) {
 	l.pages++
 	l.seen[u.String()] = true
 	names, link, err := l.get(ctx, u)
+	for err != nil && tooManyAsked(err) && l.opts.PageSize > 1 {
+		l.opts.PageSize /= 2 // the registry serves fewer a page (distribution: catalog.maxentries)
+		u = withPageSize(u, l.opts.PageSize)
+		names, link, err = l.get(ctx, u)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +195,7 @@ func (l *lister) follow(u *url.URL, link string) (*url.URL, error) {
 		return nil, fmt.Errorf("%w: Link %q leaves %s://%s/v2/_catalog", ErrListing, clip(link), u.Scheme, u.Host)
 	}
 	if next.Query().Get("n") == "" {
-		q := next.Query()
-		q.Set("n", strconv.Itoa(l.opts.PageSize))
-		next.RawQuery = q.Encode()
+		next = withPageSize(next, l.opts.PageSize)
 	}
 	if l.seen[next.String()] {
 		return nil, fmt.Errorf("%w: page %d links back to %s", ErrListing, l.pages, registry.Redact(next.String()))
@@ -204,6 +208,30 @@ func (l *lister) follow(u *url.URL, link string) (*url.URL, error) {
 		l.last = last
 	}
 	return next, nil
+}
+
+// withPageSize returns u asking for n names.
+func withPageSize(u *url.URL, n int) *url.URL {
+	c := *u
+	q := c.Query()
+	q.Set("n", strconv.Itoa(n))
+	c.RawQuery = q.Encode()
+	return &c
+}
+
+// tooManyAsked reports distribution's refusal of an n over its
+// catalog.maxentries: 400 PAGINATION_NUMBER_INVALID.
+func tooManyAsked(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, d := range terr.Errors {
+		if d.Code == "PAGINATION_NUMBER_INVALID" {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *lister) listing() *Listing {

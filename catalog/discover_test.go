@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -65,6 +66,33 @@ func TestDiscoverPages(t *testing.T) {
 	}
 	if !slices.Equal(l.Paths, want) || l.Entries != len(names) || l.Pages != (len(names)+6)/7 {
 		t.Errorf("found %d paths in %d pages of %d names", len(l.Paths), l.Pages, l.Entries)
+	}
+}
+
+// TestDiscoverSmallerPages: a registry that serves fewer names a page than
+// asked (distribution's catalog.maxentries answers 400
+// PAGINATION_NUMBER_INVALID) is asked for fewer.
+func TestDiscoverSmallerPages(t *testing.T) {
+	reg := newFakeRegistry(t, true, true)
+	var names []string
+	for i := range 45 {
+		names = append(names, fmt.Sprintf("org/ko-build/app%02d", i))
+	}
+	paged := pagedCatalog(names)
+	reg.catalog = func(w http.ResponseWriter, req *http.Request) {
+		if n, _ := strconv.Atoi(req.URL.Query().Get("n")); n > 20 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"errors":[{"code":"PAGINATION_NUMBER_INVALID","message":"invalid number of results requested"}]}`)
+			return
+		}
+		paged(w, req)
+	}
+	l, err := Discover(context.Background(), testClient(), mustRepo(t, reg.host+"/org/ko-build"), DiscoverOptions{PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Paths) != 45 || l.Pages != 4 { // n=12 after 100, 50 and 25 were refused
+		t.Errorf("%d paths in %d pages", len(l.Paths), l.Pages)
 	}
 }
 

@@ -328,9 +328,10 @@ func TestCatalogKoFromReferences(t *testing.T) {
 
 // TestCatalogDiscoverManyPages discovers 250 child repositories, among
 // repositories outside the namespace, 100 names a page on the real
-// registry, and composes them.
+// registry, and composes them; asked for more names a page than the
+// registry serves (catalog.maxentries), it asks for fewer.
 func TestCatalogDiscoverManyPages(t *testing.T) {
-	reg := harness.Distribution(t, harness.DistributionOptions{})
+	reg := harness.Distribution(t, harness.DistributionOptions{CatalogMaxEntries: 100})
 	parent := catalogRepo(t, reg.Ref("org/many"))
 	const n = 250
 	catalogPushImages(t, parent, n, "aaa/before", "org/many-sibling/x", "org/manyx", "zzz/after")
@@ -351,6 +352,11 @@ func TestCatalogDiscoverManyPages(t *testing.T) {
 	}
 	if doc := treeOf(t, parent.Tag("latest").String()); doc.Summary.Nodes != n+1 || doc.Summary.Repositories != n+1 {
 		t.Errorf("tree summary %+v", doc.Summary)
+	}
+
+	big := catalogRun(t, "--discover", "--catalog-page-size", "1000", "--dry-run", parent.Tag("latest").String())
+	if big.Digest != rep.Digest || big.Discovery.Pages != 5 { // n=62 after 1000, 500, 250 and 125 were refused
+		t.Errorf("asked for 1000 a page: %s in %d pages", big.Digest, big.Discovery.Pages)
 	}
 }
 
