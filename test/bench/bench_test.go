@@ -1,0 +1,223 @@
+// Package bench measures nestattest against what a user would otherwise
+// run: loops of the real cosign CLI over every node of a tree. It runs only
+// when asked (`make bench`, or NESTATTEST_BENCH=1), on the real
+// distribution registry v3.1.2 behind a counting proxy.
+//
+// For trees of 10, 100 and 1,000 nodes it prints, in one run: the time of
+// `nestattest sign` and of a `cosign sign` + `cosign attest` loop over the
+// same nodes (on a copy of the tree), the time of `nestattest verify` and
+// of a `cosign verify` + `cosign verify-attestation` loop, their ratios,
+// registry requests per newly signed node, the requests and writes of a
+// re-run, and peak RSS. A 10,000-node tree measures peak RSS of tree, sign
+// and verify. NESTATTEST_BENCH_SIZES (e.g. "10,100") and
+// NESTATTEST_BENCH_BIG=0 narrow the run.
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nestattest/nestattest/internal/sample"
+	"github.com/nestattest/nestattest/test/harness"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// shape gives the children and leaves per child of an n-node tree:
+// 1 + children*(1+leaves) = n.
+var shapes = map[int][2]int{10: {3, 2}, 100: {9, 10}, 1000: {27, 36}, 10000: {99, 100}}
+
+// run is one timed command.
+type run struct {
+	took   time.Duration
+	rssMiB float64
+	code   int
+	out    string
+}
+
+func timed(t *testing.T, env []string, bin string, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	r := run{took: time.Since(start), out: string(out)}
+	if exit, ok := err.(*exec.ExitError); ok {
+		r.code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", bin, err)
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.rssMiB = float64(ru.Maxrss) / 1024
+	}
+	return r
+}
+
+func must(t *testing.T, r run, what string) run {
+	t.Helper()
+	if r.code != 0 {
+		t.Fatalf("%s: exit %d\n%s", what, r.code, r.out)
+	}
+	return r
+}
+
+// pushTree pushes an n-node tree into ns and returns its tag and nodes.
+func pushTree(t *testing.T, host, ns string, n int) (string, []string) {
+	t.Helper()
+	shape, ok := shapes[n]
+	if !ok {
+		t.Fatalf("no shape for %d nodes", n)
+	}
+	parent := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for c := range shape[0] {
+		child := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+		for l := range shape[1] {
+			p := v1.Platform{OS: "linux", Architecture: "amd64", Variant: fmt.Sprint("v", l)}
+			img, err := sample.Image(fmt.Sprintf("%s-%d-%d", ns, c, l), p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			child = mutate.AppendManifests(child, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		}
+		parent = mutate.AppendManifests(parent, mutate.IndexAddendum{Add: child, Descriptor: v1.Descriptor{
+			Annotations: map[string]string{walk.AnnotationRepository: fmt.Sprintf("c%03d", c)},
+		}})
+	}
+	repo, err := name.NewRepository(host + "/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (sample.Pusher{Annotation: walk.AnnotationRepository}).Push(repo, parent, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	tag := repo.Tag("latest").String()
+	r := must(t, timed(t, nil, harness.Binary(t), "tree", "-o", "json", tag), "tree")
+	var nodes []string
+	for _, line := range strings.Split(r.out, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, `"repository": "`); ok {
+			nodes = append(nodes, strings.TrimSuffix(v, `",`))
+		}
+		if v, ok := strings.CutPrefix(line, `"digest": "`); ok && len(nodes) > 0 && !strings.Contains(nodes[len(nodes)-1], "@") {
+			nodes[len(nodes)-1] += "@" + strings.TrimSuffix(v, `",`)
+		}
+	}
+	nodes = nodes[1:] // the first repository/digest pair is the root document's
+	if len(nodes) != n {
+		t.Fatalf("%s: %d nodes, want %d", tag, len(nodes), n)
+	}
+	return tag, nodes
+}
+
+type keys struct{ dir, key, pub string }
+
+func newKeys(t *testing.T) keys {
+	t.Helper()
+	dir := t.TempDir()
+	must(t, timed(t, env, harness.Binary(t), "generate-key-pair", "--output-key-prefix", filepath.Join(dir, "cosign")), "generate-key-pair")
+	return keys{dir, filepath.Join(dir, "cosign.key"), filepath.Join(dir, "cosign.pub")}
+}
+
+var env = []string{"COSIGN_PASSWORD=bench", "COSIGN_YES=true"}
+
+func sizes(t *testing.T) []int {
+	s := os.Getenv("NESTATTEST_BENCH_SIZES")
+	if s == "" {
+		return []int{10, 100, 1000}
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatalf("NESTATTEST_BENCH_SIZES: %v", err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func TestBench(t *testing.T) {
+	if os.Getenv("NESTATTEST_BENCH") == "" {
+		t.Skip("the benchmark runs with NESTATTEST_BENCH=1 (make bench)")
+	}
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	bin, cosign := harness.Binary(t), harness.Tool(t, "cosign")
+	k := newKeys(t)
+	pred := filepath.Join(t.TempDir(), "provenance.json")
+	if err := os.WriteFile(pred, []byte(`{"buildDefinition":{"buildType":"https://example.test/b","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.test"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tuf := []string{"TUF_ROOT=" + t.TempDir()}
+	fmt.Printf("\n%-6s | %-9s %-10s %-7s | %-9s %-10s %-7s | %-9s %-9s | %-8s %-8s %-8s\n",
+		"nodes", "sign", "cosign", "ratio", "verify", "cosign", "ratio", "req/node", "re-run", "RSS sign", "RSS ver.", "re-run w")
+	for _, n := range sizes(t) {
+		mine, nodes := pushTree(t, proxy.Host, fmt.Sprintf("bench/n%d/mine", n), n)
+		_, theirs := pushTree(t, proxy.Host, fmt.Sprintf("bench/n%d/cosign", n), n)
+
+		proxy.Reset()
+		sign := must(t, timed(t, env, bin, "sign", "--key", k.key, mine), "nestattest sign")
+		signReqs := proxy.Counts()
+		proxy.Reset()
+		rerun := must(t, timed(t, env, bin, "sign", "--key", k.key, mine), "nestattest sign again")
+		rerunCounts := proxy.Counts()
+		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, mine), "nestattest verify")
+
+		var cosignSign, cosignVerify time.Duration
+		for _, node := range theirs {
+			start := time.Now()
+			must(t, timed(t, append(env, tuf...), cosign, "sign", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", node), "cosign sign")
+			must(t, timed(t, append(env, tuf...), cosign, "attest", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", "--type", "slsaprovenance1", "--predicate", pred, node), "cosign attest")
+			cosignSign += time.Since(start)
+		}
+		for _, node := range nodes {
+			start := time.Now()
+			must(t, timed(t, tuf, cosign, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", node), "cosign verify")
+			must(t, timed(t, tuf, cosign, "verify-attestation", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", "--type", "slsaprovenance1", node), "cosign verify-attestation")
+			cosignVerify += time.Since(start)
+		}
+		fmt.Printf("%-6d | %-9s %-10s %-7.1f | %-9s %-10s %-7.1f | %-9.2f %-9s | %-8.1f %-8.1f %-8d\n", n,
+			round(sign.took), round(cosignSign), cosignSign.Seconds()/sign.took.Seconds(),
+			round(verify.took), round(cosignVerify), cosignVerify.Seconds()/verify.took.Seconds(),
+			float64(signReqs.Total)/float64(n), round(rerun.took), sign.rssMiB, verify.rssMiB, rerunCounts.Writes())
+		fmt.Printf("       sign requests: %v\n       re-run requests: %v\n", signReqs.ByKind, rerunCounts.ByKind)
+		if rerunCounts.Writes() != 0 {
+			t.Errorf("%d nodes: the re-run made %d writes", n, rerunCounts.Writes())
+		}
+	}
+	if os.Getenv("NESTATTEST_BENCH_BIG") != "0" {
+		big(t, proxy.Host, bin, k)
+	}
+}
+
+// big measures peak RSS of tree, sign and verify over a 10,000-node tree.
+func big(t *testing.T, host, bin string, k keys) {
+	start := time.Now()
+	tag, _ := pushTree(t, host, "bench/n10000", 10000)
+	fmt.Printf("\n10,000-node tree pushed in %s\n", round(time.Since(start)))
+	for _, args := range [][]string{
+		{"tree", tag},
+		{"sign", "--key", k.key, tag},
+		{"verify", "--key", k.pub, tag},
+	} {
+		r := must(t, timed(t, env, bin, args...), args[0])
+		fmt.Printf("%-7s 10,000 nodes: %-9s peak RSS %.1f MiB\n", args[0], round(r.took), r.rssMiB)
+		if r.rssMiB > 256 {
+			t.Errorf("%s: peak RSS %.1f MiB, over 256 MiB", args[0], r.rssMiB)
+		}
+	}
+}
+
+func round(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
