@@ -103,6 +103,9 @@ func Compose(ctx context.Context, parent name.Tag, opts Options) (*Result, error
 	return out, r.push(ctx, idx, res, out)
 }
 
+// SourceListing is the Source of the children Discover found.
+const SourceListing = "_catalog"
+
 // run is one Compose call.
 type run struct {
 	parent  name.Tag
@@ -157,7 +160,7 @@ func (r *run) children(ctx context.Context, out *Result) ([]Child, error) {
 		}
 		for _, p := range l.Paths {
 			repo, _ := childRepository(r.parent.Context(), p)
-			children = append(children, Child{Path: p, Ref: repo.Tag(tag.TagStr()), Source: "_catalog"})
+			children = append(children, Child{Path: p, Ref: repo.Tag(tag.TagStr()), Source: SourceListing})
 		}
 	}
 	return checkChildren(children)
@@ -185,7 +188,7 @@ func (r *run) resolveAll(ctx context.Context, children []Child, out *Result) ([]
 		switch {
 		case errs[i] == nil:
 			kept = append(kept, res[i])
-		case c.Source == "_catalog" && r.opts.SkipMissing && errors.Is(errs[i], ErrNotFound):
+		case c.Source == SourceListing && r.opts.SkipMissing && errors.Is(errs[i], ErrNotFound):
 			out.Skipped = append(out.Skipped, Skipped{Path: c.Path, Reference: c.Ref.String(), Reason: errs[i].Error()})
 		default:
 			failed = append(failed, errs[i])
