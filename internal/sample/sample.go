@@ -234,3 +234,25 @@ func digestOf(repo name.Repository, t interface{ Digest() (v1.Hash, error) }) (n
 	}
 	return repo.Digest(h.String()), nil
 }
+
+// Wide returns a parent index with children entries scoped to c000, c001,
+// …, each an index of leaves single-platform images: a tree of
+// 1 + children*(1+leaves) nodes. seed makes its digests its own.
+func Wide(annotation, seed string, children, leaves int) (v1.ImageIndex, error) {
+	parent := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for c := range children {
+		child := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+		for l := range leaves {
+			p := v1.Platform{OS: "linux", Architecture: "amd64", Variant: fmt.Sprint("v", l)}
+			img, err := Image(fmt.Sprintf("%s-%d-%d", seed, c, l), p)
+			if err != nil {
+				return nil, err
+			}
+			child = mutate.AppendManifests(child, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		}
+		parent = mutate.AppendManifests(parent, mutate.IndexAddendum{Add: child, Descriptor: v1.Descriptor{
+			Annotations: map[string]string{annotation: fmt.Sprintf("c%03d", c)},
+		}})
+	}
+	return parent, nil
+}

@@ -25,10 +25,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/test/harness"
@@ -80,20 +76,9 @@ func pushTree(t *testing.T, host, ns string, n int) (string, []string) {
 	if !ok {
 		t.Fatalf("no shape for %d nodes", n)
 	}
-	parent := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for c := range shape[0] {
-		child := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-		for l := range shape[1] {
-			p := v1.Platform{OS: "linux", Architecture: "amd64", Variant: fmt.Sprint("v", l)}
-			img, err := sample.Image(fmt.Sprintf("%s-%d-%d", ns, c, l), p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			child = mutate.AppendManifests(child, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
-		}
-		parent = mutate.AppendManifests(parent, mutate.IndexAddendum{Add: child, Descriptor: v1.Descriptor{
-			Annotations: map[string]string{walk.AnnotationRepository: fmt.Sprintf("c%03d", c)},
-		}})
+	parent, err := sample.Wide(walk.AnnotationRepository, ns, shape[0], shape[1])
+	if err != nil {
+		t.Fatal(err)
 	}
 	repo, err := name.NewRepository(host + "/" + ns)
 	if err != nil {

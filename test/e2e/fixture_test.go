@@ -145,3 +145,20 @@ func repositories(lines []string) map[string]bool {
 	}
 	return out
 }
+
+// pushWide pushes sample.Wide into ns and returns the root tag.
+func pushWide(t *testing.T, host, ns string, children, leaves int) string {
+	t.Helper()
+	idx, err := sample.Wide(walk.AnnotationRepository, ns, children, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := name.NewRepository(host + "/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (sample.Pusher{Annotation: walk.AnnotationRepository}).Push(repo, idx, "latest"); err != nil {
+		t.Fatal(err)
+	}
+	return repo.Tag("latest").String()
+}

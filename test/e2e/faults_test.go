@@ -1,0 +1,136 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nestattest/nestattest/test/harness"
+)
+
+// TestSignThroughFaults signs a 100-node tree through a proxy that fails a
+// few percent of requests in every way it knows: the tree completes, through
+// retries and at worst a re-run; every .sig and .att manifest has all its
+// blobs and exactly one entry from the key.
+func TestSignThroughFaults(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tag := pushWide(t, reg.Host, "org/faults", 9, 10)
+	k := newKeyPair(t, "cosign")
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{Faults: &harness.Faults{
+		Seed: 20261126, Rate: 0.04, Kinds: harness.AllFaults, Max: 60, Slow: 200 * time.Millisecond,
+	}})
+	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
+	runs := 0
+	for ; runs < 3; runs++ {
+		r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, "--retries", "4", ref)
+		t.Logf("run %d: exit %d\n%s%s", runs+1, r.Code, r.Stdout, lastLines(r.Stderr, 5))
+		if r.Code == 0 {
+			break
+		}
+		if r.Code != 1 || !strings.Contains(r.Stderr, "FAILED") {
+			t.Fatalf("run %d: exit %d, want 0 or 1 with the failed nodes reported", runs+1, r.Code)
+		}
+	}
+	if runs == 3 {
+		t.Fatal("three runs did not complete the tree")
+	}
+	injected := proxy.Injected()
+	t.Logf("faults injected: %v over %d requests, %d run(s)", injected, proxy.Counts().Total, runs+1)
+	if total := sum(injected); total < 10 {
+		t.Errorf("only %d faults injected; the test proves little", total)
+	}
+	checkStored(t, ref, k, treeOf(t, tag).refs(), reg.Host, proxy.Host)
+}
+
+// TestSignKilledHalfway kills sign with SIGKILL once it has written part of
+// a tree; a re-run completes it, every node signed exactly once.
+func TestSignKilledHalfway(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tag := pushWide(t, reg.Host, "org/killed", 9, 10)
+	k := newKeyPair(t, "cosign")
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
+
+	cmd := exec.Command(harness.Binary(t), "sign", "--key", k.key, "-j", "2", ref)
+	cmd.Env = append(cmd.Environ(), k.env()...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for proxy.Counts().ByKind["manifest PUT"] < 60 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill() // SIGKILL
+	_ = cmd.Wait()
+	puts := proxy.Counts().ByKind["manifest PUT"]
+	if puts >= 200 {
+		t.Fatalf("sign finished (%d manifest PUTs) before it was killed", puts)
+	}
+	t.Logf("killed after %d of 200 signature and attestation manifests", puts)
+
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, ref)
+	if r.Code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", r.Code, r.Stderr)
+	}
+	checkStored(t, ref, k, treeOf(t, tag).refs(), reg.Host, proxy.Host)
+}
+
+// checkStored reads, from the registry itself, every node's .sig and .att:
+// exactly one layer each, every blob present, and cosign verifies both.
+func checkStored(t *testing.T, ref string, k keyPair, nodes []string, regHost, proxyHost string) {
+	t.Helper()
+	crane := harness.Tool(t, "crane")
+	for _, n := range nodes {
+		signed := strings.Replace(n, regHost, proxyHost, 1) // signed through the proxy: its host is in the payload
+		for _, tag := range []string{sigTag(n), attTag(n)} {
+			r := harness.Run(t, crane, "manifest", "--insecure", tag)
+			if r.Code != 0 {
+				t.Errorf("%s: %s", tag, r.Stderr)
+				continue
+			}
+			var m struct {
+				Config struct{ Digest string }
+				Layers []struct{ Digest string }
+			}
+			if err := json.Unmarshal([]byte(r.Stdout), &m); err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Layers) != 1 {
+				t.Errorf("%s: %d layers, want exactly 1", tag, len(m.Layers))
+			}
+			repo := tag[:strings.LastIndex(tag, ":")]
+			for _, d := range append([]string{m.Config.Digest}, digests(m.Layers)...) {
+				if b := harness.Run(t, crane, "blob", "--insecure", repo+"@"+d); b.Code != 0 {
+					t.Errorf("%s points at missing blob %s: %s", tag, d, b.Stderr)
+				}
+			}
+		}
+		cosignVerify(t, k.pub, signed)
+	}
+}
+
+func digests(layers []struct{ Digest string }) []string {
+	var out []string
+	for _, l := range layers {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
+func sum(m map[harness.FaultKind]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
