@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -18,6 +20,7 @@ import (
 )
 
 type signOptions struct {
+	catalog     catalogOptions
 	registry    registryOptions
 	walk        walkOptions
 	output      outputOptions
@@ -45,10 +48,12 @@ Exit codes: 0 every node signed and attested; 1 some nodes failed or the tree
 could not be read; 2 bad flags, reference, key, password or predicate.`,
 		Example: `  COSIGN_PASSWORD=… nestattest sign --key cosign.key quay.io/org/ko-build:latest
   nestattest sign --key /etc/signing-secrets --results-dir /tekton/results quay.io/org/ko-build:latest
-  nestattest sign --key cosign.key --predicate sbom.spdx.json --type spdxjson quay.io/org/ko-build@sha256:…`,
+  nestattest sign --key cosign.key --predicate sbom.spdx.json --type spdxjson quay.io/org/ko-build@sha256:…
+  nestattest sign --key /etc/signing-secrets --from ko-refs.txt --results-dir /tekton/results quay.io/org/ko-build:v1`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
 	}
+	o.catalog.addFlags(cmd)
 	o.registry.addFlags(cmd)
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
@@ -89,8 +94,12 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
+	root, err := o.composed(ctx, s, client, ref)
+	if err != nil {
+		return err
+	}
 	wopts.Fetcher = walk.RegistryFetcher{Client: client, Access: registry.Push}
-	tree, err := walk.Collect(ctx, ref, wopts)
+	tree, err := walk.Collect(ctx, root, wopts)
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
@@ -108,6 +117,24 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	return o.report(s, arg, tree, rep, predicates)
+}
+
+// composed composes the parent at ref first when children were given, and
+// returns the root to sign: the composed parent by digest, or ref.
+func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Client, ref name.Reference) (name.Reference, error) {
+	if !o.catalog.requested() {
+		return ref, nil
+	}
+	tag, ok := ref.(name.Tag)
+	if !ok {
+		return nil, usagef("with --child, --from or --discover, REF is the tag to push the composed parent to, not a digest")
+	}
+	d, res, err := o.catalog.compose(ctx, c, tag, o.walk.jobs)
+	if err != nil {
+		return nil, fmt.Errorf("compose %s, nothing signed: %w", tag, err)
+	}
+	fmt.Fprintf(s.err, "composed %s: %d children\n", d, len(res.Children))
+	return d, nil
 }
 
 // report prints the outcome, writes the results and picks the exit code.
