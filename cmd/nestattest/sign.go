@@ -44,6 +44,10 @@ node — the root, every index, every leaf — a cosign signature
 in its own repository. What this key already signed and attested is not
 written again. A node that fails does not stop the others.
 
+With --child, --from or --discover, sign first composes the parent index at
+REF (a tag) from those children, as nestattest catalog does, then signs and
+attests the whole tree: one step for a Tekton Task or a workflow.
+
 Exit codes: 0 every node signed and attested; 1 some nodes failed or the tree
 could not be read; 2 bad flags, reference, key, password or predicate.`,
 		Example: `  COSIGN_PASSWORD=… nestattest sign --key cosign.key quay.io/org/ko-build:latest
