@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExitCodes(t *testing.T) {
+	host, _ := catalogRegistry(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"tree"}, ExitUsage, "takes 1 argument"},
+		{[]string{"tree", "--no-such-flag", "x"}, ExitUsage, "unknown flag"},
+		{[]string{"nonsense"}, ExitUsage, "unknown command"},
+		{[]string{"tree", "UPPER/Case:tag"}, ExitUsage, "reference"},
+		{[]string{"tree", "-o", "yaml", host + "/org/ko-build/app1:latest"}, ExitUsage, "--output"},
+		{[]string{"tree", "--jobs", "0", host + "/org/ko-build/app1:latest"}, ExitUsage, "--jobs"},
+		{[]string{"tree", host + "/org/absent:latest"}, ExitFailed, "not found"},
+		{[]string{"sign", host + "/org/ko-build/app1:latest"}, ExitUsage, "--key is required"},
+		{[]string{"sign", "--key", "/nonexistent.key", host + "/org/ko-build/app1:latest"}, ExitUsage, "cannot load signing key"},
+		{[]string{"verify", "--key", "/nonexistent.pub", host + "/org/ko-build/app1:latest"}, ExitUsage, "--key"},
+		{[]string{"tree", host + "/org/ko-build/app1:latest"}, ExitOK, "3 nodes in 1 repositories"},
+	} {
+		code, stdout, stderr := execute(tc.args...)
+		if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+			t.Errorf("%v: exit %d, want %d with %q\n%s%s", tc.args, code, tc.code, tc.want, stdout, stderr)
+		}
+	}
+}
+
+// TestSignComposesAndWritesResults composes a parent from --child, signs
+// the tree, and checks the Tekton results, the GitHub outputs and summary,
+// and the JSON report; then verifies it.
+func TestSignComposesAndWritesResults(t *testing.T) {
+	host, refs := catalogRegistry(t)
+	dir := t.TempDir()
+	t.Setenv(envPassword, "test password")
+	if code, _, stderr := execute("generate-key-pair", "--output-key-prefix", filepath.Join(dir, "cosign")); code != 0 {
+		t.Fatalf("generate-key-pair: %s", stderr)
+	}
+	results, out, summary := t.TempDir(), filepath.Join(dir, "out"), filepath.Join(dir, "summary")
+	t.Setenv("GITHUB_OUTPUT", out)
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	report := filepath.Join(dir, "report.json")
+	parent := host + "/org/ko-build:v1"
+	code, stdout, stderr := execute("sign", "--key", filepath.Join(dir, "cosign.key"), "--results-dir", results, "--report", report,
+		"--child", "app1="+refs[0], "--child", "app2="+refs[1], parent)
+	if code != ExitOK {
+		t.Fatalf("sign: exit %d\n%s%s", code, stdout, stderr)
+	}
+	digest, err := os.ReadFile(filepath.Join(results, "IMAGE_DIGEST"))
+	if err != nil || !strings.HasPrefix(string(digest), "sha256:") || len(digest) != 71 {
+		t.Fatalf("IMAGE_DIGEST %q, %v", digest, err)
+	}
+	if url, _ := os.ReadFile(filepath.Join(results, "IMAGE_URL")); string(url) != parent {
+		t.Errorf("IMAGE_URL %q, want %q", url, parent)
+	}
+	outputs, _ := os.ReadFile(out)
+	for _, want := range []string{"url=" + parent + "\n", "digest=" + string(digest) + "\n", "nodes=7\n", "written=7\n", "failed=0\n"} {
+		if !strings.Contains(string(outputs), want) {
+			t.Errorf("GITHUB_OUTPUT lacks %q:\n%s", want, outputs)
+		}
+	}
+	if s, _ := os.ReadFile(summary); !strings.Contains(string(s), "| app1 |") {
+		t.Errorf("step summary:\n%s", s)
+	}
+	var doc signDoc
+	raw, _ := os.ReadFile(report)
+	if err := json.Unmarshal(raw, &doc); err != nil || doc.Summary.Written != 7 || len(doc.Nodes) != 7 {
+		t.Errorf("report: %v %+v", err, doc.Summary)
+	}
+	// The children were mirrored into the parent repository: signed there too.
+	if places := len(doc.Nodes[1].Places); places != 2 {
+		t.Errorf("app1 signed in %d places, want its own and the parent's", places)
+	}
+	code, stdout, stderr = execute("verify", "--key", filepath.Join(dir, "cosign.pub"), "--require-root", host+"/org/ko-build@"+string(digest))
+	if code != ExitOK {
+		t.Errorf("verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
