@@ -3,6 +3,7 @@ package harness
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,102 +12,118 @@ import (
 	"testing"
 )
 
-// missing skips or fails a test that lacks a tool, as NESTATTEST_E2E says.
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("NESTATTEST_E2E") == "require" {
-		t.Fatalf(format+" (NESTATTEST_E2E=require; run `make tools`)", args...)
-	}
-	t.Skipf(format+" (run `make tools`, or `make test` for the whole suite)", args...)
-}
-
-// ModuleRoot returns the directory of the nestattest module.
-func ModuleRoot(t testing.TB) string {
-	t.Helper()
-	rootOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			rootErr = err
-			return
-		}
-		root = filepath.Dir(strings.TrimSpace(string(out)))
-	})
-	if rootErr != nil || root == "." || root == "" {
-		t.Fatalf("module root: %v", rootErr)
-	}
-	return root
-}
-
-var (
-	rootOnce sync.Once
-	root     string
-	rootErr  error
+// Environment variables the harness reads.
+const (
+	// EnvTools names the directory of the pinned tool binaries.
+	EnvTools = "NESTATTEST_TOOLS"
+	// EnvE2E, set to "require", turns a missing tool from a skip into a
+	// failure.
+	EnvE2E = "NESTATTEST_E2E"
 )
 
-// Tools returns the directory holding the pinned tool binaries.
+// missing skips a test that lacks a tool, or fails it under
+// NESTATTEST_E2E=require, with the command that provides the tool.
+func missing(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv(EnvE2E) == "require" {
+		t.Fatalf("%s; run `make tools` (%s=require makes this a failure)", what, EnvE2E)
+		return
+	}
+	t.Skipf("%s; run `make tools`, or `make test` for the whole suite", what)
+}
+
+// moduleRoot is the directory of the nestattest module, from `go env GOMOD`.
+var moduleRoot = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+})
+
+// Tools returns the directory of the pinned tool binaries: $NESTATTEST_TOOLS,
+// or <module root>/.tools/bin where `make tools` puts them. A test skips
+// when the directory is missing, or fails under NESTATTEST_E2E=require.
 func Tools(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("NESTATTEST_TOOLS"); d != "" {
-		return d
+	dir := os.Getenv(EnvTools)
+	if dir == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = filepath.Join(root, ".tools", "bin")
 	}
-	return filepath.Join(ModuleRoot(t), ".tools", "bin")
+	if _, err := os.Stat(dir); err != nil {
+		missing(t, fmt.Sprintf("tools directory %s not found", dir))
+	}
+	return dir
 }
 
-// Tool returns the path of one pinned tool: registry, cosign, crane, oras.
+// Tool returns the path of one pinned tool ("registry", "cosign", "crane",
+// "oras"), skipping or failing the test as Tools does when it is missing.
 func Tool(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(Tools(t), name)
-	if _, err := os.Stat(p); err != nil {
-		missing(t, "tool %s not found at %s", name, p)
+	path := filepath.Join(Tools(t), name)
+	if _, err := exec.LookPath(path); err != nil {
+		missing(t, fmt.Sprintf("tool %s not found: %v", name, err))
 	}
-	return p
+	return path
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+// buildBinary builds ./cmd/nestattest into a new temporary directory, once
+// per test process; the binary outlives any single test so every test of
+// the process shares it.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "nestattest-e2e-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "nestattest")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/nestattest")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/nestattest: %w\n%s", err, out)
+	}
+	return bin, nil
+})
 
-// Binary builds ./cmd/nestattest once per test process and returns its
-// path.
+// Binary returns the path of the nestattest binary, built from the working
+// tree once per test process.
 func Binary(t testing.TB) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "nestattest-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nestattest")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/nestattest")
-		cmd.Dir = ModuleRoot(t)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			binErr = errors.New(err.Error() + ": " + stderr.String())
-		}
-	})
-	if binErr != nil {
-		t.Fatalf("build nestattest: %v", binErr)
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return binPath
+	return bin
 }
 
-// Result is what a command did.
+// Result is what a command did: its output and exit code.
 type Result struct {
 	Stdout, Stderr string
 	Code           int
 }
 
-// Run runs bin with args and returns its output and exit code.
+// Run runs bin with args in the test process's environment, with no
+// input, and returns its output and exit code. A command that cannot be
+// started fails the test. Nothing is logged, so secrets in arguments or
+// output stay out of test logs unless the test prints them.
 func Run(t testing.TB, bin string, args ...string) Result {
 	t.Helper()
 	return RunEnv(t, nil, bin, args...)
 }
 
-// RunEnv runs bin with args and extra environment variables (KEY=value)
-// after the test process's own.
+// RunEnv is Run with extra environment variables ("KEY=value"), which take
+// precedence over the test process's own.
 func RunEnv(t testing.TB, env []string, bin string, args ...string) Result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -114,13 +131,9 @@ func RunEnv(t testing.TB, env []string, bin string, args ...string) Result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.Code = exit.ExitCode()
-	case err != nil:
+	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("run %s: %v", filepath.Base(bin), err)
 	}
-	return r
+	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: cmd.ProcessState.ExitCode()}
 }

@@ -1,175 +1,101 @@
 package harness
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log"
-	"net"
-	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 )
 
-// Registry is a registry a test runs against.
+// Registry is a registry a test talks to over plain HTTP on loopback.
 type Registry struct {
-	// Host is host:port on loopback.
+	// Host is "127.0.0.1:PORT".
 	Host string
 	// Name says which registry it is: "distribution-v3.1.2",
 	// "docker-registry-2.8.2" or "in-memory".
 	Name string
 }
 
-// Ref returns Host/path.
+// Ref returns Host + "/" + path, such as "127.0.0.1:5000/org/app:v1".
 func (r *Registry) Ref(path string) string { return r.Host + "/" + path }
 
-// DistributionOptions configure the distribution registry.
+// DistributionOptions configure the distribution registry. The zero value
+// is distribution's default configuration.
 type DistributionOptions struct {
-	// SparseIndexes sets validation.manifests.indexes.platforms: none, so
-	// an index may list manifests that are not in its repository.
+	// SparseIndexes sets validation.manifests.indexes.platforms to "none",
+	// so an index may list manifests that are not in its repository. By
+	// default ("all") such an index is refused with 400
+	// MANIFEST_BLOB_UNKNOWN.
 	SparseIndexes bool
-	// CatalogMaxEntries caps a _catalog page (catalog.maxentries).
+	// CatalogMaxEntries, when positive, caps the entries of a _catalog page
+	// (catalog.maxentries; 1000 by default).
 	CatalogMaxEntries int
 }
 
-// Distribution starts the real CNCF distribution registry v3.1.2 with
-// filesystem storage in a temporary directory.
-func Distribution(t testing.TB, opts DistributionOptions) *Registry {
-	t.Helper()
-	bin := Tool(t, "registry")
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
-	if opts.SparseIndexes {
-		cfg += "validation:\n  manifests:\n    indexes:\n      platforms: none\n"
+// config is the registry configuration for the options, in the 0.1 schema
+// that distribution v3 and Debian's 2.8 both read.
+func (o DistributionOptions) config() string {
+	var b strings.Builder
+	if o.SparseIndexes {
+		b.WriteString("validation:\n  manifests:\n    indexes:\n      platforms: none\n")
 	}
-	if opts.CatalogMaxEntries > 0 {
-		cfg += fmt.Sprintf("catalog:\n  maxentries: %d\n", opts.CatalogMaxEntries)
+	if o.CatalogMaxEntries > 0 {
+		fmt.Fprintf(&b, "catalog:\n  maxentries: %d\n", o.CatalogMaxEntries)
 	}
-	start(t, dir, cfg, bin, "serve")
-	waitReady(t, addr)
-	return &Registry{Host: addr, Name: "distribution-v3.1.2"}
+	return b.String()
 }
 
-// DockerRegistry starts Debian's docker-registry (distribution 2.8.2), or
-// skips the test when it is not installed.
+// Distribution starts the CNCF distribution registry v3.1.2 (the pinned
+// "registry" tool) with filesystem storage in a temporary directory and
+// deletes enabled. It stops when the test ends.
+func Distribution(t testing.TB, opts DistributionOptions) *Registry {
+	t.Helper()
+	host := serve(t, Tool(t, "registry"), opts.config())
+	return &Registry{Host: host, Name: "distribution-v3.1.2"}
+}
+
+// DockerRegistry starts Debian's docker-registry (distribution 2.8.2) like
+// Distribution, or skips the test when it is not installed: it is a second
+// real registry, not one the suite requires.
 func DockerRegistry(t testing.TB) *Registry {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
 		t.Skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
 	}
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
-	start(t, dir, cfg, bin, "serve")
-	waitReady(t, addr)
-	return &Registry{Host: addr, Name: "docker-registry-2.8.2"}
+	host := serve(t, bin, "")
+	return &Registry{Host: host, Name: "docker-registry-" + version(t, bin)}
 }
 
-// InMemory starts go-containerregistry's in-memory registry, serving the
-// referrers API when referrers is set.
+// version returns the version docker-registry reports, without Debian's
+// suffix: "docker-registry github.com/docker/distribution 2.8.2+ds1" gives
+// "2.8.2".
+func version(t testing.TB, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").Output()
+	fields := strings.Fields(string(out))
+	if err != nil || len(fields) == 0 {
+		t.Fatalf("%s --version: %v", bin, err)
+	}
+	v, _, _ := strings.Cut(fields[len(fields)-1], "+")
+	return strings.TrimPrefix(v, "v")
+}
+
+// InMemory starts go-containerregistry's in-memory registry in the test
+// process, serving the referrers API when referrers is set. It accepts any
+// index, whatever its children, and keeps nothing once the test ends.
 func InMemory(t testing.TB, referrers bool) *Registry {
 	t.Helper()
-	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(referrers))
+	h := ggcrregistry.New(
+		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
+		ggcrregistry.WithReferrersSupport(referrers),
+	)
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return &Registry{Host: strings.TrimPrefix(s.URL, "http://"), Name: "in-memory"}
-}
-
-// start runs a registry with cfg written to dir/config.yml, stops it when
-// the test ends, and prints its log if the test failed.
-func start(t testing.TB, dir, cfg, bin string, args ...string) {
-	t.Helper()
-	path := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "registry.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append(args, path)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
-				t.Logf("%s log:\n%s", filepath.Base(bin), tail(b, 4000))
-			}
-		}
-	})
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-// freeAddr returns a free loopback address.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitReady polls GET /v2/ until the registry answers, for up to a minute.
-func waitReady(t testing.TB, addr string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("registry at %s did not answer: %v", addr, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
