@@ -92,6 +92,9 @@ type Tally struct {
 	Written   int `json:"written"`
 	Unchanged int `json:"unchanged"`
 	Failed    int `json:"failed"`
+	// Mirrored counts nodes also signed where they are mirrored in the
+	// root's repository.
+	Mirrored int `json:"mirrored"`
 }
 
 // Tally counts the report: nodes with something written, nodes where
@@ -99,6 +102,9 @@ type Tally struct {
 func (r *Report) Tally() Tally {
 	t := Tally{Nodes: len(r.Results)}
 	for _, res := range r.Results {
+		if len(res.Places) > 1 {
+			t.Mirrored++
+		}
 		switch {
 		case res.Err != nil:
 			t.Failed++

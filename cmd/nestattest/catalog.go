@@ -45,7 +45,7 @@ func (o *catalogOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.childTag, "child-tag", "", "the tag discovered children are resolved at (default: the parent's tag)")
 	f.StringVar(&o.missingTag, "missing-tag", missingTagSkip, "a discovered repository without --child-tag is reported and skipped (skip) or fatal (fail)")
 	f.IntVar(&o.pageSize, "catalog-page-size", catalog.DefaultPageSize, "repositories asked for per _catalog page with --discover")
-	f.StringArrayVar(&o.annotations, "annotation", nil, "a key=value annotation on the parent index (repeatable)")
+	f.StringArrayVar(&o.annotations, "index-annotation", nil, "a key=value annotation on the composed parent index itself (repeatable)")
 	f.StringVar(&o.mirror, "mirror", string(catalog.DefaultMirror),
 		"mirror children into the parent repository: auto (when the registry refuses the parent without them), always or never")
 }
@@ -83,7 +83,7 @@ func (o *catalogOptions) options(c *registry.Client, parent name.Repository, job
 	if jobs < 1 || o.pageSize < 1 {
 		return catalog.Options{}, usagef("--jobs and --catalog-page-size must be at least 1")
 	}
-	annotations, err := parseAnnotations("--annotation", o.annotations)
+	annotations, err := parseAnnotations("--index-annotation", o.annotations)
 	if err != nil {
 		return catalog.Options{}, err
 	}

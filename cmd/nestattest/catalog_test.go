@@ -72,7 +72,7 @@ func TestCatalogCommand(t *testing.T) {
 		t.Fatal("--dry-run pushed the parent")
 	}
 
-	code, stdout, stderr = execute("catalog", "-o", "json", "--from", from, "--annotation", "org.opencontainers.image.title=ko-build",
+	code, stdout, stderr = execute("catalog", "-o", "json", "--from", from, "--index-annotation", "org.opencontainers.image.title=ko-build",
 		"--results-dir", results, "--report", report, parent)
 	if code != ExitOK {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
@@ -124,7 +124,7 @@ func TestCatalogCommandRefuses(t *testing.T) {
 		{"no children", []string{parent}, ExitUsage, "--child, --from or --discover"},
 		{"bad mirror", []string{"--mirror", "sometimes", "--child", "app1=:latest", parent}, ExitUsage, "--mirror"},
 		{"bad missing-tag", []string{"--missing-tag", "maybe", "--discover", parent}, ExitUsage, "--missing-tag"},
-		{"bad annotation", []string{"--annotation", "novalue", "--child", "app1=:latest", parent}, ExitUsage, "--annotation"},
+		{"bad annotation", []string{"--index-annotation", "novalue", "--child", "app1=:latest", parent}, ExitUsage, "--index-annotation"},
 		{"parent by digest", []string{"--child", "app1=:latest", strings.Replace(refs[0], "/app1", "", 1)}, ExitUsage, "REPOSITORY:TAG"},
 		{"outside", []string{"--child", "app1=" + host + "/org/other/app1:latest", parent}, ExitUsage, "outside"},
 		{"bad path", []string{"--child", "../app1=:latest", parent}, ExitUsage, "../app1"},

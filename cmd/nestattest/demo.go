@@ -27,10 +27,11 @@ func newDemo(s streams) *cobra.Command {
 		Use:   "demo",
 		Short: "Run the whole job on a sample tree in an in-process registry",
 		Long: `demo starts a registry inside this process on a loopback port, pushes a
-ko-shaped sample (org/ko-build with app1, app2 and app3, each a two-platform
-index, app2 listing app2/plugins), shows the tree, and signs and attests every
-node with an ephemeral key, twice (the second run writes nothing), and
-verifies the whole tree. Nothing leaves the machine.`,
+ko-shaped sample (app1, app2 and app3 in org/ko-build/<app>, each a
+two-platform index, app2 listing app2/plugins), composes the parent
+org/ko-build from the references ko would print, shows the tree, signs and
+attests every node with an ephemeral key, twice (the second run writes
+nothing), and verifies the whole tree. Nothing leaves the machine.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s) },
 	}
@@ -52,17 +53,18 @@ func runDemo(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
-	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
-	if _, err := p.Push(parent, sample.Parent(walk.AnnotationRepository, children), "latest"); err != nil {
-		return fmt.Errorf("push sample: %w", err)
-	}
-	fmt.Fprintf(s.out, "==> pushed %s:latest and its children into %s/<app>\n\n", parent, parent)
-
-	keys, err := os.MkdirTemp("", "nestattest-demo-")
+	work, err := os.MkdirTemp("", "nestattest-demo-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(keys)
+	defer os.RemoveAll(work)
+	refs, err := pushChildren(parent, children, filepath.Join(work, "ko-refs.txt"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "==> pushed app1, app2 (listing app2/plugins) and app3 into %s/<app>; as ko prints them:\n%s", parent, refs)
+
+	keys := filepath.Join(work, "signing-secrets")
 	if err := demoKey(keys); err != nil {
 		return err
 	}
@@ -70,6 +72,7 @@ func runDemo(ctx context.Context, s streams) error {
 
 	root := parent.Tag("latest").String()
 	for _, args := range [][]string{
+		{"catalog", "--from", filepath.Join(work, "ko-refs.txt"), root},
 		{"tree", root},
 		{"sign", "--key", keys, root},
 		{"sign", "--key", keys, root},
@@ -83,9 +86,29 @@ func runDemo(ctx context.Context, s streams) error {
 	return nil
 }
 
+// pushChildren pushes each child into parent/<path>, tagged latest, and
+// writes their digest references to file, one a line, as ko prints them.
+// The in-process registry wants an index's children in its repository, so
+// app2/plugins is also put, manifests only, into app2.
+func pushChildren(parent name.Repository, children []sample.Child, file string) (string, error) {
+	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
+	var refs strings.Builder
+	for _, c := range children {
+		d, err := p.Push(parent.Registry.Repo(parent.RepositoryStr(), c.Path), c.Index, "latest")
+		if err != nil {
+			return "", fmt.Errorf("push %s: %w", c.Path, err)
+		}
+		fmt.Fprintln(&refs, d)
+	}
+	return refs.String(), os.WriteFile(file, []byte(refs.String()), 0o644)
+}
+
 // demoKey writes a throw-away key pair with a random password in the
 // signing-secrets layout: cosign.key, cosign.password, cosign.pub.
 func demoKey(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
 	pass := []byte(randomHex())
 	if _, _, err := attest.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil }); err != nil {
 		return err

@@ -84,3 +84,15 @@ func TestSignComposesAndWritesResults(t *testing.T) {
 		t.Errorf("verify: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
+
+func TestDemo(t *testing.T) {
+	code, stdout, stderr := execute("demo")
+	if code != ExitOK {
+		t.Fatalf("demo: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"13 nodes in 5 repositories", "13 written", "nothing to write", "verified: 13 of 13 nodes"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+}

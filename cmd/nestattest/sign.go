@@ -176,6 +176,14 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 }
 
 func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
+	s := signOutcome(t, c, p)
+	if t.Mirrored > 0 {
+		s += fmt.Sprintf("; %d nodes also in their mirrored copies in the root's repository", t.Mirrored)
+	}
+	return s
+}
+
+func signOutcome(t attest.Tally, c counts, p attest.Predicates) string {
 	switch {
 	case t.Failed > 0:
 		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d already signed and attested); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Unchanged)
