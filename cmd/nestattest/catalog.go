@@ -40,7 +40,7 @@ type catalogOptions struct {
 func (o *catalogOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringArrayVar(&o.children, "child", nil, "a child as PATH=REF, REF in <parent>/PATH, in full or as :TAG or @DIGEST (repeatable)")
-	f.StringArrayVar(&o.from, "from", nil, "a file of child references, one a line as `ko build` prints them; blank lines and # comments are skipped (repeatable)")
+	f.StringArrayVar(&o.from, "from", nil, "a FILE of child references, one a line as ko build prints them; blank lines and # comments are skipped (repeatable)")
 	f.BoolVar(&o.discover, "discover", false, "add every repository below the parent that the registry's _catalog lists, at --child-tag")
 	f.StringVar(&o.childTag, "child-tag", "", "the tag discovered children are resolved at (default: the parent's tag)")
 	f.StringVar(&o.missingTag, "missing-tag", missingTagSkip, "a discovered repository without --child-tag is reported and skipped (skip) or fatal (fail)")
