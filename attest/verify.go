@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
@@ -117,7 +118,7 @@ func Verify(ctx context.Context, tree *walk.Tree, opts VerifyOptions) (*VerifyRe
 	if opts.RequireRoot {
 		want[AnnotationRoot] = tree.Root.Digest().String()
 	}
-	v := &verifier{opts: opts, uris: uris, annotations: want}
+	v := &verifier{opts: opts, uris: uris, annotations: want, root: tree.Root.Digest().String()}
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(tree.Nodes))}
 	forEach(len(tree.Nodes), opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, tree.Nodes[i])
@@ -132,6 +133,7 @@ type verifier struct {
 	opts        VerifyOptions
 	uris        []string
 	annotations map[string]any
+	root        string // the root's repository@digest
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
@@ -164,7 +166,7 @@ func (v *verifier) signature(ctx context.Context, ref name.Digest, co *cosign.Ch
 	c := Check{Name: "signature"}
 	co.ClaimVerifier = cosign.SimpleClaimVerifier
 	co.Annotations = nil
-	sigs, _, err := cosign.VerifyImageSignatures(ctx, ref, co)
+	sigs, err := v.verified(ctx, ref, co)
 	if err != nil {
 		c.Reason = "no signature by the key: " + cosignReason(err)
 		return c
@@ -194,6 +196,72 @@ func (v *verifier) signature(ctx context.Context, ref name.Digest, co *cosign.Ch
 	}
 	return c
 }
+
+// verified lists the signatures stored for ref and returns those cosign's
+// VerifyImageSignature accepts. A payload that is byte for byte one
+// nestattest would sign for ref (its digest is the layer's) is not fetched:
+// the digest proves it is what the registry holds.
+func (v *verifier) verified(ctx context.Context, ref name.Digest, co *cosign.CheckOpts) ([]oci.Signature, error) {
+	h := digestHash(ref)
+	stored, err := ociremote.Signatures(Tag(ref.Repository, h, Signatures), co.RegistryClientOpts...)
+	if err != nil {
+		return nil, err
+	}
+	list, err := stored.Get()
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, errors.New("no signatures found")
+	}
+	known := v.knownPayloads(ref)
+	var ok []oci.Signature
+	var last error
+	for _, sig := range list {
+		if d, err := sig.Digest(); err == nil && known[d] != nil {
+			sig = knownPayload{storedSignature: sig, payload: known[d]}
+		}
+		if _, err := cosign.VerifyImageSignature(ctx, sig, h, co); err != nil {
+			last = err
+			continue
+		}
+		ok = append(ok, sig)
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("no matching signatures: %w", last)
+	}
+	return ok, nil
+}
+
+// knownPayloads are the payloads nestattest signs for ref with the
+// required annotations, with and without the root binding, by digest.
+func (v *verifier) knownPayloads(ref name.Digest) map[v1.Hash][]byte {
+	out := map[v1.Hash][]byte{}
+	bound := map[string]string{AnnotationRoot: v.root}
+	required := map[string]string{}
+	for k, val := range v.annotations {
+		required[k] = fmt.Sprint(val)
+		bound[k] = fmt.Sprint(val)
+	}
+	for _, ann := range []map[string]string{required, bound} {
+		if p, err := SignaturePayload(ref, ann); err == nil {
+			out[sha256Hash(p)] = p
+		}
+	}
+	return out
+}
+
+// knownPayload is a stored signature whose payload is already known.
+type knownPayload struct {
+	storedSignature
+	payload []byte
+}
+
+// storedSignature names oci.Signature for embedding: its own name would
+// clash with its Signature method.
+type storedSignature = oci.Signature
+
+func (k knownPayload) Payload() ([]byte, error) { return k.payload, nil }
 
 // attestation checks for an attestation by the key of predicate type uri
 // whose subject is the node's digest.
