@@ -12,7 +12,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
@@ -24,8 +23,8 @@ import (
 type VerifyOptions struct {
 	// Verifier holds the public key; required.
 	Verifier signature.Verifier
-	// Client reaches the registries; required.
-	Client *registry.Client
+	// Store lists what is stored for each node; required.
+	Store Store
 	// Types are the predicate types (cosign names or URIs) every node must
 	// carry an attestation of.
 	Types []string
@@ -93,15 +92,15 @@ func (r *VerifyReport) Failed() int {
 	return n
 }
 
-// Verify checks every node of the tree in its own repository with cosign's
-// verification: a signature by the key over the node's digest whose
+// Verify checks every node of the tree in its own repository, as the store
+// holds it, with cosign's verification functions: a signature by the key over the node's digest whose
 // docker-reference is the node's repository and whose annotations include
 // the required ones, and an attestation of each required type whose
 // statement's subject is the node's digest. A node the walk could not read
 // fails with the walk's error.
 func Verify(ctx context.Context, tree *walk.Tree, opts VerifyOptions) (*VerifyReport, error) {
-	if opts.Verifier == nil || opts.Client == nil {
-		return nil, errors.New("attest: Verify needs a Verifier and a Client")
+	if opts.Verifier == nil || opts.Store == nil {
+		return nil, errors.New("attest: Verify needs a Verifier and a Store")
 	}
 	uris := make([]string, len(opts.Types))
 	for i, t := range opts.Types {
@@ -143,15 +142,10 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	case walk.KindMissing:
 		return Verdict{Node: n, Checks: []Check{{Name: "read", OK: true, Reason: "missing from its repository (--allow-missing)"}}}
 	}
-	ropts, err := v.opts.Client.Remote(ctx, n.Repository, registry.Pull)
-	if err != nil {
-		return Verdict{Node: n, Checks: []Check{{Name: "registry", Reason: err.Error()}}}
-	}
 	co := &cosign.CheckOpts{
-		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(ropts...)},
-		SigVerifier:        v.opts.Verifier,
-		IgnoreTlog:         v.opts.RekorPubs == nil,
-		RekorPubKeys:       v.opts.RekorPubs,
+		SigVerifier:  v.opts.Verifier,
+		IgnoreTlog:   v.opts.RekorPubs == nil,
+		RekorPubKeys: v.opts.RekorPubs,
 	}
 	verdict := Verdict{Node: n, Checks: []Check{v.signature(ctx, n.Digest(), co)}}
 	for i, uri := range v.uris {
@@ -203,7 +197,7 @@ func (v *verifier) signature(ctx context.Context, ref name.Digest, co *cosign.Ch
 // the digest proves it is what the registry holds.
 func (v *verifier) verified(ctx context.Context, ref name.Digest, co *cosign.CheckOpts) ([]oci.Signature, error) {
 	h := digestHash(ref)
-	stored, err := ociremote.Signatures(Tag(ref.Repository, h, Signatures), co.RegistryClientOpts...)
+	stored, err := v.opts.Store.List(ctx, ref.Repository, h, Signatures)
 	if err != nil {
 		return nil, err
 	}
@@ -269,7 +263,13 @@ func (v *verifier) attestation(ctx context.Context, ref name.Digest, co *cosign.
 	c := Check{Name: "attestation " + typ}
 	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
 	co.Annotations = nil
-	atts, _, err := cosign.VerifyImageAttestations(ctx, ref, co)
+	h := digestHash(ref)
+	stored, err := v.opts.Store.List(ctx, ref.Repository, h, Attestations)
+	if err != nil {
+		c.Reason = cosignReason(err)
+		return c
+	}
+	atts, _, err := cosign.VerifyImageAttestation(ctx, stored, h, co)
 	if err != nil {
 		c.Reason = "no attestation by the key whose subject is this digest: " + cosignReason(err)
 		return c

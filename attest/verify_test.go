@@ -37,7 +37,7 @@ func signedKo(t *testing.T) (*testRegistry, *walk.Tree, *registry.Client, Signer
 	if _, err := Sign(context.Background(), tree, signOpts(c, s)); err != nil {
 		t.Fatal(err)
 	}
-	return r, tree, c, s, VerifyOptions{Verifier: publicVerifier(t, s), Client: c, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+	return r, tree, c, s, VerifyOptions{Verifier: publicVerifier(t, s), Store: TagStore{Client: c}, Types: []string{"slsaprovenance1"}, RequireRoot: true}
 }
 
 func nodeAt(t *testing.T, tree *walk.Tree, path string, kind walk.Kind) *walk.Node {
@@ -156,7 +156,7 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	vopts := VerifyOptions{Verifier: publicVerifier(t, s), Client: c, Types: []string{"slsaprovenance1"}}
+	vopts := VerifyOptions{Verifier: publicVerifier(t, s), Store: TagStore{Client: c}, Types: []string{"slsaprovenance1"}}
 	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
 		t.Fatalf("without --require-root: %q, %v", failures(rep), err)
 	}

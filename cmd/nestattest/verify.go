@@ -72,8 +72,9 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	vopts.Client = o.registry.client()
-	wopts, err := o.walk.options(vopts.Client)
+	client := o.registry.client()
+	vopts.Store = attest.TagStore{Client: client}
+	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
 	}
