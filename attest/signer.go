@@ -11,6 +11,8 @@ import (
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/nestattest/nestattest/registry"
 )
 
 // Signer signs payloads with one key and checks signatures made with it.
@@ -38,12 +40,14 @@ type KeySource struct {
 	Password func() ([]byte, error)
 }
 
-// Load reads and decrypts the key: once per run.
+// Load reads and decrypts the key: once per run. The password is
+// registered with registry.Secret, so no message ever shows it.
 func (k KeySource) Load() (Signer, error) {
 	keyPath, pass, err := k.resolve()
 	if err != nil {
 		return nil, err
 	}
+	registry.Secret(string(pass))
 	pem, err := os.ReadFile(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKey, err)

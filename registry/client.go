@@ -114,6 +114,7 @@ func (c *Client) dial(ctx context.Context, reg name.Registry, scopes []string) (
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
 	}
+	secretsOf(auth)
 	var base http.RoundTripper = c.base
 	if c.opts.UserAgent != "" {
 		base = transport.NewUserAgent(base, c.opts.UserAgent)

@@ -121,3 +121,11 @@ func TestClientSharesTransports(t *testing.T) {
 		t.Errorf("%d pings for one repository and access, want 1", pings.Load())
 	}
 }
+
+func TestRedactSecrets(t *testing.T) {
+	Secret("hunter2-password", "ab") // too short to register
+	got := Redact("auth failed for hunter2-password, ab")
+	if got != "auth failed for REDACTED, ab" {
+		t.Errorf("Redact = %q", got)
+	}
+}

@@ -3,12 +3,15 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -214,4 +217,45 @@ func TestHostileRegistries(t *testing.T) {
 func withScope(d map[string]any, path string) map[string]any {
 	d["annotations"] = map[string]string{"dev.nestattest.repository": path}
 	return d
+}
+
+// TestSecretsStayOutOfErrors: a registry that echoes the credentials it was
+// sent into its error message does not get them into nestattest's output.
+func TestSecretsStayOutOfErrors(t *testing.T) {
+	const user, password = "robot", "s3cr3t-registry-password"
+	basic := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("Authorization")
+		if got == "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(got, "Basic "))
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, `{"errors":[{"code":"UNKNOWN","message":"you sent %s, that is %s"}]}`, got, raw)
+	}))
+	t.Cleanup(s.Close)
+	host := strings.TrimPrefix(s.URL, "http://")
+	dockerConfig := t.TempDir()
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, basic)
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"tree", "--retries", "0", host + "/org/app:latest"},
+		{"verify", "--key", newKeyPair(t, "cosign").pub, "-o", "json", "--retries", "0", host + "/org/app:latest"},
+	} {
+		r := harness.RunEnv(t, []string{"DOCKER_CONFIG=" + dockerConfig}, harness.Binary(t), args...)
+		out := r.Stdout + r.Stderr
+		if r.Code != 1 || !strings.Contains(out, "you sent Basic REDACTED") {
+			t.Errorf("%s: exit %d, want 1 with the registry's message, redacted\n%s", args[0], r.Code, out)
+		}
+		if strings.Contains(out, password) || strings.Contains(out, basic) {
+			t.Errorf("%s: the registry password reached the output:\n%s", args[0], out)
+		}
+	}
 }
