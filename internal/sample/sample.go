@@ -7,6 +7,8 @@ package sample
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"io"
 	"fmt"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -23,7 +25,7 @@ import (
 var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
 
 // Image returns a small deterministic OCI image for a name and platform:
-// one uncompressed layer holding /<name>.
+// one gzipped layer holding payload.txt.
 func Image(content string, p v1.Platform) (v1.Image, error) {
 	layer, err := tarLayer(content + " for " + p.String() + "\n")
 	if err != nil {
@@ -61,9 +63,12 @@ func Index(content string, extra ...mutate.IndexAddendum) (v1.ImageIndex, error)
 	return mutate.AppendManifests(idx, append(adds, extra...)...), nil
 }
 
+// tarLayer is a gzipped tar of one file; gzip with no name or time is
+// deterministic, so the layer's digest is too.
 func tarLayer(content string) (v1.Layer, error) {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
 	hdr := &tar.Header{Name: "payload.txt", Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0)}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return nil, err
@@ -74,7 +79,12 @@ func tarLayer(content string) (v1.Layer, error) {
 	if err := tw.Close(); err != nil {
 		return nil, err
 	}
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer), nil
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(buf.Bytes())), nil
+	}, tarball.WithMediaType(types.OCILayer))
 }
 
 // Child is one scoped child of a sample tree: its path below the parent
