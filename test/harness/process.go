@@ -45,7 +45,9 @@ func serve(t testing.TB, bin, extra string) string {
 
 // registryConfig is the part of the configuration every registry shares:
 // the 0.1 schema, warnings and errors logged (no access log), filesystem
-// storage with deletes enabled, plain HTTP.
+// storage with deletes enabled and the in-memory blob descriptor cache (as
+// distribution's example configuration and Debian's package ship it), plain
+// HTTP.
 func registryConfig(root, addr string) string {
 	return fmt.Sprintf(`version: 0.1
 log:
@@ -53,6 +55,8 @@ log:
   accesslog:
     disabled: true
 storage:
+  cache:
+    blobdescriptor: inmemory
   filesystem:
     rootdirectory: %s
   delete:
