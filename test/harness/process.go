@@ -19,14 +19,13 @@ const startTimeout = 60 * time.Second
 // logTail is how much of a registry's log a failed test prints.
 const logTail = 8 << 10
 
-// serve runs `bin serve config.yml` with filesystem storage in a temporary
-// directory and extra appended to the configuration, waits until it answers
+// serve runs `bin serve config.yml` with filesystem storage, configuration
+// and log in dir, and extra appended to the configuration, waits until it answers
 // GET /v2/, stops it when the test ends and prints its log if the test
 // failed. It returns the registry's host:port. A port taken between choosing
 // it and the registry binding it is retried with another.
-func serve(t testing.TB, bin, extra string) string {
+func serve(t testing.TB, bin, dir, extra string) string {
 	t.Helper()
-	dir := t.TempDir()
 	for attempt := 1; ; attempt++ {
 		addr := freeAddr(t)
 		p := start(t, bin, dir, registryConfig(filepath.Join(dir, "data"), addr)+extra)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -35,6 +36,10 @@ type DistributionOptions struct {
 	// CatalogMaxEntries, when positive, caps the entries of a _catalog page
 	// (catalog.maxentries; 1000 by default).
 	CatalogMaxEntries int
+	// StorageDir, when set, is where the registry's temporary storage goes
+	// instead of the test's temporary directory: /dev/shm keeps a slow disk
+	// out of a benchmark.
+	StorageDir string
 }
 
 // config is the registry configuration for the options, in the 0.1 schema
@@ -55,7 +60,15 @@ func (o DistributionOptions) config() string {
 // deletes enabled. It stops when the test ends.
 func Distribution(t testing.TB, opts DistributionOptions) *Registry {
 	t.Helper()
-	host := serve(t, Tool(t, "registry"), opts.config())
+	dir := t.TempDir()
+	if opts.StorageDir != "" {
+		var err error
+		if dir, err = os.MkdirTemp(opts.StorageDir, "nestattest-registry-"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	host := serve(t, Tool(t, "registry"), dir, opts.config())
 	return &Registry{Host: host, Name: "distribution-v3.1.2"}
 }
 
@@ -68,7 +81,7 @@ func DockerRegistry(t testing.TB) *Registry {
 	if err != nil {
 		t.Skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
 	}
-	host := serve(t, bin, "")
+	host := serve(t, bin, t.TempDir(), "")
 	return &Registry{Host: host, Name: "docker-registry-" + version(t, bin)}
 }
 
