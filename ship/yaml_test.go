@@ -250,11 +250,20 @@ var (
 // check reports the references in v that name nothing in s.
 func (s scope) check(t *testing.T, where string, v any) {
 	t.Helper()
+	for _, ref := range s.unresolved(t, v) {
+		t.Errorf("%s: $(%s) names nothing declared", where, ref)
+	}
+}
+
+// unresolved lists the references in v that name nothing in s.
+func (s scope) unresolved(t testing.TB, v any) []string {
+	var out []string
 	for _, ref := range references(t, v) {
 		if !s.resolves(ref) {
-			t.Errorf("%s: $(%s) names nothing declared", where, ref)
+			out = append(out, ref)
 		}
 	}
+	return out
 }
 
 func (s scope) resolves(ref string) bool {
@@ -432,5 +441,20 @@ func TestChainsConfig(t *testing.T) {
 		if cm.Data[k] != v {
 			t.Errorf("%s = %q, want %q", k, cm.Data[k], v)
 		}
+	}
+}
+
+// TestReferenceCheckCatches: the check finds what a typo would leave
+// undeclared, so TestCatalogReferences passing means something.
+func TestReferenceCheckCatches(t *testing.T) {
+	task := loadTask(t)
+	s := taskScope(t, task.Spec)
+	step := task.Spec.Steps[0].DeepCopy()
+	bad := []string{"params.IMAGES", "params.CHILD[*]", "results.IMAGE_URI.path", "workspaces.sources.path", "context.taskrun.name", "steps.sign.results.IMAGE_URL"}
+	for _, b := range bad {
+		step.Args = append(step.Args, "$("+b+")")
+	}
+	if got := s.unresolved(t, step); strings.Join(got, " ") != strings.Join(bad, " ") {
+		t.Errorf("unresolved %v, want %v", got, bad)
 	}
 }

@@ -1,0 +1,357 @@
+package ship
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	"github.com/tektoncd/pipeline/pkg/result"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nestattest/nestattest/internal/sample"
+	"github.com/nestattest/nestattest/test/harness"
+)
+
+// shipApps are the binaries the ko sample builds into <parent>/<app>.
+var shipApps = []string{"app1", "app2", "app3"}
+
+// fixture is a real registry behind a front that demands credentials, the
+// children ko would have pushed, and a signing key in Chains' layout.
+type fixture struct {
+	host       string // the front, host:port
+	parent     string // host/org/ko-build
+	refs       string // what ko wrote: <parent>/<app>@sha256:…, a line each
+	secrets    map[string]map[string][]byte
+	pub        string // the public key, on this machine
+	dockerDir  string // a docker config for the front, on this machine
+	challenged atomic.Int32
+	authorized atomic.Int32
+}
+
+const (
+	registryUser     = "ship"
+	registryPassword = "s3cret-push-token"
+	keyPassword      = "key-password-from-the-secret"
+)
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	reg := harness.Distribution(t, harness.DistributionOptions{})
+	f := &fixture{secrets: map[string]map[string][]byte{}}
+	f.host = f.front(t, reg.Host)
+	f.parent = f.host + "/org/ko-build"
+	auth := remote.WithAuth(&authn.Basic{Username: registryUser, Password: registryPassword})
+	var refs []string
+	for _, app := range shipApps {
+		idx, err := sample.Index(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, err := name.NewRepository(f.parent + "/" + app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.WriteIndex(repo.Tag("latest"), idx, auth); err != nil {
+			t.Fatalf("push %s: %v", repo, err)
+		}
+		d, err := idx.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, repo.Digest(d.String()).String())
+	}
+	f.refs = strings.Join(refs, "\n") + "\n"
+	f.key(t)
+	config := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, f.host, base64.StdEncoding.EncodeToString([]byte(registryUser+":"+registryPassword)))
+	f.secrets["registry-push"] = map[string][]byte{corev1.DockerConfigJsonKey: []byte(config)}
+	f.dockerDir = t.TempDir()
+	write(t, filepath.Join(f.dockerDir, "config.json"), config, 0o600)
+	return f
+}
+
+// front serves the registry only to requests with the credentials, and
+// challenges the others for basic auth, as a hosted registry would.
+func (f *fixture) front(t *testing.T, upstream string) string {
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: upstream})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != registryUser || p != registryPassword {
+			f.challenged.Add(1)
+			w.Header().Set("WWW-Authenticate", `Basic realm="nestattest-ship"`)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+			return
+		}
+		f.authorized.Add(1)
+		r.Header.Del("Authorization")
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// key makes a cosign key pair and the Secret Chains signs with:
+// signing-secrets, with cosign.key, cosign.password and cosign.pub.
+func (f *fixture) key(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "generate-key-pair", "--output-key-prefix", filepath.Join(dir, "cosign"))
+	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD="+keyPassword)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("generate-key-pair: %v\n%s", err, out)
+	}
+	s := map[string][]byte{"cosign.password": []byte(keyPassword)}
+	for _, k := range []string{"cosign.key", "cosign.pub"} {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s[k] = b
+	}
+	f.secrets["signing-secrets"] = s
+	f.pub = filepath.Join(dir, "cosign.pub")
+}
+
+// workspaces binds the source workspace to an emptyDir and dockerconfig to
+// the registry Secret, its .dockerconfigjson mapped to config.json.
+func workspaces() []v1.WorkspaceBinding {
+	return []v1.WorkspaceBinding{
+		{Name: "source", EmptyDir: &corev1.EmptyDirVolumeSource{}},
+		{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-push",
+			Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}},
+	}
+}
+
+// signTakesChildren skips until `nestattest sign` takes the catalog's child
+// flags, which the Task and StepAction pass on every run.
+func signTakesChildren(t *testing.T) {
+	t.Helper()
+	out, _ := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "sign", "--help").CombinedOutput()
+	for _, flag := range []string{"--child ", "--from ", "--discover", "--child-tag", "--mirror"} {
+		if !strings.Contains(string(out), flag) {
+			t.Skipf("nestattest sign has no %s flag yet: the Task composes and signs in one sign command line", strings.TrimSpace(flag))
+		}
+	}
+}
+
+func loadTask(t *testing.T) *v1.Task {
+	t.Helper()
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), "task", "nestattest", "nestattest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.obj.(*v1.Task)
+}
+
+func loadStepAction(t *testing.T) *v1beta1.StepAction {
+	t.Helper()
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), "stepaction", "nestattest", "nestattest.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.obj.(*v1beta1.StepAction)
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// checkResults checks the result files Chains reads: IMAGE_URL exactly the
+// repository and tag given, IMAGE_DIGEST the digest that tag now names,
+// neither with a newline.
+func (f *fixture) checkResults(t *testing.T, dir, tag string) string {
+	t.Helper()
+	url, err := os.ReadFile(filepath.Join(dir, "IMAGE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := os.ReadFile(filepath.Join(dir, "IMAGE_DIGEST"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(url) != tag {
+		t.Errorf("IMAGE_URL = %q, want exactly %q", url, tag)
+	}
+	if !digestRE.Match(digest) {
+		t.Errorf("IMAGE_DIGEST = %q, want exactly sha256:<64 hex>", digest)
+	}
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := remote.Head(ref, remote.WithAuth(&authn.Basic{Username: registryUser, Password: registryPassword}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if desc.Digest.String() != string(digest) {
+		t.Errorf("IMAGE_DIGEST = %s, but %s is %s", digest, tag, desc.Digest)
+	}
+	return string(digest)
+}
+
+// checkTermination checks that the entrypoint put both results into the
+// step's termination message, where the reconciler reads them.
+func checkTermination(t *testing.T, rs []result.RunResult, typ result.ResultType, url, digest string) {
+	t.Helper()
+	got := map[string]result.RunResult{}
+	for _, r := range rs {
+		got[r.Key] = r
+	}
+	for k, want := range map[string]string{"IMAGE_URL": url, "IMAGE_DIGEST": digest} {
+		r, ok := got[k]
+		switch {
+		case !ok:
+			t.Errorf("termination message has no %s: %+v", k, rs)
+		case r.Value != want || r.ResultType != typ:
+			t.Errorf("termination message %s = %q (type %d), want %q (type %d)", k, r.Value, r.ResultType, want, typ)
+		}
+	}
+}
+
+// checkStatus checks the TaskRun results Chains reads.
+func checkStatus(t *testing.T, s v1.TaskRunStatus, url, digest string) {
+	t.Helper()
+	got := map[string]string{}
+	for _, r := range s.Results {
+		got[r.Name] = r.Value.StringVal
+	}
+	if got["IMAGE_URL"] != url || got["IMAGE_DIGEST"] != digest {
+		t.Errorf("TaskRun results %v, want IMAGE_URL %q and IMAGE_DIGEST %q", got, url, digest)
+	}
+}
+
+// verify checks every node of the tree with `nestattest verify` and the
+// public key of the Secret.
+func (f *fixture) verify(t *testing.T, ref string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "verify", "--key", f.pub, "-o", "json", ref)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+f.dockerDir)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("verify %s: %v\n%s", ref, err, out)
+	}
+	var doc struct{ Summary struct{ Nodes, Passed, Failed int } }
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	// The parent, three two-platform indexes, six images.
+	if doc.Summary.Nodes != 10 || doc.Summary.Failed != 0 {
+		t.Errorf("verify: %+v, want 10 nodes, none failed", doc.Summary)
+	}
+}
+
+// TestTaskRunsTheSignCommandLine runs the Task as a TaskRun's pod would:
+// Tekton substitutes the params, builds the pod, and the entrypoint runs the
+// step's exact command line against the real registry. First with the
+// references ko wrote into the source workspace (compose, then sign), then
+// with no child source (sign what is there).
+func TestTaskRunsTheSignCommandLine(t *testing.T) {
+	needRoot(t)
+	signTakesChildren(t)
+	f := newFixture(t)
+	tag := f.parent + ":latest"
+	run := func(params v1.Params) (*podRun, *v1.TaskRun) {
+		tr := &v1.TaskRun{
+			ObjectMeta: metav1.ObjectMeta{Name: "nestattest-run"},
+			Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "nestattest"}, Params: params, Workspaces: workspaces()},
+		}
+		p := newPod(t, taskRun{task: loadTask(t), run: tr, secrets: f.secrets})
+		write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
+		p.run()
+		for name, code := range p.exit {
+			if code != 0 {
+				t.Fatalf("container %s exited %d:\n%s", name, code, p.output[name])
+			}
+		}
+		return p, tr
+	}
+
+	p, tr := run(v1.Params{
+		{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)},
+		{Name: "CHILDREN", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--from=ko-refs.txt"}}},
+		{Name: "REPORT", Value: *v1.NewStructuredValues("nestattest-report.json")},
+	})
+	digest := f.checkResults(t, p.hostPath("/tekton/results"), tag)
+	checkTermination(t, p.results(stepContainer("sign")), result.TaskRunResultType, tag, digest)
+	checkStatus(t, p.taskRunStatus(tr), tag, digest)
+	var report struct{ Summary struct{ Nodes, Written, Failed int } }
+	b, err := os.ReadFile(filepath.Join(p.workspacePath("source"), "nestattest-report.json"))
+	if err != nil {
+		t.Fatalf("the report in the source workspace: %v", err)
+	}
+	if err := json.Unmarshal(b, &report); err != nil || report.Summary.Nodes != 10 || report.Summary.Failed != 0 {
+		t.Errorf("report summary %+v (%v), want 10 nodes, none failed", report.Summary, err)
+	}
+	if f.challenged.Load() == 0 || f.authorized.Load() == 0 {
+		t.Errorf("the registry front challenged %d and admitted %d requests: the credentials were not used", f.challenged.Load(), f.authorized.Load())
+	}
+	f.verify(t, tag)
+
+	// No child source: sign the tree the tag already is; nothing to write.
+	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)}})
+	if again := f.checkResults(t, p.hostPath("/tekton/results"), tag); again != digest {
+		t.Errorf("second run: IMAGE_DIGEST %s, want %s", again, digest)
+	}
+	if out := p.output[stepContainer("sign")]; !strings.Contains(out, "nothing to write") {
+		t.Errorf("second run wrote again:\n%s", out)
+	}
+	checkStatus(t, p.taskRunStatus(tr), tag, digest)
+}
+
+// TestStepActionResultsLiftedToTaskResults runs the sample Task that uses
+// the StepAction: Tekton resolves the StepAction, the entrypoint runs its
+// command line and reads its step results, and the reconciler's code lifts
+// them into the Task results Chains reads.
+func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
+	needRoot(t)
+	signTakesChildren(t)
+	f := newFixture(t)
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), "stepaction", "nestattest", "samples", "task-with-stepaction.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := m.obj.(*v1.Task)
+	// ko cannot run here: the children are pushed and ko-refs.txt written
+	// as its build step would. The StepAction is the one in this catalog,
+	// installed in the namespace, instead of fetched from git.
+	var steps []v1.Step
+	for _, s := range task.Spec.Steps {
+		if s.Ref != nil {
+			s.Ref = &v1.Ref{Name: "nestattest"}
+			steps = append(steps, s)
+		}
+	}
+	task.Spec.Steps = steps
+	tr := &v1.TaskRun{
+		ObjectMeta: metav1.ObjectMeta{Name: "build-and-nestattest-run"},
+		Spec: v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: task.Name}, Workspaces: workspaces(),
+			Params: v1.Params{{Name: "PARENT", Value: *v1.NewStructuredValues(f.parent)}}},
+	}
+	p := newPod(t, taskRun{task: task, run: tr, stepActions: []*v1beta1.StepAction{loadStepAction(t)}, secrets: f.secrets})
+	write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
+	p.run()
+	sign := stepContainer("sign")
+	if p.exit[sign] != 0 {
+		t.Fatalf("sign exited %d:\n%s", p.exit[sign], p.output[sign])
+	}
+	tag := f.parent + ":latest"
+	digest := f.checkResults(t, p.hostPath("/tekton/steps/step-sign/results"), tag)
+	checkTermination(t, p.results(sign), result.StepResultType, tag, digest)
+	checkStatus(t, p.taskRunStatus(tr), tag, digest)
+	f.verify(t, tag)
+}
