@@ -245,7 +245,9 @@ func (f *fixture) verify(t *testing.T, ref string) {
 	if err != nil {
 		t.Fatalf("verify %s: %v\n%s", ref, err, out)
 	}
-	var doc struct{ Summary struct{ Nodes, Passed, Failed int } }
+	var doc struct {
+		Summary struct{ Nodes, Passed, Failed int }
+	}
 	if err := json.Unmarshal(out, &doc); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +291,9 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 	digest := f.checkResults(t, p.hostPath("/tekton/results"), tag)
 	checkTermination(t, p.results(stepContainer("sign")), result.TaskRunResultType, tag, digest)
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
-	var report struct{ Summary struct{ Nodes, Written, Failed int } }
+	var report struct {
+		Summary struct{ Nodes, Written, Failed int }
+	}
 	b, err := os.ReadFile(filepath.Join(p.workspacePath("source"), "nestattest-report.json"))
 	if err != nil {
 		t.Fatalf("the report in the source workspace: %v", err)
