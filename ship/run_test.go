@@ -35,6 +35,7 @@ var shipApps = []string{"app1", "app2", "app3"}
 // fixture is a real registry behind a front that demands credentials, the
 // children ko would have pushed, and a signing key in Chains' layout.
 type fixture struct {
+	upstream   string // the registry itself, host:port
 	host       string // the front, host:port
 	parent     string // host/org/ko-build
 	refs       string // what ko wrote: <parent>/<app>@sha256:…, a line each
@@ -54,7 +55,7 @@ const (
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	reg := harness.Distribution(t, harness.DistributionOptions{})
-	f := &fixture{secrets: map[string]map[string][]byte{}}
+	f := &fixture{secrets: map[string]map[string][]byte{}, upstream: reg.Host}
 	f.host = f.front(t, reg.Host)
 	f.parent = f.host + "/org/ko-build"
 	auth := remote.WithAuth(&authn.Basic{Username: registryUser, Password: registryPassword})
@@ -267,13 +268,15 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 	signTakesChildren(t)
 	f := newFixture(t)
 	tag := f.parent + ":latest"
-	run := func(params v1.Params) (*podRun, *v1.TaskRun) {
+	run := func(params v1.Params, ws []v1.WorkspaceBinding) (*podRun, *v1.TaskRun) {
 		tr := &v1.TaskRun{
 			ObjectMeta: metav1.ObjectMeta{Name: "nestattest-run"},
-			Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "nestattest"}, Params: params, Workspaces: workspaces()},
+			Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "nestattest"}, Params: params, Workspaces: ws},
 		}
 		p := newPod(t, taskRun{task: loadTask(t), run: tr, secrets: f.secrets})
-		write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
+		if len(ws) > 0 {
+			write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
+		}
 		p.run()
 		for name, code := range p.exit {
 			if code != 0 {
@@ -287,7 +290,7 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 		{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)},
 		{Name: "CHILDREN", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--from=ko-refs.txt"}}},
 		{Name: "REPORT", Value: *v1.NewStructuredValues("nestattest-report.json")},
-	})
+	}, workspaces())
 	digest := f.checkResults(t, p.hostPath("/tekton/results"), tag)
 	checkTermination(t, p.results(stepContainer("sign")), result.TaskRunResultType, tag, digest)
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
@@ -307,7 +310,7 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 	f.verify(t, tag)
 
 	// No child source: sign the tree the tag already is; nothing to write.
-	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)}})
+	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)}}, workspaces())
 	if again := f.checkResults(t, p.hostPath("/tekton/results"), tag); again != digest {
 		t.Errorf("second run: IMAGE_DIGEST %s, want %s", again, digest)
 	}
@@ -315,6 +318,16 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 		t.Errorf("second run wrote again:\n%s", out)
 	}
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
+
+	// Both workspaces are optional: unbound, the step runs in the image's
+	// working directory with the credentials of $HOME/.docker (none, so the
+	// registry itself, which asks for none), and writes no report.
+	direct := f.upstream + "/org/ko-build:latest"
+	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(direct)}}, nil)
+	if again := f.checkResults(t, p.hostPath("/tekton/results"), direct); again != digest {
+		t.Errorf("unbound workspaces: IMAGE_DIGEST %s, want %s", again, digest)
+	}
+	checkStatus(t, p.taskRunStatus(tr), direct, digest)
 }
 
 // TestStepActionResultsLiftedToTaskResults runs the sample Task that uses
