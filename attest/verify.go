@@ -307,6 +307,12 @@ func predicateType(att oci.Signature) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return envelopePredicateType(env)
+}
+
+// envelopePredicateType reads the predicate type of the in-toto statement
+// a DSSE envelope carries.
+func envelopePredicateType(env []byte) (string, error) {
 	raw, err := envelopePayload(env)
 	if err != nil {
 		return "", err

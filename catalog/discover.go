@@ -149,14 +149,23 @@ func (l *lister) get(ctx context.Context, u *url.URL) ([]string, string, error) 
 	if len(body) > maxPageBytes {
 		return nil, "", fmt.Errorf("%w: a page of _catalog is over %d bytes", ErrListing, maxPageBytes)
 	}
+	names, err := decodePage(body)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: page %d: %v", ErrListing, l.pages, err)
+	}
+	link, err := nextLink(strings.Join(resp.Header.Values("Link"), ", "))
+	return names, link, err
+}
+
+// decodePage reads the repository names of one _catalog page.
+func decodePage(body []byte) ([]string, error) {
 	var page struct {
 		Repositories []string `json:"repositories"`
 	}
 	if err := json.Unmarshal(body, &page); err != nil {
-		return nil, "", fmt.Errorf("%w: page %d: %v", ErrListing, l.pages, err)
+		return nil, err
 	}
-	link, err := nextLink(strings.Join(resp.Header.Values("Link"), ", "))
-	return page.Repositories, link, err
+	return page.Repositories, nil
 }
 
 // add keeps the names below the parent.

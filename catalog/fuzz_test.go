@@ -67,3 +67,54 @@ func FuzzNextLink(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCatalogPage: whatever a registry serves as a _catalog page, the
+// repositories kept are strictly below the parent, at paths walk accepts,
+// and never more than the bounds allow.
+func FuzzCatalogPage(f *testing.F) {
+	f.Add([]byte(`{"repositories":["org/ko-build/app1","org/ko-build/app1/sub","org/other","org/ko-buildx/a"]}`))
+	f.Add([]byte(`{"repositories":["org/ko-build/../x","org/ko-build//a","org/ko-build/A","org/ko-build/"]}`))
+	f.Add([]byte(`{"repositories":null}`))
+	f.Add([]byte(`{"repositories":[1]}`))
+	parent := mustRepo(f, "reg.example/org/ko-build")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		names, err := decodePage(body)
+		if err != nil {
+			return
+		}
+		l := &lister{parent: parent, opts: DiscoverOptions{}.withDefaults(), found: map[string]bool{}, seen: map[string]bool{}}
+		if err := l.add(names); err != nil {
+			return
+		}
+		if len(l.found) > MaxChildren {
+			t.Fatalf("kept %d repositories, over %d", len(l.found), MaxChildren)
+		}
+		for path := range l.found {
+			if _, err := walk.ParseScope(path); err != nil {
+				t.Fatalf("kept %q: %v", path, err)
+			}
+			repo, err := childRepository(parent, path)
+			if err != nil || repo.Name() != parent.Name()+"/"+path {
+				t.Fatalf("kept %q: %v %v", path, repo, err)
+			}
+		}
+	})
+}
+
+// FuzzConfigPlatform: an image config either is refused or gives a platform
+// with both OS and architecture, or none.
+func FuzzConfigPlatform(f *testing.F) {
+	f.Add([]byte(`{"os":"linux","architecture":"arm64","variant":"v8"}`))
+	f.Add([]byte(`{"os":"windows","architecture":"amd64","os.version":"10.0.20348.1","os.features":["win32k"]}`))
+	f.Add([]byte(`{"architecture":"amd64"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		p, err := configPlatform(raw)
+		if err != nil || p == nil {
+			return
+		}
+		if p.OS == "" || p.Architecture == "" {
+			t.Fatalf("%q gave %+v", raw, p)
+		}
+	})
+}

@@ -77,6 +77,16 @@ func (r *run) platform(ctx context.Context, repo name.Repository, config v1.Desc
 	if got, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || got != config.Digest || int64(len(raw)) != config.Size {
 		return nil, fmt.Errorf("%w: config %s does not match its descriptor", walk.ErrDigestMismatch, config.Digest)
 	}
+	p, err := configPlatform(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: config: %v", walk.ErrInvalidManifest, err)
+	}
+	return p, nil
+}
+
+// configPlatform reads the platform of an image config; nil when it names no
+// OS and architecture.
+func configPlatform(raw []byte) (*v1.Platform, error) {
 	var cf struct {
 		OS         string   `json:"os"`
 		Arch       string   `json:"architecture"`
@@ -85,7 +95,7 @@ func (r *run) platform(ctx context.Context, repo name.Repository, config v1.Desc
 		OSFeatures []string `json:"os.features"`
 	}
 	if err := json.Unmarshal(raw, &cf); err != nil {
-		return nil, fmt.Errorf("%w: config: %v", walk.ErrInvalidManifest, err)
+		return nil, err
 	}
 	if cf.OS == "" || cf.Arch == "" {
 		return nil, nil
