@@ -35,12 +35,14 @@ type catalogOptions struct {
 	annotations []string
 	mirror      string
 	dryRun      bool // only `nestattest catalog` has the flag
+	stdin       func() io.Reader
 }
 
 func (o *catalogOptions) addFlags(cmd *cobra.Command) {
+	o.stdin = cmd.InOrStdin
 	f := cmd.Flags()
 	f.StringArrayVar(&o.children, "child", nil, "a child as PATH=REF, REF in <parent>/PATH, in full or as :TAG or @DIGEST (repeatable)")
-	f.StringArrayVar(&o.from, "from", nil, "a FILE of child references, one a line as ko build prints them; blank lines and # comments are skipped (repeatable)")
+	f.StringArrayVar(&o.from, "from", nil, "a FILE of child references, one a line as ko build prints them, - for standard input; blank lines and # comments are skipped (repeatable)")
 	f.BoolVar(&o.discover, "discover", false, "add every repository below the parent that the registry's _catalog lists, at --child-tag")
 	f.StringVar(&o.childTag, "child-tag", "", "the tag discovered children are resolved at (default: the parent's tag)")
 	f.StringVar(&o.missingTag, "missing-tag", missingTagSkip, "a discovered repository without --child-tag is reported and skipped (skip) or fatal (fail)")
@@ -108,8 +110,20 @@ func (o *catalogOptions) parseChildren(parent name.Repository, nopts []name.Opti
 		}
 		out = append(out, c)
 	}
+	stdin := false
 	for _, path := range o.from {
-		cs, err := readReferences(parent, path, nopts)
+		var cs []catalog.Child
+		var err error
+		if path == "-" {
+			if stdin {
+				return nil, usagef("--from: - (standard input) is given twice")
+			}
+			stdin = true
+			cs, err = catalog.ParseReferences(parent, o.stdin(), "standard input", nopts...)
+			err = classify(err)
+		} else {
+			cs, err = readReferences(parent, path, nopts)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -125,10 +139,7 @@ func readReferences(parent name.Repository, path string, nopts []name.Option) ([
 	}
 	defer f.Close()
 	cs, err := catalog.ParseReferences(parent, f, path, nopts...)
-	if err != nil {
-		return nil, classify(err)
-	}
-	return cs, nil
+	return cs, classify(err)
 }
 
 // classify marks refused input as a usage error (exit code 2).
@@ -173,6 +184,7 @@ Exit codes: 0 composed and pushed; 1 a child is missing or the registry
 refused; 2 bad flags, references or paths.`,
 		Example: `  ko build ./cmd/... > refs.txt   # KO_DOCKER_REPO=quay.io/org/ko-build, --base-import-paths
   nestattest catalog --from refs.txt quay.io/org/ko-build:latest
+  ko build ./cmd/... | nestattest catalog --from - quay.io/org/ko-build:latest
   nestattest catalog --child app1=:v1 --child app2=@sha256:… quay.io/org/ko-build:v1
   nestattest catalog --discover --results-dir /tekton/results quay.io/org/myrpmrepo:latest`,
 		Args: exactArgs(1),

@@ -47,8 +47,13 @@ func catalogRegistry(t *testing.T) (host string, refs []string) {
 }
 
 func execute(args ...string) (code int, stdout, stderr string) {
+	return executeIn("", args...)
+}
+
+// executeIn runs args with stdin as standard input.
+func executeIn(stdin string, args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
-	code = Execute(context.Background(), args, &out, &errb)
+	code = Execute(context.Background(), args, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -70,6 +75,11 @@ func TestCatalogCommand(t *testing.T) {
 	dry := strings.SplitN(strings.SplitN(stdout, "@sha256:", 2)[1], " ", 2)[0]
 	if _, err := remote.Head(mustTag(t, parent)); err == nil {
 		t.Fatal("--dry-run pushed the parent")
+	}
+	// ko build piped in: the same children, the same digest.
+	code, stdout, stderr = executeIn(strings.Join(refs, "\n")+"\n", "catalog", "--dry-run", "--from", "-", parent)
+	if code != ExitOK || !strings.Contains(stdout, "@sha256:"+dry+" ") {
+		t.Fatalf("--from -: exit %d\n%s%s", code, stdout, stderr)
 	}
 
 	code, stdout, stderr = execute("catalog", "-o", "json", "--from", from, "--index-annotation", "org.opencontainers.image.title=ko-build",
@@ -133,6 +143,8 @@ func TestCatalogCommandRefuses(t *testing.T) {
 		{"missing file", []string{"--from", bad + ".none", parent}, ExitUsage, "--from"},
 		{"missing child", []string{"--child", "app3=:latest", parent}, ExitFailed, "not in " + host + "/org/ko-build/app3"},
 		{"bad jobs", []string{"-j", "0", "--child", "app1=:latest", parent}, ExitUsage, "--jobs"},
+		{"stdin twice", []string{"--from", "-", "--from", "-", parent}, ExitUsage, "standard input) is given twice"},
+		{"empty stdin", []string{"--from", "-", parent}, ExitUsage, "--child, --from or --discover"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := execute(append([]string{"catalog"}, tc.args...)...)
@@ -140,6 +152,10 @@ func TestCatalogCommandRefuses(t *testing.T) {
 				t.Errorf("exit %d (want %d)\n%s%s", code, tc.code, stdout, stderr)
 			}
 		})
+	}
+	code, stdout, stderr := executeIn(refs[0]+"\n"+host+"/org/other/app@"+strings.SplitN(refs[0], "@", 2)[1]+"\n", "catalog", "--from", "-", parent)
+	if code != ExitUsage || !strings.Contains(stderr, "standard input:2") {
+		t.Errorf("outside on standard input: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if _, err := remote.Head(mustTag(t, parent)); err == nil {
 		t.Error("a refused run pushed the parent")

@@ -79,7 +79,7 @@ func runDemo(ctx context.Context, s streams) error {
 		{"verify", "--key", filepath.Join(keys, "cosign.pub"), "--require-root", root},
 	} {
 		fmt.Fprintf(s.out, "\n$ nestattest %s\n", strings.Join(args, " "))
-		if code := Execute(ctx, args, s.out, s.err); code != ExitOK {
+		if code := Execute(ctx, args, strings.NewReader(""), s.out, s.err); code != ExitOK {
 			return fmt.Errorf("nestattest %s exited %d", args[0], code)
 		}
 	}

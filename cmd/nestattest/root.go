@@ -38,11 +38,13 @@ type streams struct {
 	out, err io.Writer
 }
 
-// Execute runs the command line args and returns the exit code.
-func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// Execute runs the command line args and returns the exit code. stdin is
+// what `--from -` reads.
+func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	s := streams{out: stdout, err: stderr}
 	root := newRoot(s)
 	root.SetArgs(args)
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
