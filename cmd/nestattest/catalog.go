@@ -112,18 +112,11 @@ func (o *catalogOptions) parseChildren(parent name.Repository, nopts []name.Opti
 	}
 	stdin := false
 	for _, path := range o.from {
-		var cs []catalog.Child
-		var err error
-		if path == "-" {
-			if stdin {
-				return nil, usagef("--from: - (standard input) is given twice")
-			}
-			stdin = true
-			cs, err = catalog.ParseReferences(parent, o.stdin(), "standard input", nopts...)
-			err = classify(err)
-		} else {
-			cs, err = readReferences(parent, path, nopts)
+		if path == "-" && stdin {
+			return nil, usagef("--from: - (standard input) is given twice")
 		}
+		stdin = stdin || path == "-"
+		cs, err := o.readReferences(parent, path, nopts)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +125,12 @@ func (o *catalogOptions) parseChildren(parent name.Repository, nopts []name.Opti
 	return out, nil
 }
 
-func readReferences(parent name.Repository, path string, nopts []name.Option) ([]catalog.Child, error) {
+// readReferences reads a --from file, or standard input for "-".
+func (o *catalogOptions) readReferences(parent name.Repository, path string, nopts []name.Option) ([]catalog.Child, error) {
+	if path == "-" {
+		cs, err := catalog.ParseReferences(parent, o.stdin(), "standard input", nopts...)
+		return cs, classify(err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, usagef("--from: %v", err)
