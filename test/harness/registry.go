@@ -40,6 +40,9 @@ type DistributionOptions struct {
 	// instead of the test's temporary directory: /dev/shm keeps a slow disk
 	// out of a benchmark.
 	StorageDir string
+	// Tokens, when set, has the registry accept only bearer tokens the
+	// token server issued (auth: token), and enforce their access claims.
+	Tokens *TokenServer
 }
 
 // config is the registry configuration for the options, in the 0.1 schema
@@ -68,7 +71,11 @@ func Distribution(t testing.TB, opts DistributionOptions) *Registry {
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	host := serve(t, Tool(t, "registry"), dir, opts.config())
+	serveFn := serve
+	if opts.Tokens != nil {
+		serveFn = opts.Tokens.serve
+	}
+	host := serveFn(t, Tool(t, "registry"), dir, opts.config())
 	return &Registry{Host: host, Name: "distribution-v3.1.2"}
 }
 
