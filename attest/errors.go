@@ -2,16 +2,24 @@ package attest
 
 import "errors"
 
-// Sentinel errors; test for them with errors.Is.
+// Sentinel errors; test for them with errors.Is. Verify returns them in
+// each failed Check's Err.
 var (
-	// ErrKey: the key cannot be read, is not a cosign key, or the password
-	// does not decrypt it.
-	ErrKey = errors.New("cannot load signing key")
+	// ErrKey: the key cannot be read, is not a key of the kind needed, or
+	// the password does not decrypt it.
+	ErrKey = errors.New("cannot load key")
 	// ErrPredicate: the predicate or its type is not usable.
 	ErrPredicate = errors.New("invalid predicate")
-	// ErrUnsigned: a node has no signature by the key that passes.
+	// ErrUnsigned: a node has no signature that the policy accepts.
 	ErrUnsigned = errors.New("no valid signature")
-	// ErrUnattested: a node has no attestation of a required type by the
-	// key whose subject is the node.
+	// ErrUnattested: a node has no attestation of a required type that the
+	// policy accepts.
 	ErrUnattested = errors.New("no valid attestation")
+	// ErrCopied: a node's only valid signatures name another repository: a
+	// signature copied from elsewhere.
+	ErrCopied = errors.New("signature for another repository")
+	// ErrAnnotations: a node's valid signatures lack required annotations.
+	ErrAnnotations = errors.New("signature lacks required annotations")
+	// ErrUnreadable: the node, or what it carries, could not be read.
+	ErrUnreadable = errors.New("cannot read")
 )

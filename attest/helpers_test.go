@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -30,10 +31,14 @@ type testRegistry struct {
 	refused string // refuse writes to this repository path ("org/x")
 }
 
-func newTestRegistry(t testing.TB) *testRegistry {
+func newTestRegistry(t testing.TB) *testRegistry { return newTestRegistryReferrers(t, false) }
+
+// newTestRegistryReferrers is newTestRegistry serving the OCI 1.1 referrers
+// API or not.
+func newTestRegistryReferrers(t testing.TB, referrers bool) *testRegistry {
 	t.Helper()
 	r := &testRegistry{}
-	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(referrers))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if req.Method != http.MethodGet && req.Method != http.MethodHead {
 			r.mu.Lock()
@@ -83,7 +88,7 @@ func pushKo(t testing.TB, r *testRegistry, c *registry.Client) *walk.Tree {
 	if _, err := p.Push(repo, sample.Parent(walk.AnnotationRepository, children), "latest"); err != nil {
 		t.Fatal(err)
 	}
-	tree, err := walk.Collect(context.Background(), repo.Tag("latest"), walk.Options{Fetcher: walk.RegistryFetcher{Client: c}})
+	tree, err := walk.Collect(context.Background(), repo.Tag("latest"), walk.Options{Fetcher: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +107,10 @@ func testKey(t testing.TB) (dir string, password []byte) {
 	return dir, password
 }
 
-func loadTestKey(t testing.TB) Signer {
+func loadTestKey(t testing.TB) *KeySigner {
 	t.Helper()
 	dir, pass := testKey(t)
-	s, err := KeySource{Path: filepath.Join(dir, "cosign.key"), Password: func() ([]byte, error) { return pass, nil }}.Load()
+	s, err := LoadKey(context.Background(), filepath.Join(dir, "cosign.key"), func() ([]byte, error) { return pass, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,4 +124,31 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// pushSame pushes a parent whose n children are one two-platform index in
+// n repositories, and returns its tree.
+func pushSame(t testing.TB, r *testRegistry, c *registry.Client, n int) *walk.Tree {
+	t.Helper()
+	idx, err := sample.Index("same")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []sample.Child
+	for i := range n {
+		children = append(children, sample.Child{Path: fmt.Sprintf("c%02d", i), Index: idx})
+	}
+	repo, err := name.NewRepository(r.host + "/org/same")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
+	if _, err := p.Push(repo, sample.Parent(walk.AnnotationRepository, children), "latest"); err != nil {
+		t.Fatal(err)
+	}
+	tree, err := walk.Collect(context.Background(), repo.Tag("latest"), walk.Options{Fetcher: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
 }

@@ -12,9 +12,26 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 )
 
-// AnnotationRoot is the signature annotation that binds a node to the root
-// of the tree it was signed in: the root's repository@digest.
-const AnnotationRoot = "dev.nestattest.root"
+// Annotations nestattest writes.
+const (
+	// AnnotationRoot binds a node's signature to the root of the tree it was
+	// signed in: the root's repository@digest.
+	AnnotationRoot = "dev.nestattest.root"
+	// AnnotationStatement, on a stored attestation, is the digest of its
+	// statement without the fields that only say when it was made, so a
+	// re-run finds its own attestation without reading every stored one.
+	AnnotationStatement = "dev.nestattest.statement"
+)
+
+// Statement types and the predicate type of a signature in the bundle
+// layout.
+const (
+	StatementV1 = "https://in-toto.io/Statement/v1"
+	// PredicateCosignSign is the predicate type cosign v3 (and cosign v2
+	// with --new-bundle-format) signs an image with: an in-toto statement
+	// whose subject is the image, with an empty predicate.
+	PredicateCosignSign = "https://sigstore.dev/cosign/sign/v1"
+)
 
 // SignaturePayload returns cosign's simple-signing payload for ref: its
 // docker-reference is ref's repository, its docker-manifest-digest ref's
@@ -31,10 +48,45 @@ func SignaturePayload(ref name.Digest, annotations map[string]string) ([]byte, e
 	return payload.Cosign{Image: ref, Annotations: optional}.MarshalJSON()
 }
 
-// Statement returns the in-toto statement for ref whose predicate is raw, of
-// a predicate type as `cosign attest --type` takes it, built by cosign's own
-// generator so it is byte for byte what `cosign attest` makes. now stamps the
-// cosign "custom" predicate.
+// subject is an in-toto resource descriptor.
+type subject struct {
+	Name        string            `json:"name,omitempty"`
+	Digest      map[string]string `json:"digest"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// statement is an in-toto Statement v1.
+type statement struct {
+	Type          string          `json:"_type"`
+	Subject       []subject       `json:"subject"`
+	PredicateType string          `json:"predicateType"`
+	Predicate     json.RawMessage `json:"predicate"`
+}
+
+func subjectOf(ref name.Digest, annotations map[string]string) (subject, error) {
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return subject{}, err
+	}
+	return subject{Name: ref.Repository.Name(), Digest: map[string]string{h.Algorithm: h.Hex}, Annotations: annotations}, nil
+}
+
+// SignStatement returns what a signature signs in the bundle layout, as
+// cosign v3 makes it: an in-toto Statement v1 of PredicateCosignSign whose
+// subject is ref's digest, carrying the annotations (cosign sign -a), and
+// named by ref's repository. The same inputs give the same bytes.
+func SignStatement(ref name.Digest, annotations map[string]string) ([]byte, error) {
+	s, err := subjectOf(ref, annotations)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: PredicateCosignSign, Predicate: json.RawMessage(`{}`)})
+}
+
+// Statement returns the in-toto Statement v1 for ref whose predicate is raw,
+// of a predicate type as `cosign attest --type` takes it. The predicate is
+// shaped by cosign's own generator (cosign's "custom" type wraps it and
+// stamps it with now); the subject is ref's digest, named by its repository.
 func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time) ([]byte, error) {
 	h, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
@@ -50,7 +102,31 @@ func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s predicate: %v", ErrPredicate, predicateType, err)
 	}
-	return json.Marshal(st)
+	generated, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	var parts struct {
+		PredicateType string          `json:"predicateType"`
+		Predicate     json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(generated, &parts); err != nil {
+		return nil, err
+	}
+	return PropagatedStatement(ref, parts.PredicateType, parts.Predicate)
+}
+
+// PropagatedStatement returns the in-toto Statement v1 for ref with the
+// predicate exactly as given, byte for byte.
+func PropagatedStatement(ref name.Digest, predicateType string, predicate json.RawMessage) ([]byte, error) {
+	s, err := subjectOf(ref, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(predicate) {
+		return nil, fmt.Errorf("%w: the predicate is not JSON", ErrPredicate)
+	}
+	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: predicateType, Predicate: predicate})
 }
 
 // volatile lists the statement fields that record when a statement was made
@@ -62,24 +138,21 @@ var volatile = [][]string{
 	{"predicate", "Timestamp"}, // cosign's "custom" predicate
 }
 
-// sameStatement reports whether two in-toto statements say the same thing.
-func sameStatement(a, b []byte) bool {
-	na, errA := normalize(a)
-	nb, errB := normalize(b)
-	return errA == nil && errB == nil && bytes.Equal(na, nb)
-}
-
-// normalize re-encodes a statement without its volatile fields, with
-// object keys sorted.
-func normalize(raw []byte) ([]byte, error) {
+// StatementDigest is the digest of a statement without its volatile
+// fields, object keys sorted: equal for statements that say the same.
+func StatementDigest(raw []byte) (v1.Hash, error) {
 	var v map[string]any
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, err
+		return v1.Hash{}, err
 	}
 	for _, path := range volatile {
 		remove(v, path)
 	}
-	return json.Marshal(v)
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return digestOf(b), nil
 }
 
 func remove(v map[string]any, path []string) {
@@ -91,4 +164,18 @@ func remove(v map[string]any, path []string) {
 		v = next
 	}
 	delete(v, path[len(path)-1])
+}
+
+// statementInfo reads what a check needs of an in-toto statement.
+type statementInfo struct {
+	PredicateType string    `json:"predicateType"`
+	Subject       []subject `json:"subject"`
+}
+
+func readStatement(raw []byte) (*statementInfo, error) {
+	var s statementInfo
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
 }

@@ -1,135 +1,120 @@
 package attest
 
 import (
+	"bytes"
+	"context"
 	"crypto"
-	"errors"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strings"
 
-	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-
-	"github.com/nestattest/nestattest/registry"
+	"github.com/sigstore/sigstore/pkg/signature/options"
 )
 
-// Signer signs payloads with one key and checks signatures made with it.
-// sigstore's signature.SignerVerifier satisfies it, so a KMS or hardware key
-// plugs in as well as a cosign key file.
+// Signer signs the payloads of a run and says who signed them. A key
+// (a file, a Kubernetes Secret, a KMS key) is one; keyless signing with a
+// Fulcio certificate is another. Implementations are safe for concurrent
+// use.
 type Signer interface {
-	SignMessage(message io.Reader, opts ...signature.SignOption) ([]byte, error)
-	VerifySignature(signature, message io.Reader, opts ...signature.VerifyOption) error
-	PublicKey(opts ...signature.PublicKeyOption) (crypto.PublicKey, error)
+	// Sign signs message and returns the signature with what verifies it:
+	// the public key, or the certificate chain it was signed under.
+	Sign(ctx context.Context, message []byte) ([]byte, Material, error)
+	// Owns reports whether sig over message, stored with m, was made by
+	// this signer's identity, checked locally: a run recognises its own
+	// signatures without asking a KMS or a log.
+	Owns(message, sig []byte, m Material) bool
+	// Identity describes the signer.
+	Identity() Identity
 }
 
-// Files of Tekton Chains' signing-secrets layout.
-const (
-	ChainsKeyFile      = "cosign.key"
-	ChainsPasswordFile = "cosign.password"
-)
-
-// KeySource says where a cosign private key and its password are.
-type KeySource struct {
-	// Path is a cosign key file, or a directory in Tekton Chains'
-	// signing-secrets layout holding cosign.key and cosign.password.
-	Path string
-	// Password returns the key's password when the layout does not hold
-	// one (environment, file or terminal, as the caller decides).
-	Password func() ([]byte, error)
+// Identity describes who signs.
+type Identity struct {
+	// Key is the public key of a key signer.
+	Key crypto.PublicKey
+	// KeyRef is where the key came from, as given (a file, env://, k8s://,
+	// awskms://…).
+	KeyRef string
+	// Subject and Issuer are a keyless signer's certificate identity and
+	// OIDC issuer.
+	Subject, Issuer string
 }
 
-// Load reads and decrypts the key: once per run. The password is
-// registered with registry.Secret, so no message ever shows it.
-func (k KeySource) Load() (Signer, error) {
-	keyPath, pass, err := k.resolve()
-	if err != nil {
-		return nil, err
+// Hint is the key hint sigstore bundles carry for a key-signed
+// signature: the base64 sha256 of the key's PKIX encoding, as cosign
+// computes it.
+func (id Identity) Hint() string {
+	if id.Key == nil {
+		return ""
 	}
-	registry.Secret(string(pass))
-	pem, err := os.ReadFile(keyPath)
+	der, err := x509.MarshalPKIXPublicKey(id.Key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+		return ""
 	}
-	sv, err := cosign.LoadPrivateKey(pem, pass, nil)
-	if err != nil {
-		if strings.Contains(err.Error(), "decrypt") {
-			return nil, fmt.Errorf("%w: %s: wrong password, or the key is corrupt (decryption failed)", ErrKey, keyPath)
-		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, keyPath, err)
-	}
-	return sv, nil
+	sum := sha256.Sum256(der)
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// resolve finds the key file and its password.
-func (k KeySource) resolve() (string, []byte, error) {
-	if k.Path == "" {
-		return "", nil, fmt.Errorf("%w: no key given", ErrKey)
+// String names the signer for people.
+func (id Identity) String() string {
+	if id.Key != nil {
+		return fmt.Sprintf("key %s (%s)", id.KeyRef, id.Hint())
 	}
-	fi, err := os.Stat(k.Path)
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: %w", ErrKey, err)
-	}
-	if !fi.IsDir() {
-		pass, err := k.password()
-		return k.Path, pass, err
-	}
-	keyPath := filepath.Join(k.Path, ChainsKeyFile)
-	pass, err := os.ReadFile(filepath.Join(k.Path, ChainsPasswordFile))
-	switch {
-	case err == nil:
-		return keyPath, pass, nil
-	case errors.Is(err, os.ErrNotExist):
-		pass, err = k.password()
-		return keyPath, pass, err
-	}
-	return "", nil, fmt.Errorf("%w: %w", ErrKey, err)
+	return fmt.Sprintf("%s from %s", id.Subject, id.Issuer)
 }
 
-func (k KeySource) password() ([]byte, error) {
-	if k.Password == nil {
-		return nil, nil
-	}
-	pass, err := k.Password()
-	if err != nil {
-		return nil, fmt.Errorf("%w: password: %w", ErrKey, err)
-	}
-	return pass, nil
+// KeySigner signs with one key through sigstore's signature.SignerVerifier:
+// a cosign key, or a KMS key whose signing happens remotely. Its public key
+// is read once, so Owns checks signatures locally.
+type KeySigner struct {
+	sv       signature.SignerVerifier
+	verifier signature.Verifier
+	id       Identity
 }
 
-// GenerateKeyPair writes a cosign key pair, <prefix>.key encrypted with the
-// password and <prefix>.pub, refusing to overwrite either file.
-func GenerateKeyPair(prefix string, password func(bool) ([]byte, error)) (keyPath, pubPath string, err error) {
-	keyPath, pubPath = prefix+".key", prefix+".pub"
-	for _, p := range []string{keyPath, pubPath} {
-		if _, err := os.Stat(p); err == nil {
-			return "", "", fmt.Errorf("%s exists; refusing to overwrite it", p)
-		}
-	}
-	keys, err := cosign.GenerateKeyPair(password)
+// NewKeySigner wraps sv, reading its public key once. ref names the key
+// for people.
+func NewKeySigner(ctx context.Context, sv signature.SignerVerifier, ref string) (*KeySigner, error) {
+	pub, err := sv.PublicKey(options.WithContext(ctx))
 	if err != nil {
-		return "", "", err
+		return nil, fmt.Errorf("%w: %s: public key: %v", ErrKey, ref, err)
 	}
-	if err := writeNew(keyPath, keys.PrivateBytes, 0o600); err != nil {
-		return "", "", err
+	v, err := signature.LoadVerifier(pub, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, err)
 	}
-	if err := writeNew(pubPath, keys.PublicBytes, 0o644); err != nil {
-		os.Remove(keyPath)
-		return "", "", err
-	}
-	return keyPath, pubPath, nil
+	return &KeySigner{sv: sv, verifier: v, id: Identity{Key: pub, KeyRef: ref}}, nil
 }
 
-func writeNew(path string, data []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+// Sign implements Signer: one SignMessage call, remote for a KMS key.
+func (k *KeySigner) Sign(ctx context.Context, message []byte) ([]byte, Material, error) {
+	sig, err := k.sv.SignMessage(bytes.NewReader(message), options.WithContext(ctx))
 	if err != nil {
-		return err
+		return nil, Material{}, fmt.Errorf("sign with %s: %w", k.id.KeyRef, err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
+	return sig, Material{PublicKey: k.id.Key}, nil
+}
+
+// Owns implements Signer: the signature verifies with the key, and no
+// other key is named with it.
+func (k *KeySigner) Owns(message, sig []byte, m Material) bool {
+	if len(m.Chain) > 0 {
+		return false
 	}
-	return f.Close()
+	if m.PublicKey != nil && !sameKey(m.PublicKey, k.id.Key) {
+		return false
+	}
+	return k.verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)) == nil
+}
+
+// Identity implements Signer.
+func (k *KeySigner) Identity() Identity { return k.id }
+
+// Verifier returns a verifier for the signer's public key.
+func (k *KeySigner) Verifier() signature.Verifier { return k.verifier }
+
+func sameKey(a, b crypto.PublicKey) bool {
+	return cryptoutils.EqualKeys(a, b) == nil
 }

@@ -3,83 +3,78 @@ package attest
 import (
 	"context"
 	"fmt"
-	"strings"
+	"sync"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sigstore/cosign/v2/pkg/oci"
-	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
-
-	"github.com/nestattest/nestattest/registry"
 )
 
-// Kind is what a stored object is.
-type Kind string
+// Layout names a storage layout.
+type Layout string
 
-// The kinds cosign stores, named by their tag suffix.
+// The layouts.
 const (
-	Signatures   Kind = "sig"
-	Attestations Kind = "att"
+	// LayoutLegacy is cosign's tag layout: <repo>:sha256-<hex>.sig and .att,
+	// an image whose layers are the signatures or attestations.
+	LayoutLegacy Layout = "legacy"
+	// LayoutBundle is sigstore bundles stored as OCI 1.1 referrers, as
+	// cosign v3 writes them.
+	LayoutBundle Layout = "bundle"
 )
 
-// Store lists and adds the signatures or attestations of one manifest
-// (repository, digest).
+// ParseLayout checks a layout's name.
+func ParseLayout(s string) (Layout, error) {
+	switch l := Layout(s); l {
+	case LayoutLegacy, LayoutBundle:
+		return l, nil
+	}
+	return "", fmt.Errorf("storage format %q: want %s or %s", s, LayoutLegacy, LayoutBundle)
+}
+
+// Store keeps the signatures and attestations of subjects in one layout.
+// Sign, verify and propagate read and write through it alone, so a layout
+// is one Store.
 type Store interface {
-	// List returns what is stored; an empty oci.Signatures when nothing is.
-	List(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind) (oci.Signatures, error)
-	// Add stores sig after existing, which List returned.
-	Add(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind, existing oci.Signatures, sig oci.Signature) error
+	// Layout names the store's layout.
+	Layout() Layout
+	// SignaturePayload returns what a signature of ref signs in this
+	// layout: its payload type and payload. The same inputs give the same
+	// bytes.
+	SignaturePayload(sub Subject, annotations map[string]string) (payloadType string, payload []byte, err error)
+	// List returns the signatures and attestations sub carries; none is an
+	// empty list, not an error.
+	List(ctx context.Context, sub Subject) ([]*Entry, error)
+	// Add stores s and returns once the registry holds it, confirmed.
+	Add(ctx context.Context, s *Signed) error
 }
 
-// TagStore is cosign's tag layout: one image per manifest and kind, tagged
-// sha256-<hex>.sig or sha256-<hex>.att in the manifest's repository, each
-// signature or attestation a layer.
-type TagStore struct {
-	Client *registry.Client
-	// Access is the access List asks for: registry.Push when the run will
-	// write, so one token serves both.
-	Access registry.Access
+// Entry is a stored signature or attestation as a listing shows it: enough
+// to tell whether it is the one a run would write without reading it, and
+// Load to read the rest.
+type Entry struct {
+	// Kind is empty where the listing does not tell; Load tells.
+	Kind Kind
+	// Where names it for messages: the tag and layer, or the referrer.
+	Where string
+	// PayloadDigest is the payload's digest, where the listing gives it
+	// (legacy signatures).
+	PayloadDigest v1.Hash
+	// PredicateType and Statement are an attestation's predicate type and
+	// its StatementDigest, where the listing gives them.
+	PredicateType string
+	Statement     v1.Hash
+	// Signature and Material are known from the listing for legacy
+	// signatures, whose signature is an annotation; else Load reads them.
+	Signature []byte
+	Material  *Material
+
+	once   sync.Once
+	load   func(context.Context) (*Signed, error)
+	signed *Signed
+	err    error
 }
 
-// Tag returns the tag cosign uses for a manifest's signatures or
-// attestations: <repo>:sha256-<hex>.<kind>.
-func Tag(repo name.Repository, digest v1.Hash, kind Kind) name.Tag {
-	return repo.Tag(strings.ReplaceAll(digest.String(), ":", "-") + "." + string(kind))
-}
-
-// List implements Store.
-func (s TagStore) List(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind) (oci.Signatures, error) {
-	ropts, err := s.Client.Remote(ctx, repo, s.Access)
-	if err != nil {
-		return nil, err
-	}
-	sigs, err := ociremote.Signatures(Tag(repo, digest, kind), ociremote.WithRemoteOptions(ropts...))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", Tag(repo, digest, kind), err)
-	}
-	return sigs, nil
-}
-
-// Add implements Store: it appends sig as a layer and writes the image.
-// The blobs of existing are in the repository already (its manifest names
-// them): only the new layer and the new config are uploaded.
-func (s TagStore) Add(ctx context.Context, repo name.Repository, digest v1.Hash, kind Kind, existing oci.Signatures, sig oci.Signature) error {
-	img, err := mutate.AppendSignatures(existing, false, sig)
-	if err != nil {
-		return err
-	}
-	m, err := existing.Manifest()
-	if err != nil {
-		return err
-	}
-	known := make(map[v1.Hash]bool, len(m.Layers))
-	for _, l := range m.Layers {
-		known[l.Digest] = true
-	}
-	tag := Tag(repo, digest, kind)
-	if err := publish(ctx, s.Client, tag, img, known); err != nil {
-		return fmt.Errorf("write %s: %w", tag, err)
-	}
-	return nil
+// Load reads the entry once: its payload, signature and material.
+func (e *Entry) Load(ctx context.Context) (*Signed, error) {
+	e.once.Do(func() { e.signed, e.err = e.load(ctx) })
+	return e.signed, e.err
 }

@@ -2,40 +2,38 @@ package attest
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/cosign/v2/pkg/oci"
-	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
+	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	// Verifier holds the public key; required.
-	Verifier signature.Verifier
-	// Store lists what is stored for each node; required.
-	Store Store
-	// Types are the predicate types (cosign names or URIs) every node must
-	// carry an attestation of.
-	Types []string
-	// Annotations must all be in every node's signature payload.
-	Annotations map[string]string
-	// RequireRoot requires every signature to bind its node to this tree's
-	// root with AnnotationRoot.
-	RequireRoot bool
-	// RekorPubs, when set, makes cosign check transparency-log entries;
-	// nil skips them as cosign's --insecure-ignore-tlog does.
-	RekorPubs *cosign.TrustedTransparencyLogPubKeys
+	// Policy is what every node must carry; Key or Identity is required.
+	Policy Policy
+	// Legacy and Bundle are the two layouts' stores; the one Layout names
+	// is required.
+	Legacy, Bundle Store
+	// Layout forces one layout; empty reads as cosign v3 does: a node's
+	// bundles when it has any, else its legacy tags.
+	Layout Layout
 	// Jobs is how many nodes are verified at once.
 	Jobs int
 	// Progress, if set, is called as each node is done.
@@ -44,15 +42,24 @@ type VerifyOptions struct {
 
 // Check is one verified property of a node.
 type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
+	Name string `json:"name"`
+	OK   bool   `json:"ok"`
+	// Layout is where it was checked.
+	Layout Layout `json:"layout,omitempty"`
+	// Reason says briefly why it failed.
 	Reason string `json:"reason,omitempty"`
+	// Detail is the verifier's own words, when it said more.
+	Detail string `json:"detail,omitempty"`
+	// Err is the sentinel for the failure (ErrUnsigned, ErrUnattested, …).
+	Err error `json:"-"`
 }
 
 // Verdict is the outcome for one node.
 type Verdict struct {
-	Node   *walk.Node
-	Checks []Check
+	Node *walk.Node
+	// Layouts are the layouts the node carries anything in.
+	Layouts []Layout
+	Checks  []Check
 }
 
 // Passed reports whether every check passed.
@@ -76,6 +83,17 @@ func (v Verdict) Reasons() string {
 	return strings.Join(r, "; ")
 }
 
+// Err joins the sentinel errors of the failed checks.
+func (v Verdict) Err() error {
+	var errs []error
+	for _, c := range v.Checks {
+		if !c.OK {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, c.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // VerifyReport holds a verdict per node, in tree order.
 type VerifyReport struct {
 	Verdicts []Verdict
@@ -92,192 +110,283 @@ func (r *VerifyReport) Failed() int {
 	return n
 }
 
-// Verify checks every node of the tree in its own repository, as the store
-// holds it, with cosign's verification functions: a signature by the key over the node's digest whose
-// docker-reference is the node's repository and whose annotations include
-// the required ones, and an attestation of each required type whose
-// statement's subject is the node's digest. A node the walk could not read
-// fails with the walk's error.
+// Verify checks every node of the tree in its own repository with cosign's
+// own verification: for the legacy layout cosign's VerifyImageSignature and
+// VerifyImageAttestation, for bundles cosign's VerifyNewBundle (sigstore-go)
+// and its subject check. A node passes with a signature the policy accepts
+// over its digest, naming its repository and carrying the required
+// annotations, and an attestation of each required type whose statement's
+// subject is its digest. A node the walk could not read fails with the
+// walk's error.
 func Verify(ctx context.Context, tree *walk.Tree, opts VerifyOptions) (*VerifyReport, error) {
-	if opts.Verifier == nil || opts.Store == nil {
-		return nil, errors.New("attest: Verify needs a Verifier and a Store")
+	return VerifyNodes(ctx, tree, tree.Nodes, opts)
+}
+
+// VerifyNodes is Verify for some nodes of a tree only.
+func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts VerifyOptions) (*VerifyReport, error) {
+	v, err := newVerifier(tree, opts)
+	if err != nil {
+		return nil, err
 	}
-	uris := make([]string, len(opts.Types))
-	for i, t := range opts.Types {
-		uri, err := PredicateURI(t)
-		if err != nil {
-			return nil, err
-		}
-		uris[i] = uri
-	}
-	want := map[string]any{}
-	for k, v := range opts.Annotations {
-		want[k] = v
-	}
-	if opts.RequireRoot {
-		want[AnnotationRoot] = tree.Root.Digest().String()
-	}
-	v := &verifier{opts: opts, uris: uris, annotations: want, root: tree.Root.Digest().String()}
-	rep := &VerifyReport{Verdicts: make([]Verdict, len(tree.Nodes))}
-	forEach(len(tree.Nodes), opts.Jobs, func(i int) {
-		rep.Verdicts[i] = v.node(ctx, tree.Nodes[i])
+	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
+	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
+		rep.Verdicts[i] = v.node(ctx, nodes[i])
 		if opts.Progress != nil {
 			opts.Progress(rep.Verdicts[i])
 		}
 	})
-	return rep, nil
+	return rep, ctx.Err()
 }
 
 type verifier struct {
 	opts        VerifyOptions
+	co          *cosign.CheckOpts
 	uris        []string
-	annotations map[string]any
+	annotations map[string]string
 	root        string // the root's repository@digest
+}
+
+func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
+	if (opts.Layout != LayoutBundle && opts.Legacy == nil) || (opts.Layout != LayoutLegacy && opts.Bundle == nil) {
+		return nil, errors.New("attest: Verify needs the store of each layout it reads")
+	}
+	co, err := opts.Policy.checkOpts()
+	if err != nil {
+		return nil, err
+	}
+	uris := make([]string, len(opts.Policy.Types))
+	for i, t := range opts.Policy.Types {
+		if uris[i], err = PredicateURI(t); err != nil {
+			return nil, err
+		}
+	}
+	want := map[string]string{}
+	for k, v := range opts.Policy.Annotations {
+		want[k] = v
+	}
+	root := tree.Root.Digest().String()
+	if opts.Policy.RequireRoot {
+		want[AnnotationRoot] = root
+	}
+	return &verifier{opts: opts, co: co, uris: uris, annotations: want, root: root}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	switch n.Kind {
 	case walk.KindInvalid:
-		return Verdict{Node: n, Checks: []Check{{Name: "read", Reason: n.Err.Error()}}}
+		return Verdict{Node: n, Checks: []Check{{Name: "read", Reason: registry.RedactURLs(n.Err.Error()), Err: ErrUnreadable}}}
 	case walk.KindMissing:
 		return Verdict{Node: n, Checks: []Check{{Name: "read", OK: true, Reason: "missing from its repository (--allow-missing)"}}}
 	}
-	co := &cosign.CheckOpts{
-		SigVerifier:  v.opts.Verifier,
-		IgnoreTlog:   v.opts.RekorPubs == nil,
-		RekorPubKeys: v.opts.RekorPubs,
+	sub := Subject{Repository: n.Repository, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
+	layout, entries, layouts, err := v.read(ctx, sub)
+	verdict := Verdict{Node: n, Layouts: layouts}
+	if err != nil {
+		verdict.Checks = []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable}}
+		return verdict
 	}
-	verdict := Verdict{Node: n, Checks: []Check{v.signature(ctx, n.Digest(), co)}}
+	verdict.Checks = append(verdict.Checks, v.signature(ctx, sub, layout, entries))
 	for i, uri := range v.uris {
-		verdict.Checks = append(verdict.Checks, v.attestation(ctx, n.Digest(), co, v.opts.Types[i], uri))
+		verdict.Checks = append(verdict.Checks, v.attestation(ctx, sub, layout, entries, v.opts.Policy.Types[i], uri))
 	}
 	return verdict
 }
 
-// signature checks for a signature by the key, over the node's digest, that
-// names the node's repository and carries the required annotations.
-func (v *verifier) signature(ctx context.Context, ref name.Digest, co *cosign.CheckOpts) Check {
-	c := Check{Name: "signature"}
-	co.ClaimVerifier = cosign.SimpleClaimVerifier
-	co.Annotations = nil
-	sigs, err := v.verified(ctx, ref, co)
-	if err != nil {
-		c.Reason = "no signature by the key: " + cosignReason(err)
-		return c
-	}
-	var others []string
-	var annotated bool
-	for _, sig := range sigs {
-		p, err := signedPayload(sig)
+// read lists what the subject carries and picks the layout to verify:
+// the forced one, else bundles when there are any, else legacy tags.
+func (v *verifier) read(ctx context.Context, sub Subject) (Layout, []*Entry, []Layout, error) {
+	lists := map[Layout][]*Entry{}
+	var carried []Layout
+	for _, s := range []Store{v.opts.Bundle, v.opts.Legacy} {
+		if s == nil || (v.opts.Layout != "" && v.opts.Layout != s.Layout()) && !v.probe(s) {
+			continue
+		}
+		es, err := s.List(ctx, sub)
 		if err != nil {
+			return "", nil, nil, err
+		}
+		lists[s.Layout()] = es
+		if len(es) > 0 {
+			carried = append(carried, s.Layout())
+		}
+	}
+	layout := v.opts.Layout
+	if layout == "" {
+		layout = LayoutLegacy
+		if len(lists[LayoutBundle]) > 0 {
+			layout = LayoutBundle
+		}
+	}
+	return layout, lists[layout], carried, nil
+}
+
+// probe says whether a store the layout does not read is listed anyway,
+// to report a node that carries both: only when both stores are given.
+func (v *verifier) probe(Store) bool { return v.opts.Layout == "" }
+
+// signature checks for a signature the policy accepts over the node's
+// digest, that names the node's repository and carries the required
+// annotations.
+func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, entries []*Entry) Check {
+	c := Check{Name: "signature", Layout: layout}
+	var others []string
+	var annotated, verified bool
+	var last error
+	for _, e := range ofKind(entries, KindSignature) {
+		s, err := v.load(ctx, sub, e)
+		if err != nil {
+			last = err
 			continue
 		}
-		if got := p.Critical.Identity.DockerReference; got != ref.Repository.Name() {
-			others = append(others, got)
+		if s.Kind != KindSignature {
 			continue
 		}
-		if hasAnnotations(p.Optional, v.annotations) {
+		repo, ann, err := v.verifySignature(ctx, sub, s)
+		if err != nil {
+			last = err
+			continue
+		}
+		verified = true
+		if repo != "" && repo != sub.Repository.Name() {
+			others = append(others, repo)
+			continue
+		}
+		if hasAnnotations(ann, v.annotations) {
 			c.OK = true
 			return c
 		}
 		annotated = true
 	}
 	switch {
+	case !verified && last == nil:
+		c.Reason, c.Err = "not signed", ErrUnsigned
+	case !verified:
+		c.Reason, c.Detail, c.Err = "no signature the policy accepts", detail(last), ErrUnsigned
 	case annotated:
-		c.Reason = fmt.Sprintf("signed by the key, but without the required annotations %s", formatAnnotations(v.annotations))
+		c.Reason, c.Err = "signed, but without "+formatAnnotations(v.annotations), ErrAnnotations
 	default:
-		c.Reason = fmt.Sprintf("signed by the key for another repository (%s), not %s: a signature copied from elsewhere", strings.Join(others, ", "), ref.Repository.Name())
+		c.Reason, c.Err = fmt.Sprintf("signed for another repository (%s), not %s: a signature copied from elsewhere", strings.Join(others, ", "), sub.Repository.Name()), ErrCopied
 	}
 	return c
 }
 
-// verified lists the signatures stored for ref and returns those cosign's
-// VerifyImageSignature accepts. A payload that is byte for byte one
-// nestattest would sign for ref (its digest is the layer's) is not fetched:
-// the digest proves it is what the registry holds.
-func (v *verifier) verified(ctx context.Context, ref name.Digest, co *cosign.CheckOpts) ([]oci.Signature, error) {
-	h := digestHash(ref)
-	stored, err := v.opts.Store.List(ctx, ref.Repository, h, Signatures)
-	if err != nil {
-		return nil, err
-	}
-	list, err := stored.Get()
-	if err != nil {
-		return nil, err
-	}
-	if len(list) == 0 {
-		return nil, errors.New("no signatures found")
-	}
-	known := v.knownPayloads(ref)
-	var ok []oci.Signature
-	var last error
-	for _, sig := range list {
-		if d, err := sig.Digest(); err == nil && known[d] != nil {
-			sig = knownPayload{storedSignature: sig, payload: known[d]}
+// load reads an entry; a legacy signature whose payload is one nestattest
+// signs for the subject (its digest is the layer's) is not fetched.
+func (v *verifier) load(ctx context.Context, sub Subject, e *Entry) (*Signed, error) {
+	if e.Kind == KindSignature && e.Signature != nil && e.Material != nil {
+		if p := v.knownPayload(sub, e.PayloadDigest); p != nil {
+			return &Signed{Subject: sub, Kind: KindSignature, PayloadType: PayloadSimpleSigning, Payload: p, Signature: e.Signature, Material: *e.Material}, nil
 		}
-		if _, err := cosign.VerifyImageSignature(ctx, sig, h, co); err != nil {
+	}
+	return e.Load(ctx)
+}
+
+// knownPayload is the simple-signing payload nestattest signs for sub with
+// the required annotations, with or without the root binding, whose digest
+// is d; nil when there is none.
+func (v *verifier) knownPayload(sub Subject, d v1.Hash) []byte {
+	bound := map[string]string{AnnotationRoot: v.root}
+	for k, val := range v.annotations {
+		bound[k] = val
+	}
+	for _, ann := range []map[string]string{v.annotations, bound} {
+		if p, err := SignaturePayload(sub.Digest(), ann); err == nil && digestOf(p) == d {
+			return p
+		}
+	}
+	return nil
+}
+
+// verifySignature verifies a signature with cosign and returns the
+// repository it names ("" when the layout names none) and its annotations.
+func (v *verifier) verifySignature(ctx context.Context, sub Subject, s *Signed) (string, map[string]string, error) {
+	h := sub.Descriptor.Digest
+	if !s.DSSE() {
+		sig, err := legacySignature(s)
+		if err != nil {
+			return "", nil, err
+		}
+		co := *v.co
+		co.ClaimVerifier = cosign.SimpleClaimVerifier
+		if _, err := cosign.VerifyImageSignature(ctx, sig, h, &co); err != nil {
+			return "", nil, err
+		}
+		var p payload.SimpleContainerImage
+		if err := json.Unmarshal(s.Payload, &p); err != nil {
+			return "", nil, err
+		}
+		return p.Critical.Identity.DockerReference, stringMap(p.Optional), nil
+	}
+	st, err := v.verifyBundle(ctx, sub, s)
+	if err != nil {
+		return "", nil, err
+	}
+	if st.PredicateType != PredicateCosignSign {
+		return "", nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
+	}
+	for _, subj := range st.Subject {
+		if subj.Digest[h.Algorithm] == h.Hex {
+			return subj.Name, subj.Annotations, nil
+		}
+	}
+	return "", nil, errors.New("no subject with this digest")
+}
+
+// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
+// subject's digest, checks that its statement names the digest (cosign's
+// IntotoSubjectClaimVerifier), and returns the statement.
+func (v *verifier) verifyBundle(ctx context.Context, sub Subject, s *Signed) (*statementInfo, error) {
+	if s.Bundle == nil {
+		return nil, errors.New("not read from a bundle")
+	}
+	var b sgbundle.Bundle
+	if err := b.UnmarshalJSON(s.Bundle); err != nil {
+		return nil, err
+	}
+	h := sub.Descriptor.Digest
+	digest, err := hex.DecodeString(h.Hex)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cosign.VerifyNewBundle(ctx, v.co, verify.WithArtifactDigest(h.Algorithm, digest), &b); err != nil {
+		return nil, err
+	}
+	env, err := s.Envelope()
+	if err != nil {
+		return nil, err
+	}
+	att, err := static.NewAttestation(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := cosign.IntotoSubjectClaimVerifier(att, h, nil); err != nil {
+		return nil, err
+	}
+	return readStatement(s.Payload)
+}
+
+// attestation checks for an attestation of predicate type uri the policy
+// accepts, whose statement's subject is the node's digest.
+func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, entries []*Entry, typ, uri string) Check {
+	c := Check{Name: "attestation " + typ, Layout: layout}
+	var types []string
+	var last error
+	for _, e := range ofKind(entries, KindAttestation) {
+		if e.PredicateType != "" && e.PredicateType != uri {
+			types = append(types, e.PredicateType)
+			continue
+		}
+		s, err := e.Load(ctx)
+		if err != nil {
 			last = err
 			continue
 		}
-		ok = append(ok, sig)
-	}
-	if len(ok) == 0 {
-		return nil, fmt.Errorf("no matching signatures: %w", last)
-	}
-	return ok, nil
-}
-
-// knownPayloads are the payloads nestattest signs for ref with the
-// required annotations, with and without the root binding, by digest.
-func (v *verifier) knownPayloads(ref name.Digest) map[v1.Hash][]byte {
-	out := map[v1.Hash][]byte{}
-	bound := map[string]string{AnnotationRoot: v.root}
-	required := map[string]string{}
-	for k, val := range v.annotations {
-		required[k] = fmt.Sprint(val)
-		bound[k] = fmt.Sprint(val)
-	}
-	for _, ann := range []map[string]string{required, bound} {
-		if p, err := SignaturePayload(ref, ann); err == nil {
-			out[sha256Hash(p)] = p
+		if s.Kind != KindAttestation {
+			continue
 		}
-	}
-	return out
-}
-
-// knownPayload is a stored signature whose payload is already known.
-type knownPayload struct {
-	storedSignature
-	payload []byte
-}
-
-// storedSignature names oci.Signature for embedding: its own name would
-// clash with its Signature method.
-type storedSignature = oci.Signature
-
-func (k knownPayload) Payload() ([]byte, error) { return k.payload, nil }
-
-// attestation checks for an attestation by the key of predicate type uri
-// whose subject is the node's digest.
-func (v *verifier) attestation(ctx context.Context, ref name.Digest, co *cosign.CheckOpts, typ, uri string) Check {
-	c := Check{Name: "attestation " + typ}
-	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
-	co.Annotations = nil
-	h := digestHash(ref)
-	stored, err := v.opts.Store.List(ctx, ref.Repository, h, Attestations)
-	if err != nil {
-		c.Reason = cosignReason(err)
-		return c
-	}
-	atts, _, err := cosign.VerifyImageAttestation(ctx, stored, h, co)
-	if err != nil {
-		c.Reason = "no attestation by the key whose subject is this digest: " + cosignReason(err)
-		return c
-	}
-	var types []string
-	for _, att := range atts {
-		got, err := predicateType(att)
+		got, err := v.verifyAttestation(ctx, sub, s)
 		if err != nil {
+			last = err
 			continue
 		}
 		if got == uri {
@@ -286,70 +395,139 @@ func (v *verifier) attestation(ctx context.Context, ref name.Digest, co *cosign.
 		}
 		types = append(types, got)
 	}
-	c.Reason = fmt.Sprintf("attested by the key, but with %s, not %s", strings.Join(types, ", "), uri)
+	switch {
+	case last != nil:
+		c.Reason, c.Detail = "no "+typ+" attestation the policy accepts whose subject is this digest", detail(last)
+	case len(types) > 0:
+		c.Reason = fmt.Sprintf("attested with %s, not %s", strings.Join(dedupe(types), ", "), uri)
+	default:
+		c.Reason = "not attested"
+	}
+	c.Err = ErrUnattested
 	return c
 }
 
-func signedPayload(sig oci.Signature) (*payload.SimpleContainerImage, error) {
-	raw, err := sig.Payload()
-	if err != nil {
-		return nil, err
+// verifyAttestation verifies an attestation with cosign and returns its
+// predicate type.
+func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed) (string, error) {
+	if s.Bundle != nil {
+		st, err := v.verifyBundle(ctx, sub, s)
+		if err != nil {
+			return "", err
+		}
+		return st.PredicateType, nil
 	}
-	var p payload.SimpleContainerImage
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
-func predicateType(att oci.Signature) (string, error) {
-	env, err := att.Payload()
+	env, err := s.Envelope()
 	if err != nil {
 		return "", err
 	}
-	return envelopePredicateType(env)
-}
-
-// envelopePredicateType reads the predicate type of the in-toto statement
-// a DSSE envelope carries.
-func envelopePredicateType(env []byte) (string, error) {
-	raw, err := envelopePayload(env)
+	att, err := static.NewAttestation(env, legacyOptions(s.Material)...)
 	if err != nil {
 		return "", err
 	}
-	var st struct {
-		PredicateType string `json:"predicateType"`
+	co := *v.co
+	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
+	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{att}}, sub.Descriptor.Digest, &co); err != nil {
+		return "", err
 	}
-	if err := json.Unmarshal(raw, &st); err != nil {
+	st, err := readStatement(s.Payload)
+	if err != nil {
 		return "", err
 	}
 	return st.PredicateType, nil
 }
 
-func hasAnnotations(got, want map[string]any) bool {
+// legacySignature is a simple-signing signature as cosign reads it from a
+// legacy layer.
+func legacySignature(s *Signed) (oci.Signature, error) {
+	return static.NewSignature(s.Payload, base64.StdEncoding.EncodeToString(s.Signature), legacyOptions(s.Material)...)
+}
+
+// legacyOptions carry a signature's material into cosign's static layer.
+func legacyOptions(m Material) []static.Option {
+	var opts []static.Option
+	if len(m.Chain) > 0 {
+		leaf, _ := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
+		chain, _ := cryptoutils.MarshalCertificatesToPEM(m.Chain[1:])
+		opts = append(opts, static.WithCertChain(leaf, chain))
+	}
+	ann := map[string]string{}
+	_ = addLegacyMaterial(ann, Material{TlogEntries: m.TlogEntries, Timestamps: m.Timestamps})
+	for k, val := range ann {
+		switch k {
+		case static.BundleAnnotationKey:
+			var b rekorBundle
+			if json.Unmarshal([]byte(val), &b) == nil {
+				opts = append(opts, static.WithAnnotations(map[string]string{k: val}))
+			}
+		case static.RFC3161TimestampAnnotationKey:
+			opts = append(opts, static.WithAnnotations(map[string]string{k: val}))
+		}
+	}
+	return opts
+}
+
+// sigList is a list of signatures as cosign's verification functions take
+// them; they read it with Get alone, never as an image.
+type sigList struct {
+	v1.Image
+	sigs []oci.Signature
+}
+
+func (s sigList) Get() ([]oci.Signature, error) { return s.sigs, nil }
+
+func ofKind(entries []*Entry, k Kind) []*Entry {
+	var out []*Entry
+	for _, e := range entries {
+		if e.Kind == k || e.Kind == "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func hasAnnotations(got, want map[string]string) bool {
 	for k, v := range want {
-		g, ok := got[k]
-		if !ok || fmt.Sprint(g) != fmt.Sprint(v) {
+		if g, ok := got[k]; !ok || g != v {
 			return false
 		}
 	}
 	return true
 }
 
-func formatAnnotations(m map[string]any) string {
+func stringMap(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+func formatAnnotations(m map[string]string) string {
 	parts := make([]string, 0, len(m))
 	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
+		parts = append(parts, k+"="+v)
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
 }
 
-// cosignReason shortens cosign's verification errors to their message.
-func cosignReason(err error) string {
+func dedupe(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// detail is the first line of a verifier's error, credentials removed.
+func detail(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "\n"); i > 0 {
 		msg = msg[:i]
 	}
-	return registry.Redact(strings.TrimRight(msg, ": "))
+	return registry.RedactURLs(strings.TrimRight(msg, ": "))
 }

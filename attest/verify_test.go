@@ -2,29 +2,22 @@ package attest
 
 import (
 	"context"
-	"crypto"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
-func publicVerifier(t testing.TB, s Signer) signature.Verifier {
-	t.Helper()
-	pub, err := s.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := signature.LoadVerifier(pub, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+func keyPolicy(s Signer) Policy {
+	return Policy{Key: s.Identity().Key, IgnoreTlog: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+}
+
+func verifyOpts(c *registry.Client, p Policy) VerifyOptions {
+	return VerifyOptions{Policy: p, Legacy: LegacyStore{Client: c}, Bundle: &BundleStore{Client: c}}
 }
 
 // signedKo pushes and signs the ko sample, and returns the tree, the
@@ -37,7 +30,7 @@ func signedKo(t *testing.T) (*testRegistry, *walk.Tree, *registry.Client, Signer
 	if _, err := Sign(context.Background(), tree, signOpts(c, s)); err != nil {
 		t.Fatal(err)
 	}
-	return r, tree, c, s, VerifyOptions{Verifier: publicVerifier(t, s), Store: TagStore{Client: c}, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+	return r, tree, c, s, verifyOpts(c, keyPolicy(s))
 }
 
 func nodeAt(t *testing.T, tree *walk.Tree, path string, kind walk.Kind) *walk.Node {
@@ -71,7 +64,7 @@ func TestVerifySignedTree(t *testing.T) {
 	if f := failures(rep); len(f) != 0 {
 		t.Fatalf("failures: %q", f)
 	}
-	opts.Types = append(opts.Types, "spdxjson")
+	opts.Policy.Types = append(opts.Policy.Types, "spdxjson")
 	rep, err = Verify(context.Background(), tree, opts)
 	if err != nil || rep.Failed() != len(tree.Nodes) {
 		t.Fatalf("requiring an SBOM no node has: %d failed, %v", rep.Failed(), err)
@@ -90,14 +83,14 @@ func TestVerifyTampering(t *testing.T) {
 	}{
 		{"leaf unsigned", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app3", walk.KindImage)
-			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, Signatures)); err != nil {
+			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, KindSignature)); err != nil {
 				t.Fatal(err)
 			}
 			return n
-		}, "no signature by the key"},
+		}, "not signed"},
 		{"signed by another key", func(t *testing.T, tree *walk.Tree, c *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app1", walk.KindImage)
-			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, Signatures)); err != nil {
+			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, KindSignature)); err != nil {
 				t.Fatal(err)
 			}
 			other := &walk.Tree{Root: tree.Root, Nodes: []*walk.Node{n}}
@@ -105,20 +98,20 @@ func TestVerifyTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			return n
-		}, "no signature by the key"},
+		}, "no signature the policy accepts"},
 		{"attestation of another digest", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app2/plugins", walk.KindIndex)
 			sibling := nodeAt(t, tree, "app2", walk.KindIndex)
-			copyTag(t, Tag(sibling.Repository, sibling.Descriptor.Digest, Attestations), Tag(n.Repository, n.Descriptor.Digest, Attestations))
+			copyTag(t, Tag(sibling.Repository, sibling.Descriptor.Digest, KindAttestation), Tag(n.Repository, n.Descriptor.Digest, KindAttestation))
 			return n
-		}, "no attestation by the key whose subject is this digest"},
+		}, "no slsaprovenance1 attestation the policy accepts whose subject is this digest"},
 		{"signature copied from another repository", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app1", walk.KindIndex)
 			// The root's repository holds a mirrored copy of app1, signed
 			// there for the root's repository.
-			copyTag(t, Tag(tree.Root.Repository, n.Descriptor.Digest, Signatures), Tag(n.Repository, n.Descriptor.Digest, Signatures))
+			copyTag(t, Tag(tree.Root.Repository, n.Descriptor.Digest, KindSignature), Tag(n.Repository, n.Descriptor.Digest, KindSignature))
 			return n
-		}, "signed by the key for another repository"},
+		}, "signed for another repository"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, tree, c, _, opts := signedKo(t)
@@ -156,11 +149,13 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	vopts := VerifyOptions{Verifier: publicVerifier(t, s), Store: TagStore{Client: c}, Types: []string{"slsaprovenance1"}}
+	p := keyPolicy(s)
+	p.RequireRoot = false
+	vopts := verifyOpts(c, p)
 	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
 		t.Fatalf("without --require-root: %q, %v", failures(rep), err)
 	}
-	vopts.RequireRoot = true
+	vopts.Policy.RequireRoot = true
 	rep, err := Verify(context.Background(), tree, vopts)
 	if err != nil || rep.Failed() != len(tree.Nodes) || !strings.Contains(rep.Verdicts[0].Reasons(), AnnotationRoot) {
 		t.Fatalf("with --require-root: %d failed, %q, %v", rep.Failed(), rep.Verdicts[0].Reasons(), err)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -63,9 +63,11 @@ type Options struct {
 	Annotations map[string]string
 	// Mirror is the mirror mode; DefaultMirror when empty.
 	Mirror Mirror
-	// Jobs is how many requests run at once, for resolving children and for
-	// mirroring; walk.DefaultJobs when zero.
-	Jobs int
+	// Walk bounds the walk of each child that mirroring makes (its depth,
+	// node count and concurrency); its Fetcher is Client when nil. Jobs is
+	// also how many children are resolved at once. The requests themselves
+	// are limited by Client.
+	Walk walk.Options
 	// DryRun composes the parent index without pushing anything.
 	DryRun bool
 }
@@ -100,7 +102,11 @@ func Compose(ctx context.Context, parent name.Tag, opts Options) (*Result, error
 	if opts.DryRun {
 		return out, nil
 	}
-	return out, r.push(ctx, idx, res, out)
+	raw, err := idx.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	return out, r.push(ctx, raw, res, out)
 }
 
 // SourceListing is the Source of the children Discover found.
@@ -108,10 +114,8 @@ const SourceListing = "_catalog"
 
 // run is one Compose call.
 type run struct {
-	parent  name.Tag
-	opts    Options
-	fetcher walk.Fetcher
-	sem     chan struct{}
+	parent name.Tag
+	opts   Options
 }
 
 func newRun(parent name.Tag, opts Options) (*run, error) {
@@ -124,36 +128,29 @@ func newRun(parent name.Tag, opts Options) (*run, error) {
 	if _, err := ParseMirror(string(opts.Mirror)); err != nil {
 		return nil, err
 	}
-	if opts.Jobs <= 0 {
-		opts.Jobs = walk.DefaultJobs
+	if opts.Walk.Jobs <= 0 {
+		opts.Walk.Jobs = walk.DefaultJobs
+	}
+	if opts.Walk.Fetcher == nil {
+		opts.Walk.Fetcher = opts.Client
 	}
 	if opts.ChildTag == "" {
 		opts.ChildTag = parent.TagStr()
 	}
-	return &run{parent: parent, opts: opts, fetcher: walk.RegistryFetcher{Client: opts.Client}, sem: make(chan struct{}, opts.Jobs)}, nil
-}
-
-// limit runs fn when one of the Jobs slots is free.
-func (r *run) limit(ctx context.Context, fn func() error) error {
-	select {
-	case r.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-r.sem }()
-	return fn()
+	return &run{parent: parent, opts: opts}, nil
 }
 
 // children are the explicit children and the discovered ones, checked.
 func (r *run) children(ctx context.Context, out *Result) ([]Child, error) {
 	children := r.opts.Children
 	if r.opts.Discover {
-		l, err := Discover(ctx, r.opts.Client, r.parent.Context(), r.opts.Listing)
+		var n registry.Counter
+		l, err := Discover(registry.WithCounter(ctx, &n), r.opts.Client, r.parent.Context(), r.opts.Listing)
 		if err != nil {
 			return nil, err
 		}
 		out.Discovery = l
-		out.Requests += l.Pages
+		out.Requests += n.Count()
 		tag, err := name.NewTag(r.parent.Context().Name()+":"+r.opts.ChildTag, name.StrictValidation)
 		if err != nil {
 			return nil, fmt.Errorf("%w: child tag %q: %v", ErrSyntax, r.opts.ChildTag, err)
@@ -166,22 +163,15 @@ func (r *run) children(ctx context.Context, out *Result) ([]Child, error) {
 	return checkChildren(children)
 }
 
-// resolveAll resolves every child, Jobs at once. A discovered child that is
-// missing is skipped with SkipMissing; any other failure is an error naming
-// every child that failed.
+// resolveAll resolves every child, Walk.Jobs at once. A discovered child
+// that is missing is skipped with SkipMissing; any other failure is an
+// error naming every child that failed.
 func (r *run) resolveAll(ctx context.Context, children []Child, out *Result) ([]*resolved, error) {
 	res := make([]*resolved, len(children))
 	errs := make([]error, len(children))
-	var wg sync.WaitGroup
-	for i, c := range children {
-		wg.Go(func() {
-			errs[i] = r.limit(ctx, func() (err error) {
-				res[i], err = r.resolve(ctx, c)
-				return err
-			})
-		})
-	}
-	wg.Wait()
+	pool.ForEach(len(children), r.opts.Walk.Jobs, func(i int) {
+		res[i], errs[i] = r.resolve(ctx, children[i])
+	})
 	var kept []*resolved
 	var failed []error
 	for i, c := range children {
@@ -238,10 +228,13 @@ type Result struct {
 	// Discovery is the _catalog listing, with Options.Discover.
 	Discovery *Listing `json:"discovery,omitempty"`
 	// Requests counts the requests of the run: listing, resolving, mirroring
-	// and pushing the parent (not token and ping requests).
+	// and pushing the parent, retries included.
 	Requests int `json:"requests"`
 	// Index is the composed parent index.
 	Index v1.ImageIndex `json:"-"`
+	// Root is the parent by digest, parsed under the same options as the
+	// parent's tag.
+	Root name.Digest `json:"-"`
 }
 
 // ChildResult is one entry of the parent index.
@@ -270,11 +263,6 @@ type Skipped struct {
 	Reason    string `json:"reason"`
 }
 
-// Ref returns the parent by digest.
-func (r *Result) Ref() (name.Digest, error) {
-	return name.NewDigest(r.Repository + "@" + r.Digest)
-}
-
 func (r *Result) describe(parent name.Tag, idx v1.ImageIndex, res []*resolved) error {
 	m, err := idx.IndexManifest()
 	if err != nil {
@@ -289,6 +277,7 @@ func (r *Result) describe(parent name.Tag, idx v1.ImageIndex, res []*resolved) e
 		return err
 	}
 	r.Index, r.Digest, r.MediaType, r.Size, r.Annotations = idx, d.String(), m.MediaType, int64(len(raw)), m.Annotations
+	r.Root = parent.Context().Digest(d.String())
 	for _, c := range res {
 		cr := ChildResult{
 			Path: c.Path, Repository: c.Ref.Context().Name(), Source: c.Source, Digest: c.desc.Digest.String(),

@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/nestattest/nestattest/walk"
+	"github.com/nestattest/nestattest/registry"
 )
 
 const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -143,7 +143,7 @@ func TestComposeRefuses(t *testing.T) {
 		{"duplicate path", append(ko, child("app1=@"+digest)), ErrDuplicate, `"app1" named twice`},
 		{"missing tag", append(ko, child("app4=:latest")), ErrNotFound, `--child "app4=:latest"`},
 		{"missing digest", []Child{child("app1=@" + digest)}, ErrNotFound, digest},
-		{"walk's not found", []Child{child("app1=:v2")}, walk.ErrNotFound, "app1"},
+		{"registry's not found", []Child{child("app1=:v2")}, registry.ErrNotFound, "app1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg.counts()

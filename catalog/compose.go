@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -72,7 +73,7 @@ func (m manifest) check() error {
 		return err
 	}
 	if h != m.desc.Digest || n != m.desc.Size {
-		return fmt.Errorf("%w: entry %s: the bytes given are %s, %d bytes", walk.ErrDigestMismatch, m.desc.Digest, h, n)
+		return fmt.Errorf("%w: entry %s: the bytes given are %s, %d bytes", registry.ErrDigestMismatch, m.desc.Digest, h, n)
 	}
 	return nil
 }

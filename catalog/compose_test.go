@@ -52,10 +52,7 @@ func TestComposeKo(t *testing.T) {
 	if !res.Pushed || !res.Mirrored || res.Annotations["org.opencontainers.image.title"] != "ko-build" {
 		t.Errorf("result %+v", res)
 	}
-	ref, err := res.Ref()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := res.Root
 	validateScoped(t, res.Index, parent)
 	validateInParent(t, ref)
 	validateInParent(t, parent.Tag("latest"))
@@ -70,7 +67,7 @@ func TestComposeKo(t *testing.T) {
 
 	// The tree walks across the scoped repositories: 4 children, 8 platform
 	// images, app2/plugins and its 2 images, the root.
-	tree, err := walk.Collect(context.Background(), parent.Tag("latest"), walk.Options{Fetcher: walk.RegistryFetcher{Client: testClient()}})
+	tree, err := walk.Collect(context.Background(), parent.Tag("latest"), walk.Options{Fetcher: testClient()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -32,9 +31,6 @@ const (
 
 // maxPageBytes bounds one _catalog response body.
 const maxPageBytes = 8 << 20
-
-// catalogScope is the token scope of the registry's _catalog listing.
-const catalogScope = "registry:catalog:*"
 
 // DiscoverOptions bound a _catalog listing.
 type DiscoverOptions struct {
@@ -76,11 +72,7 @@ type Listing struct {
 // hostile registry cannot keep it reading.
 func Discover(ctx context.Context, c *registry.Client, parent name.Repository, opts DiscoverOptions) (*Listing, error) {
 	opts = opts.withDefaults()
-	hc, err := c.ScopedHTTPClient(ctx, parent.Registry, catalogScope)
-	if err != nil {
-		return nil, err
-	}
-	l := &lister{hc: hc, parent: parent, opts: opts, found: map[string]bool{}, seen: map[string]bool{}}
+	l := &lister{client: c, parent: parent, opts: opts, found: map[string]bool{}, seen: map[string]bool{}}
 	next, err := url.Parse(fmt.Sprintf("%s://%s/v2/_catalog?n=%d", parent.Scheme(), parent.RegistryStr(), opts.PageSize))
 	if err != nil {
 		return nil, err
@@ -94,7 +86,7 @@ func Discover(ctx context.Context, c *registry.Client, parent name.Repository, o
 }
 
 type lister struct {
-	hc     *http.Client
+	client *registry.Client
 	parent name.Repository
 	opts   DiscoverOptions
 	found  map[string]bool
@@ -130,30 +122,18 @@ func (l *lister) page(ctx context.Context, u *url.URL) (*url.URL, error) {
 }
 
 func (l *lister) get(ctx context.Context, u *url.URL) ([]string, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, "", err
-	}
-	resp, err := l.hc.Do(req)
-	if err != nil {
-		return nil, "", fmt.Errorf("list repositories: %w", err)
-	}
-	defer resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return nil, "", fmt.Errorf("list repositories (GET %s): %w", registry.Redact(u.String()), err)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPageBytes+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("list repositories: %w", err)
-	}
-	if len(body) > maxPageBytes {
+	p, err := l.client.CatalogPage(ctx, l.parent.Registry, u, maxPageBytes)
+	if errors.Is(err, registry.ErrTooLarge) {
 		return nil, "", fmt.Errorf("%w: a page of _catalog is over %d bytes", ErrListing, maxPageBytes)
 	}
-	names, err := decodePage(body)
+	if err != nil {
+		return nil, "", fmt.Errorf("list repositories: %w", err)
+	}
+	names, err := decodePage(p.Body)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: page %d: %v", ErrListing, l.pages, err)
 	}
-	link, err := nextLink(strings.Join(resp.Header.Values("Link"), ", "))
+	link, err := nextLink(strings.Join(p.Links, ", "))
 	return names, link, err
 }
 
@@ -207,7 +187,7 @@ func (l *lister) follow(u *url.URL, link string) (*url.URL, error) {
 		next = withPageSize(next, l.opts.PageSize)
 	}
 	if l.seen[next.String()] {
-		return nil, fmt.Errorf("%w: page %d links back to %s", ErrListing, l.pages, registry.Redact(next.String()))
+		return nil, fmt.Errorf("%w: page %d links back to %s", ErrListing, l.pages, registry.RedactURLs(next.String()))
 	}
 	last := next.Query().Get("last")
 	if last != "" && l.last != "" && last <= l.last {

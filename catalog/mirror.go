@@ -4,19 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
+	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
+	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
+
+// MirrorRepository says where the mirrored copy of a node stands: catalog
+// mirrors every node below a composed parent into the parent's repository,
+// the root of the tree. ok is false for a node that lives there already.
+// It is the one statement of the mirroring rule; attest signs the copies
+// where it says they are.
+func MirrorRepository(n *walk.Node) (repo name.Repository, ok bool) {
+	root := n.Root().Repository
+	return root, n.Repository.Name() != root.Name()
+}
 
 // MirrorStats say what mirroring one child did in the parent repository.
 type MirrorStats struct {
@@ -32,28 +39,29 @@ type MirrorStats struct {
 	BlobsPresent  int `json:"blobsPresent"`
 	// BytesUploaded is what the uploads sent.
 	BytesUploaded int64 `json:"bytesUploaded"`
-	// Requests counts the HEAD, GET, POST and PUT requests made.
+	// Requests counts the requests made, retries included.
 	Requests int `json:"requests"`
 }
 
 // mirror makes every manifest the parent needs resolvable in the parent
-// repository: each child's manifest and, through nested indexes and their
-// scoped children, every manifest below it, pushed by digest without tags,
-// children before their index, configs and layers mounted from the
-// repository they live in. What is there already is left alone. Manifests
-// and blobs met twice are mirrored once.
+// repository: each child's manifest and every manifest below it, found by
+// walking the child with the run's walk options, pushed by digest without
+// tags, children before their index, configs and layers mounted from the
+// repository they live in. A manifest already there is not walked below.
+// Manifests and blobs met under several children are mirrored once.
 func (r *run) mirror(ctx context.Context, res []*resolved, out *Result) error {
-	m, err := r.newMirrorer(ctx)
-	if err != nil {
-		return err
-	}
+	m := &mirrorer{run: r}
 	stats := make([]*mirrorCounter, len(res))
 	errs := make([]error, len(res))
 	var wg sync.WaitGroup
 	for i, c := range res {
 		stats[i] = &mirrorCounter{}
 		wg.Go(func() {
-			errs[i] = m.manifest(ctx, stats[i], c.Ref.Context(), c.desc, c.raw, 0)
+			ctx := registry.WithCounter(ctx, &stats[i].requests)
+			errs[i] = m.child(ctx, stats[i], c)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("%w: %s (%s): %w", ErrMirror, c.Path, c.Source, errs[i])
+			}
 		})
 	}
 	wg.Wait()
@@ -69,98 +77,91 @@ func (r *run) mirror(ctx context.Context, res []*resolved, out *Result) error {
 
 type mirrorer struct {
 	*run
-	push      *http.Client
 	manifests flights
 	blobs     flights
-	nodes     atomic.Int64
 }
 
-func (r *run) newMirrorer(ctx context.Context) (*mirrorer, error) {
-	hc, err := r.opts.Client.HTTPClient(ctx, r.parent.Context(), registry.Push)
-	if err != nil {
-		return nil, err
-	}
-	return &mirrorer{run: r, push: hc}, nil
-}
-
-// manifest mirrors the manifest d of src, and everything below it, once.
-// raw is its content when known.
-func (m *mirrorer) manifest(ctx context.Context, st *mirrorCounter, src name.Repository, d v1.Descriptor, raw []byte, depth int) error {
-	return m.manifests.do(d.Digest.String(), func() error {
-		err := m.mirrorManifest(ctx, st, src, d, raw, depth)
+// child mirrors one child and everything below it.
+func (m *mirrorer) child(ctx context.Context, st *mirrorCounter, c *resolved) error {
+	opts := m.opts.Walk
+	opts.AllowMissing, opts.KeepManifests = false, true
+	var mu sync.Mutex
+	present := map[*walk.Node]bool{}
+	tree, err := walk.Walk(ctx, c.Ref.Context().Digest(c.desc.Digest.String()), opts, func(ctx context.Context, n *walk.Node, err error) error {
 		if err != nil {
-			return fmt.Errorf("%w: %s@%s: %w", ErrMirror, src.Name(), d.Digest, err)
-		}
-		return nil
-	})
-}
-
-func (m *mirrorer) mirrorManifest(ctx context.Context, st *mirrorCounter, src name.Repository, d v1.Descriptor, raw []byte, depth int) error {
-	if depth > walk.DefaultMaxDepth {
-		return fmt.Errorf("%w: nested deeper than %d indexes", walk.ErrTooDeep, walk.DefaultMaxDepth)
-	}
-	if m.nodes.Add(1) > walk.DefaultMaxNodes {
-		return fmt.Errorf("%w: more than %d manifests to mirror", walk.ErrTooManyNodes, walk.DefaultMaxNodes)
-	}
-	if ok, err := m.exists(ctx, st, "manifests", d); err != nil || ok {
-		if ok {
-			st.add(func(s *MirrorStats) { s.ManifestsPresent++ })
-		}
-		return err
-	}
-	man, raw, err := m.fetch(ctx, st, src, d, raw)
-	if err != nil {
-		return err
-	}
-	if man.IsIndex() {
-		err = m.each(len(man.Manifests), func(i int) error {
-			e := man.Manifests[i]
-			repo, err := walk.ChildRepository(src, e.Annotations)
-			if err != nil {
-				return fmt.Errorf("manifests[%d]: %w", i, err)
-			}
-			return m.manifest(ctx, st, repo, e, nil, depth+1)
-		})
-	} else {
-		blobs := append([]v1.Descriptor{*man.Config}, man.Layers...)
-		err = m.each(len(blobs), func(i int) error { return m.blob(ctx, st, src, blobs[i]) })
-	}
-	if err != nil {
-		return err
-	}
-	return m.putManifest(ctx, st, d, raw)
-}
-
-// fetch gets a manifest below a child, checked against its descriptor.
-func (m *mirrorer) fetch(ctx context.Context, st *mirrorCounter, src name.Repository, d v1.Descriptor, raw []byte) (*walk.Manifest, []byte, error) {
-	if raw == nil {
-		err := m.limit(ctx, func() error {
-			st.request()
-			f, err := m.fetcher.Fetch(ctx, src.Digest(d.Digest.String()), walk.MaxManifestBytes)
-			if err == nil {
-				raw = f.Raw
-			}
 			return err
-		})
-		if err != nil {
-			return nil, nil, err
+		}
+		ok, err := m.opts.Client.HasManifest(ctx, m.parent.Context(), n.Descriptor)
+		if err != nil || !ok {
+			return err
+		}
+		mu.Lock()
+		present[n] = true
+		mu.Unlock()
+		return walk.SkipChildren
+	})
+	if err != nil {
+		return err
+	}
+	for _, level := range byDepth(tree, present) {
+		errs := make([]error, len(level))
+		pool.ForEach(len(level), opts.Jobs, func(i int) { errs[i] = m.manifest(ctx, st, level[i]) })
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 	}
-	if int64(len(raw)) != d.Size {
-		return nil, nil, fmt.Errorf("%w: the index entry gives size %d, the manifest is %d bytes", walk.ErrInvalidManifest, d.Size, len(raw))
-	}
-	man, err := walk.Decode(raw, string(d.MediaType))
-	return man, raw, err
+	st.add(func(s *MirrorStats) { s.ManifestsPresent += len(present) })
+	return nil
 }
 
-func (m *mirrorer) putManifest(ctx context.Context, st *mirrorCounter, d v1.Descriptor, raw []byte) error {
-	return m.limit(ctx, func() error {
-		st.request()
-		_, err := putManifest(ctx, m.push, registry.URL(m.parent.Context())+"/manifests/"+d.Digest.String(), string(d.MediaType), raw)
-		if err == nil {
-			st.add(func(s *MirrorStats) { s.ManifestsPushed++ })
+// byDepth groups the nodes to mirror, deepest first, so children are pushed
+// before the indexes that list them.
+func byDepth(tree *walk.Tree, present map[*walk.Node]bool) [][]*walk.Node {
+	var levels [][]*walk.Node
+	for _, n := range tree.Nodes {
+		if present[n] || below(n, present) {
+			continue
 		}
-		return err
+		for len(levels) <= n.Depth {
+			levels = append(levels, nil)
+		}
+		levels[n.Depth] = append(levels[n.Depth], n)
+	}
+	slices.Reverse(levels)
+	return levels
+}
+
+// below reports whether an ancestor of n is present: the walk skipped
+// its children, so n is there too.
+func below(n *walk.Node, present map[*walk.Node]bool) bool {
+	for p := n.Parent; p != nil; p = p.Parent {
+		if present[p] {
+			return true
+		}
+	}
+	return false
+}
+
+// manifest mirrors one node, its blobs first, once per digest.
+func (m *mirrorer) manifest(ctx context.Context, st *mirrorCounter, n *walk.Node) error {
+	return m.manifests.do(n.Descriptor.Digest.String(), func() error {
+		man, err := walk.Decode(n.Raw, string(n.Descriptor.MediaType))
+		if err != nil {
+			return err
+		}
+		if !man.IsIndex() {
+			blobs := append([]v1.Descriptor{*man.Config}, man.Layers...)
+			errs := make([]error, len(blobs))
+			pool.ForEach(len(blobs), m.opts.Walk.Jobs, func(i int) { errs[i] = m.blob(ctx, st, n.Repository, blobs[i]) })
+			if err := errors.Join(errs...); err != nil {
+				return err
+			}
+		}
+		if _, err := m.opts.Client.PutManifest(ctx, m.parent.Context().Digest(n.Descriptor.Digest.String()), n.Descriptor.MediaType, n.Raw); err != nil {
+			return fmt.Errorf("push %s into %s: %w", n.Digest(), m.parent.Context(), err)
+		}
+		st.add(func(s *MirrorStats) { s.ManifestsPushed++ })
+		return nil
 	})
 }
 
@@ -171,128 +172,28 @@ func (m *mirrorer) blob(ctx context.Context, st *mirrorCounter, src name.Reposit
 		return nil // a foreign layer: registries do not hold it
 	}
 	return m.blobs.do(d.Digest.String(), func() error {
-		ok, err := m.exists(ctx, st, "blobs", d)
-		if err != nil || ok {
-			if ok {
-				st.add(func(s *MirrorStats) { s.BlobsPresent++ })
+		ok, err := m.opts.Client.HasBlob(ctx, m.parent.Context(), d.Digest)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.add(func(s *MirrorStats) { s.BlobsPresent++ })
+			return nil
+		}
+		sent, err := m.opts.Client.Mount(ctx, m.parent.Context(), src, d)
+		if err != nil {
+			return err
+		}
+		st.add(func(s *MirrorStats) {
+			if sent > 0 {
+				s.BlobsUploaded++
+				s.BytesUploaded += sent
+			} else {
+				s.BlobsMounted++
 			}
-			return err
-		}
-		location, err := m.mount(ctx, st, src, d)
-		if err != nil || location == nil {
-			return err
-		}
-		return m.upload(ctx, st, src, d, location)
-	})
-}
-
-// exists HEADs a manifest or blob in the parent repository.
-func (m *mirrorer) exists(ctx context.Context, st *mirrorCounter, kind string, d v1.Descriptor) (bool, error) {
-	var found bool
-	err := m.limit(ctx, func() error {
-		st.request()
-		req, err := http.NewRequestWithContext(ctx, http.MethodHead, registry.URL(m.parent.Context())+"/"+kind+"/"+d.Digest.String(), nil)
-		if err != nil {
-			return err
-		}
-		if kind == "manifests" {
-			req.Header.Set("Accept", string(d.MediaType))
-		}
-		resp, err := m.push.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		found = resp.StatusCode == http.StatusOK
-		if found || resp.StatusCode == http.StatusNotFound {
-			return nil
-		}
-		return transport.CheckError(resp, http.StatusOK)
-	})
-	return found, err
-}
-
-// mount asks the registry to mount a blob from src: nil when it did (201),
-// the upload's location when it started an upload instead (202).
-func (m *mirrorer) mount(ctx context.Context, st *mirrorCounter, src name.Repository, d v1.Descriptor) (*url.URL, error) {
-	hc, err := m.opts.Client.ScopedHTTPClient(ctx, m.parent.Registry,
-		m.parent.Context().Scope(transport.PushScope), src.Scope(transport.PullScope))
-	if err != nil {
-		return nil, err
-	}
-	var location *url.URL
-	err = m.limit(ctx, func() error {
-		st.request()
-		u := registry.URL(m.parent.Context()) + "/blobs/uploads/?mount=" + url.QueryEscape(d.Digest.String()) + "&from=" + url.QueryEscape(src.RepositoryStr())
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if err := transport.CheckError(resp, http.StatusCreated, http.StatusAccepted); err != nil {
-			return err
-		}
-		if resp.StatusCode == http.StatusCreated {
-			st.add(func(s *MirrorStats) { s.BlobsMounted++ })
-			return nil
-		}
-		location, err = resp.Request.URL.Parse(resp.Header.Get("Location"))
-		if err == nil && resp.Header.Get("Location") == "" {
-			err = errors.New("the registry started an upload without a Location")
-		}
-		return err
-	})
-	return location, err
-}
-
-// upload streams a blob from src into the upload at location.
-func (m *mirrorer) upload(ctx context.Context, st *mirrorCounter, src name.Repository, d v1.Descriptor, location *url.URL) error {
-	return m.limit(ctx, func() error {
-		st.request()
-		body, err := m.openBlob(ctx, src, d)
-		if err != nil {
-			return fmt.Errorf("read blob %s from %s: %w", d.Digest, src.Name(), err)
-		}
-		defer body.Close()
-		q := location.Query()
-		q.Set("digest", d.Digest.String())
-		location.RawQuery = q.Encode()
-		counted := &countingReader{r: body}
-		st.request()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, location.String(), counted)
-		if err != nil {
-			return err
-		}
-		req.ContentLength = d.Size
-		req.Header.Set("Content-Type", "application/octet-stream")
-		resp, err := m.push.Do(req)
-		st.add(func(s *MirrorStats) { s.BytesUploaded += counted.n.Load() })
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if err := transport.CheckError(resp, http.StatusCreated); err != nil {
-			return err
-		}
-		st.add(func(s *MirrorStats) { s.BlobsUploaded++ })
+		})
 		return nil
 	})
-}
-
-// each runs fn for 0..n-1 concurrently and joins the errors; the requests
-// fn makes are limited by the run's Jobs, so nesting never multiplies them.
-func (m *mirrorer) each(n int, fn func(i int) error) error {
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { errs[i] = fn(i) })
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // flights runs a function once per key; later callers wait for the first
@@ -327,8 +228,9 @@ func (f *flights) do(key string, fn func() error) error {
 
 // mirrorCounter collects MirrorStats from concurrent requests.
 type mirrorCounter struct {
-	mu sync.Mutex
-	s  MirrorStats
+	mu       sync.Mutex
+	s        MirrorStats
+	requests registry.Counter
 }
 
 func (c *mirrorCounter) add(f func(*MirrorStats)) {
@@ -337,21 +239,10 @@ func (c *mirrorCounter) add(f func(*MirrorStats)) {
 	c.mu.Unlock()
 }
 
-func (c *mirrorCounter) request() { c.add(func(s *MirrorStats) { s.Requests++ }) }
-
 func (c *mirrorCounter) stats() MirrorStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.s
-}
-
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
+	s := c.s
+	s.Requests = c.requests.Count()
+	return s
 }

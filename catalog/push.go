@@ -1,30 +1,24 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/nestattest/nestattest/registry"
 )
 
 // push puts the parent index at its tag, mirroring as the mode says.
-func (r *run) push(ctx context.Context, idx v1.ImageIndex, res []*resolved, out *Result) error {
-	raw, err := idx.RawManifest()
-	if err != nil {
-		return err
-	}
+func (r *run) push(ctx context.Context, raw []byte, res []*resolved, out *Result) error {
 	if r.opts.Mirror == MirrorAlways {
 		if err := r.mirror(ctx, res, out); err != nil {
 			return err
 		}
 	}
-	err = r.putParent(ctx, raw, out)
+	err := r.putParent(ctx, raw, out)
 	if err == nil || r.opts.Mirror != MirrorAuto || !childrenUnknown(err) {
 		return r.refused(err)
 	}
@@ -36,39 +30,13 @@ func (r *run) push(ctx context.Context, idx v1.ImageIndex, res []*resolved, out 
 
 // putParent puts the parent index at its tag.
 func (r *run) putParent(ctx context.Context, raw []byte, out *Result) error {
-	hc, err := r.opts.Client.HTTPClient(ctx, r.parent.Context(), registry.Push)
-	if err != nil {
+	var n registry.Counter
+	defer func() { out.Requests += n.Count() }()
+	if _, err := r.opts.Client.PutManifest(registry.WithCounter(ctx, &n), r.parent, out.MediaType, raw); err != nil {
 		return err
-	}
-	out.Requests++
-	digest, err := putManifest(ctx, hc, registry.URL(r.parent.Context())+"/manifests/"+r.parent.TagStr(), string(out.MediaType), raw)
-	if err != nil {
-		return err
-	}
-	if digest != "" && digest != out.Digest {
-		return fmt.Errorf("%w: %s answered with digest %s for the parent index %s", ErrRefused, r.parent, digest, out.Digest)
 	}
 	out.Pushed = true
 	return nil
-}
-
-// putManifest PUTs a manifest and returns the Docker-Content-Digest of the
-// answer.
-func putManifest(ctx context.Context, hc *http.Client, url, mediaType string, raw []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, url, bytes.NewReader(raw))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", mediaType)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusCreated, http.StatusOK); err != nil {
-		return "", err
-	}
-	return resp.Header.Get("Docker-Content-Digest"), nil
 }
 
 // childrenUnknown reports a registry's refusal of an index whose children
@@ -97,6 +65,8 @@ func (r *run) refused(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, registry.ErrDigestMismatch):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
 	case childrenUnknown(err) && r.opts.Mirror == MirrorNever:
 		return fmt.Errorf("%w: %s refused the parent index because its children are not in %s (--mirror never); --mirror auto or always pushes them there by digest: %w",
 			ErrRefused, r.parent.RegistryStr(), r.parent.Context().Name(), err)

@@ -2,40 +2,35 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
-// Access is what a transport may do in its repository.
-type Access int
-
-// The two kinds of access nestattest asks for.
-const (
-	Pull Access = iota
-	Push
-)
-
-// Client hands out authenticated transports, one per repository and access,
-// created on first use and shared afterwards. It is safe for concurrent use.
+// Client is the one way nestattest talks to registries: manifests, blobs,
+// uploads, mounts, referrers, tags and _catalog pages. It holds one
+// authenticated transport per repository (and per set of scopes for
+// cross-repository mounts and listings), created on first use and shared
+// by every request of a run, so tokens are fetched once; and one limit on
+// the requests each host answers at once. It is safe for concurrent use.
 type Client struct {
 	opts Options
 	base http.RoundTripper
 
 	mu         sync.Mutex
-	transports map[key]*entry
-}
-
-type key struct {
-	repo   string
-	access Access
-	scopes string // for ScopedTransport: the scopes, space-separated
+	transports map[string]*entry
+	queues     map[string]*queue   // per tag: updates waiting to be applied
+	updates    map[string]*updated // per tag: updates made, for Settle
+	referrers  map[string]apiState // per registry: does it serve the referrers API
 }
 
 type entry struct {
@@ -46,43 +41,30 @@ type entry struct {
 
 // NewClient returns a Client for these options.
 func NewClient(opts Options) *Client {
-	return &Client{opts: opts, base: opts.base(), transports: map[key]*entry{}}
+	return &Client{opts: opts, base: opts.base(), transports: map[string]*entry{}}
 }
 
 // Options returns the options the client was made with.
 func (c *Client) Options() Options { return c.opts }
 
-// Transport returns the authenticated transport for repo; the first call for
-// a repository and access pings the registry and fetches a token, later calls
-// reuse it. Push access includes pull.
-func (c *Client) Transport(ctx context.Context, repo name.Repository, access Access) (http.RoundTripper, error) {
-	return c.cached(ctx, key{repo: repo.Name(), access: access}, func() (http.RoundTripper, error) {
-		return c.newTransport(ctx, repo, access)
-	})
-}
-
-// ScopedTransport returns an authenticated transport for reg whose token
-// covers every scope given: a push scope on one repository with a pull scope
-// on another, for cross-repository blob mounts, or the registry's catalog
-// scope ("registry:catalog:*"). Like Transport's, it is created on first use
-// for that set of scopes and shared afterwards.
-func (c *Client) ScopedTransport(ctx context.Context, reg name.Registry, scopes ...string) (http.RoundTripper, error) {
-	k := key{repo: reg.Name(), scopes: strings.Join(scopes, " ")}
-	return c.cached(ctx, k, func() (http.RoundTripper, error) { return c.dial(ctx, reg, scopes) })
-}
-
-// ScopedHTTPClient is HTTPClient over ScopedTransport.
-func (c *Client) ScopedHTTPClient(ctx context.Context, reg name.Registry, scopes ...string) (*http.Client, error) {
-	rt, err := c.ScopedTransport(ctx, reg, scopes...)
-	if err != nil {
-		return nil, err
+// scopes is the token scope a repository's transport asks for.
+func (c *Client) scope(repo name.Repository) string {
+	if c.opts.Write {
+		return repo.Scope(transport.PushScope)
 	}
-	return &http.Client{Transport: rt, CheckRedirect: sameHost}, nil
+	return repo.Scope(transport.PullScope)
 }
 
-// cached returns the transport for k, made by mk on first use; a failure is
-// not cached.
-func (c *Client) cached(ctx context.Context, k key, mk func() (http.RoundTripper, error)) (http.RoundTripper, error) {
+// transport returns the authenticated transport for repo.
+func (c *Client) transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
+	return c.scoped(ctx, repo.Registry, c.scope(repo))
+}
+
+// scoped returns an authenticated transport for reg whose token covers
+// every scope given: push on one repository with pull on another for a
+// cross-repository mount, or the registry's catalog scope.
+func (c *Client) scoped(ctx context.Context, reg name.Registry, scopes ...string) (http.RoundTripper, error) {
+	k := reg.Name() + " " + strings.Join(scopes, " ")
 	c.mu.Lock()
 	e, ok := c.transports[k]
 	if !ok {
@@ -90,7 +72,7 @@ func (c *Client) cached(ctx context.Context, k key, mk func() (http.RoundTripper
 		c.transports[k] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.rt, e.err = mk() })
+	e.once.Do(func() { e.rt, e.err = c.dial(ctx, reg, scopes) })
 	if e.err != nil {
 		c.mu.Lock()
 		if c.transports[k] == e {
@@ -101,50 +83,28 @@ func (c *Client) cached(ctx context.Context, k key, mk func() (http.RoundTripper
 	return e.rt, e.err
 }
 
-func (c *Client) newTransport(ctx context.Context, repo name.Repository, access Access) (http.RoundTripper, error) {
-	scopes := []string{repo.Scope(transport.PullScope)}
-	if access == Push {
-		scopes = []string{repo.Scope(transport.PushScope)}
-	}
-	return c.dial(ctx, repo.Registry, scopes)
-}
-
 func (c *Client) dial(ctx context.Context, reg name.Registry, scopes []string) (http.RoundTripper, error) {
 	auth, err := authn.Resolve(ctx, c.opts.keychain(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
 	}
-	secretsOf(auth)
-	var base http.RoundTripper = c.base
+	c.opts.Secrets.addAuth(auth)
+	base := c.base
 	if c.opts.UserAgent != "" {
 		base = transport.NewUserAgent(base, c.opts.UserAgent)
 	}
 	rt, err := transport.NewWithContext(ctx, reg, auth, base, scopes)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", reg.RegistryStr(), err)
+		return nil, fmt.Errorf("connect to %s: %w", reg.RegistryStr(), hint(classify(err)))
 	}
 	return rt, nil
 }
 
-// HTTPClient returns an http.Client over the repository's transport that
-// follows redirects only within the registry's host, so a registry cannot
-// point a manifest or API request at another host.
-func (c *Client) HTTPClient(ctx context.Context, repo name.Repository, access Access) (*http.Client, error) {
-	rt, err := c.Transport(ctx, repo, access)
-	if err != nil {
-		return nil, err
-	}
-	return &http.Client{Transport: rt, CheckRedirect: sameHost}, nil
-}
-
-// Remote returns go-containerregistry options that use the repository's
-// shared transport.
-func (c *Client) Remote(ctx context.Context, repo name.Repository, access Access) ([]remote.Option, error) {
-	rt, err := c.Transport(ctx, repo, access)
-	if err != nil {
-		return nil, err
-	}
-	return []remote.Option{remote.WithContext(ctx), remote.WithTransport(rt)}, nil
+// httpClient is an http.Client over rt that follows redirects only within
+// the registry's host, so a registry cannot point an API request at
+// another host.
+func httpClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: sameHost}
 }
 
 // URL returns the base URL of the registry API for repo, such as
@@ -158,7 +118,108 @@ func sameHost(req *http.Request, via []*http.Request) error {
 		return fmt.Errorf("stopped after %d redirects", len(via))
 	}
 	if req.URL.Host != via[0].URL.Host {
-		return fmt.Errorf("%w: %s redirected to another host (%s)", ErrRedirect, Redact(via[0].URL.String()), req.URL.Host)
+		return fmt.Errorf("%w: %s redirected to another host (%s)", ErrRedirect, RedactURLs(via[0].URL.String()), req.URL.Host)
 	}
 	return nil
+}
+
+// request is one API request of a Client.
+type request struct {
+	method string
+	url    string
+	accept string
+	ctype  string
+	body   []byte
+	want   []int
+}
+
+// do sends r with repo's transport and returns the response when its
+// status is one of r.want; the caller closes the body.
+func (c *Client) do(ctx context.Context, repo name.Repository, r request) (*http.Response, error) {
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	return send(ctx, httpClient(rt), r)
+}
+
+func send(ctx context.Context, hc *http.Client, r request) (*http.Response, error) {
+	var body io.Reader
+	if r.body != nil {
+		body = strings.NewReader(string(r.body))
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
+	if err != nil {
+		return nil, err
+	}
+	if r.accept != "" {
+		req.Header.Set("Accept", r.accept)
+	}
+	if r.ctype != "" {
+		req.Header.Set("Content-Type", r.ctype)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, hint(err)
+	}
+	if err := checkStatus(resp, r.want...); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s %s: %w", r.method, RedactURLs(redactQuery(r.url)), err)
+	}
+	return resp, nil
+}
+
+// read sends a GET or HEAD and reads the answer's body, at most limit
+// bytes; a body that breaks off is fetched again like any failed request,
+// within the client's retries.
+func (c *Client) read(ctx context.Context, repo name.Repository, r request, limit int64) ([]byte, *http.Response, error) {
+	rt, err := c.transport(ctx, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return readRetrying(ctx, httpClient(rt), r, limit, c.opts.retries(), c.opts.backoff())
+}
+
+func readRetrying(ctx context.Context, hc *http.Client, r request, limit int64, retries int, backoff time.Duration) ([]byte, *http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		resp, err := send(ctx, hc, r)
+		if err != nil {
+			return nil, nil, err
+		}
+		body, err := readBody(resp, limit)
+		if err == nil || errors.Is(err, ErrTooLarge) || attempt >= retries || ctx.Err() != nil {
+			return body, resp, err
+		}
+		if err := sleep(ctx, backoff); err != nil {
+			return nil, nil, err
+		}
+		backoff *= 2
+	}
+}
+
+// readBody reads and closes a response body of at most limit bytes.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	defer resp.Body.Close()
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w: the registry announced %d bytes, the limit is %d", ErrTooLarge, resp.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer to %s %s: %w", resp.Request.Method, RedactURLs(resp.Request.URL.Redacted()), err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// redactQuery leaves a URL's query out of messages: upload locations carry
+// opaque state, and the digest is named elsewhere.
+func redactQuery(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.RawQuery = ""
+	return u.String()
 }

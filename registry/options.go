@@ -9,17 +9,21 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// DefaultRetries is how many times a failed request is retried when
-// Options.Retries is zero.
-const DefaultRetries = 4
-
-// DefaultBackoff is the first wait before a retry when Options.Backoff is
-// zero; each further retry doubles it, and a Retry-After header overrides it.
-const DefaultBackoff = 250 * time.Millisecond
+// Defaults of Options, used for zero fields.
+const (
+	// DefaultRetries is how many times a failed request is retried.
+	DefaultRetries = 4
+	// DefaultBackoff is the first wait before a retry; each further retry
+	// doubles it, and a Retry-After header overrides it.
+	DefaultBackoff = 250 * time.Millisecond
+	// DefaultJobs is how many requests wait for one registry host's answer
+	// at once.
+	DefaultJobs = 8
+)
 
 // Options says how to reach registries. The zero value uses the docker
 // config keychain, HTTPS (plain HTTP for loopback hosts, as
-// go-containerregistry does) and DefaultRetries.
+// go-containerregistry does), DefaultRetries and DefaultJobs.
 type Options struct {
 	// Keychain resolves credentials; nil means authn.DefaultKeychain, which
 	// reads $DOCKER_CONFIG/config.json and its credential helpers.
@@ -27,16 +31,27 @@ type Options struct {
 	// Insecure allows plain HTTP and skips TLS verification for every
 	// registry, like cosign's --allow-insecure-registry.
 	Insecure bool
+	// Write asks for push access to every repository the client touches,
+	// so a run that writes fetches one token per repository for reads and
+	// writes alike.
+	Write bool
 	// Retries is how many times a request that failed with a connection
-	// error, 408, 429 or 5xx is retried; negative disables retries.
+	// error, 408, 429 or 5xx, or whose answer broke off, is retried;
+	// negative disables retries.
 	Retries int
 	// Backoff is the first retry wait.
 	Backoff time.Duration
-	// Base is the transport under retries and authentication; nil means a
-	// clone of http.DefaultTransport.
+	// Jobs is how many requests may wait for one host's answer at once,
+	// whoever makes them; DefaultJobs when zero.
+	Jobs int
+	// Base is the transport under the limit, retries and authentication;
+	// nil means a clone of http.DefaultTransport.
 	Base http.RoundTripper
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Secrets receives the credentials the client resolves, so output can
+	// be redacted; nil keeps none.
+	Secrets *Secrets
 }
 
 // NameOptions returns the options for parsing references under these
@@ -51,11 +66,6 @@ func (o Options) NameOptions() []name.Option {
 // ParseReference parses a tag or digest reference under these options.
 func (o Options) ParseReference(s string) (name.Reference, error) {
 	return name.ParseReference(s, o.NameOptions()...)
-}
-
-// ParseRepository parses a repository under these options.
-func (o Options) ParseRepository(s string) (name.Repository, error) {
-	return name.NewRepository(s, o.NameOptions()...)
 }
 
 func (o Options) keychain() authn.Keychain {
@@ -82,18 +92,25 @@ func (o Options) backoff() time.Duration {
 	return o.Backoff
 }
 
+func (o Options) jobs() int {
+	if o.Jobs <= 0 {
+		return DefaultJobs
+	}
+	return o.Jobs
+}
+
 // base returns the transport every authenticated transport is built on:
-// the configured base (or a tuned clone of http.DefaultTransport) under
-// retries.
+// retries over the per-host limit over the configured base (or a tuned
+// clone of http.DefaultTransport).
 func (o Options) base() http.RoundTripper {
 	b := o.Base
 	if b == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 32
+		t.MaxIdleConnsPerHost = max(32, o.jobs())
 		if o.Insecure {
 			t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for with --allow-insecure-registry
 		}
 		b = t
 	}
-	return &retryTransport{inner: b, retries: o.retries(), backoff: o.backoff()}
+	return &retryTransport{inner: newLimitTransport(b, o.jobs()), retries: o.retries(), backoff: o.backoff()}
 }

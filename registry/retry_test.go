@@ -32,7 +32,7 @@ func TestNoRetryOnSchemeMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	if _, err := NewClient(Options{}).Transport(context.Background(), repo, Pull); err != nil {
+	if _, err := NewClient(Options{}).transport(context.Background(), repo); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 200*time.Millisecond {

@@ -8,15 +8,11 @@ import (
 	"github.com/nestattest/nestattest/registry"
 )
 
-// Sentinel errors; test for them with errors.Is.
+// Sentinel errors; test for them with errors.Is. A manifest that is not
+// where an index says it is, is over the size limit, or does not match its
+// digest fails with registry's ErrNotFound, ErrTooLarge or
+// ErrDigestMismatch.
 var (
-	// ErrNotFound: a manifest is not in the repository it was looked for in.
-	ErrNotFound = errors.New("not found")
-	// ErrDigestMismatch: a registry served content whose digest is not the
-	// one requested.
-	ErrDigestMismatch = errors.New("content does not match digest")
-	// ErrTooLarge: a manifest is over the size limit or its descriptor.
-	ErrTooLarge = errors.New("manifest too large")
 	// ErrScope: a dev.nestattest.repository annotation is not a valid
 	// further-scoped relative repository path.
 	ErrScope = errors.New("invalid repository scope")
@@ -64,7 +60,7 @@ func (e *NodeError) Error() string {
 		fmt.Fprintf(&b, " (%s)", e.Path)
 	}
 	b.WriteString(": ")
-	b.WriteString(registry.Redact(e.Err.Error()))
+	b.WriteString(registry.RedactURLs(e.Err.Error()))
 	return b.String()
 }
 

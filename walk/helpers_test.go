@@ -32,7 +32,7 @@ func memRegistry(t testing.TB) string {
 }
 
 func remoteFetcher() Fetcher {
-	return RegistryFetcher{Client: nreg.NewClient(nreg.Options{Retries: -1})}
+	return nreg.NewClient(nreg.Options{Retries: -1})
 }
 
 // memFetcher serves raw manifests from a map keyed by repository@digest or
@@ -73,7 +73,7 @@ func (f *memFetcher) putRaw(repo string, raw []byte, tags ...string) v1.Descript
 	return v1.Descriptor{MediaType: probe.MediaType, Digest: h, Size: int64(len(raw))}
 }
 
-func (f *memFetcher) Fetch(ctx context.Context, ref name.Reference, limit int64) (*Fetched, error) {
+func (f *memFetcher) GetManifest(ctx context.Context, ref name.Reference, limit int64) (*nreg.Manifest, error) {
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 	for {
@@ -92,13 +92,13 @@ func (f *memFetcher) Fetch(ctx context.Context, ref name.Reference, limit int64)
 	f.fetches[k]++
 	f.mu.Unlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, k)
+		return nil, fmt.Errorf("%w: %s", nreg.ErrNotFound, k)
 	}
 	if int64(len(raw)) > limit {
-		return nil, ErrTooLarge
+		return nil, nreg.ErrTooLarge
 	}
 	sum := sha256.Sum256(raw)
-	return &Fetched{Raw: raw, Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}, nil
+	return &nreg.Manifest{Raw: raw, Digest: v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}}, nil
 }
 
 func (f *memFetcher) fetchCount() map[string]int {

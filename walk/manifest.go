@@ -7,11 +7,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// MaxManifestBytes is the largest manifest read: the 4 MiB that the
-// distribution specification lets registries refuse beyond.
-const MaxManifestBytes = 4 << 20
+	"github.com/nestattest/nestattest/registry"
+)
 
 // Kind is what a node is.
 type Kind string
@@ -51,7 +49,7 @@ type Manifest struct {
 // Docker schema 2 manifest and index types, or hold malformed descriptors.
 func Decode(raw []byte, contentType string) (*Manifest, error) {
 	if len(raw) > MaxManifestBytes {
-		return nil, fmt.Errorf("%w: %d bytes, over %d", ErrTooLarge, len(raw), MaxManifestBytes)
+		return nil, fmt.Errorf("%w: %d bytes, over %d", registry.ErrTooLarge, len(raw), MaxManifestBytes)
 	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(raw))

@@ -2,6 +2,7 @@ package walk
 
 import (
 	"errors"
+	nreg "github.com/nestattest/nestattest/registry"
 	"strings"
 	"testing"
 
@@ -28,7 +29,7 @@ func TestDecode(t *testing.T) {
 		{"bad digest", `{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"digest":"sha256:zz","size":1}]}`, "", "", ErrInvalidManifest},
 		{"sha512 digest", `{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"digest":"sha512:` + strings.Repeat("a", 128) + `","size":1}]}`, "", "", ErrInvalidManifest},
 		{"negative size", `{"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"digest":"sha256:` + strings.Repeat("a", 64) + `","size":-1}]}`, "", "", ErrInvalidManifest},
-		{"too large", strings.Repeat(" ", MaxManifestBytes+1), "", "", ErrTooLarge},
+		{"too large", strings.Repeat(" ", MaxManifestBytes+1), "", "", nreg.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Decode([]byte(tc.raw), tc.contentType)
@@ -52,7 +53,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte, contentType string) {
 		m, err := Decode(raw, contentType)
 		if err != nil {
-			if !errors.Is(err, ErrInvalidManifest) && !errors.Is(err, ErrTooLarge) {
+			if !errors.Is(err, ErrInvalidManifest) && !errors.Is(err, nreg.ErrTooLarge) {
 				t.Fatalf("error %v wraps no sentinel", err)
 			}
 			return

@@ -34,6 +34,9 @@ type Node struct {
 	Children []*Node
 	// Err says why a node of KindInvalid or KindMissing could not be read.
 	Err error
+	// Raw is the manifest as the registry served it, with
+	// Options.KeepManifests.
+	Raw []byte
 
 	entries    []v1.Descriptor // an index's manifests
 	links      []*Node         // the node of each entry; nil where it is not a node

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nestattest/nestattest/registry"
 )
 
 // Defaults of Options, used for zero fields.
@@ -37,6 +39,8 @@ type Options struct {
 	// AllowMissing records a child that is not in its repository as a node
 	// of KindMissing instead of an error.
 	AllowMissing bool
+	// KeepManifests keeps each node's manifest in Node.Raw.
+	KeepManifests bool
 }
 
 func (o Options) withDefaults() Options {
@@ -114,16 +118,17 @@ type walker struct {
 // resolve fetches the root by tag or digest.
 func (w *walker) resolve(ref name.Reference) (*Node, error) {
 	n := &Node{Repository: ref.Context(), Index: -1}
-	f, err := w.opts.Fetcher.Fetch(w.ctx, ref, MaxManifestBytes)
+	f, err := w.opts.Fetcher.GetManifest(w.ctx, ref, MaxManifestBytes)
 	if err != nil {
 		return nil, &NodeError{Op: "resolve", Repository: ref.Context().Name(), Digest: ref.Identifier(), Err: err}
 	}
 	n.Descriptor = v1.Descriptor{Digest: f.Digest, Size: int64(len(f.Raw))}
-	m, err := Decode(f.Raw, f.ContentType)
+	m, err := Decode(f.Raw, string(f.MediaType))
 	if err != nil {
 		return nil, Errorf("resolve", n, err)
 	}
 	n.describe(m)
+	w.keep(n, f.Raw)
 	w.seen[key(n.Repository, n.Descriptor.Digest)] = n
 	return n, nil
 }
@@ -175,24 +180,32 @@ func (w *walker) wake() {
 
 // fetch reads a queued child; failures mark it KindInvalid or KindMissing.
 func (w *walker) fetch(n *Node) {
-	f, err := w.opts.Fetcher.Fetch(w.ctx, n.Digest(), MaxManifestBytes)
+	f, err := w.opts.Fetcher.GetManifest(w.ctx, n.Digest(), MaxManifestBytes)
 	if err == nil && n.Descriptor.Size != int64(len(f.Raw)) {
 		err = fmt.Errorf("%w: the index entry gives size %d, the manifest is %d bytes", ErrInvalidManifest, n.Descriptor.Size, len(f.Raw))
 	}
 	var m *Manifest
 	if err == nil {
-		m, err = Decode(f.Raw, f.ContentType)
+		m, err = Decode(f.Raw, string(f.MediaType))
 	}
 	switch {
 	case err == nil:
 		n.supplement = m.IsSupplement()
 		n.describe(m)
-	case errors.Is(err, ErrNotFound) && w.opts.AllowMissing:
+		w.keep(n, f.Raw)
+	case errors.Is(err, registry.ErrNotFound) && w.opts.AllowMissing:
 		n.Kind = KindMissing
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, registry.ErrNotFound):
 		n.fail("fetch", fmt.Errorf("index %s lists it as %s, but it is not in %s: %w", n.Parent.Digest(), n.entry(), n.Repository.Name(), err))
 	default:
 		n.fail("fetch", err)
+	}
+}
+
+// keep records the manifest's bytes when the walk keeps them.
+func (w *walker) keep(n *Node, raw []byte) {
+	if w.opts.KeepManifests {
+		n.Raw = raw
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	nreg "github.com/nestattest/nestattest/registry"
 	"slices"
 	"strings"
 	"testing"
@@ -117,8 +118,8 @@ func TestWalkMissingChild(t *testing.T) {
 
 	_, err := Collect(context.Background(), mustRef(t, root+":latest"), Options{Fetcher: f})
 	var ne *NodeError
-	if !errors.As(err, &ne) || !errors.Is(err, ErrNotFound) {
-		t.Fatalf("error %v, want a NodeError wrapping ErrNotFound", err)
+	if !errors.As(err, &ne) || !errors.Is(err, nreg.ErrNotFound) {
+		t.Fatalf("error %v, want a NodeError wrapping registry.ErrNotFound", err)
 	}
 	for _, want := range []string{root + "@" + parent.Digest.String(), "manifests[1]", "app2", "not in " + root + "/app2", gone.Digest.String()} {
 		if !strings.Contains(err.Error(), want) {

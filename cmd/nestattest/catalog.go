@@ -57,11 +57,21 @@ func (o *catalogOptions) requested() bool {
 	return len(o.children) > 0 || len(o.from) > 0 || o.discover
 }
 
+// readsStdin says whether a --from reads standard input.
+func (o *catalogOptions) readsStdin() bool {
+	for _, f := range o.from {
+		if f == "-" {
+			return true
+		}
+	}
+	return false
+}
+
 // compose composes the parent index of parent from the flags' children,
-// pushes it, and returns it by digest with what was done. jobs limits the
-// requests in flight. Bad input is a usageError.
-func (o *catalogOptions) compose(ctx context.Context, c *registry.Client, parent name.Tag, jobs int) (name.Digest, *catalog.Result, error) {
-	opts, err := o.options(c, parent.Context(), jobs)
+// pushes it, and returns it by digest with what was done. The walk flags
+// bound the walks mirroring makes. Bad input is a usageError.
+func (o *catalogOptions) compose(ctx context.Context, c *registry.Client, parent name.Tag, wo walkOptions) (name.Digest, *catalog.Result, error) {
+	opts, err := o.options(c, parent.Context(), wo)
 	if err != nil {
 		return name.Digest{}, nil, err
 	}
@@ -69,12 +79,11 @@ func (o *catalogOptions) compose(ctx context.Context, c *registry.Client, parent
 	if err != nil {
 		return name.Digest{}, res, classify(err)
 	}
-	d, err := res.Ref()
-	return d, res, err
+	return res.Root, res, nil
 }
 
 // options converts the flags into catalog.Options.
-func (o *catalogOptions) options(c *registry.Client, parent name.Repository, jobs int) (catalog.Options, error) {
+func (o *catalogOptions) options(c *registry.Client, parent name.Repository, wo walkOptions) (catalog.Options, error) {
 	mirror, err := catalog.ParseMirror(o.mirror)
 	if err != nil {
 		return catalog.Options{}, usagef("--mirror: %v", err)
@@ -82,8 +91,12 @@ func (o *catalogOptions) options(c *registry.Client, parent name.Repository, job
 	if o.missingTag != missingTagSkip && o.missingTag != missingTagFail {
 		return catalog.Options{}, usagef("--missing-tag %q: want %s or %s", o.missingTag, missingTagSkip, missingTagFail)
 	}
-	if jobs < 1 || o.pageSize < 1 {
-		return catalog.Options{}, usagef("--jobs and --catalog-page-size must be at least 1")
+	if o.pageSize < 1 {
+		return catalog.Options{}, usagef("--catalog-page-size must be at least 1")
+	}
+	wopts, err := wo.options(c)
+	if err != nil {
+		return catalog.Options{}, err
 	}
 	annotations, err := parseAnnotations("--index-annotation", o.annotations)
 	if err != nil {
@@ -96,7 +109,7 @@ func (o *catalogOptions) options(c *registry.Client, parent name.Repository, job
 	return catalog.Options{
 		Client: c, Children: children, Discover: o.discover, Listing: catalog.DiscoverOptions{PageSize: o.pageSize},
 		ChildTag: o.childTag, SkipMissing: o.missingTag == missingTagSkip, Annotations: annotations,
-		Mirror: mirror, Jobs: jobs, DryRun: o.dryRun,
+		Mirror: mirror, Walk: wopts, DryRun: o.dryRun,
 	}, nil
 }
 
@@ -153,10 +166,10 @@ func classify(err error) error {
 // catalogCommand is `nestattest catalog`.
 type catalogCommand struct {
 	registry registryOptions
+	walk     walkOptions
 	output   outputOptions
 	results  resultOptions
 	catalog  catalogOptions
-	jobs     int
 }
 
 func newCatalog(s streams) *cobra.Command {
@@ -192,7 +205,7 @@ refused; 2 bad flags, references or paths.`,
 	o.output.addFlags(cmd)
 	o.results.addFlags(cmd)
 	o.catalog.addFlags(cmd)
-	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", walk.DefaultJobs, "requests at once, for resolving and mirroring children")
+	o.walk.addFlags(cmd)
 	cmd.Flags().BoolVar(&o.catalog.dryRun, "dry-run", false, "compose and print the parent index, push nothing")
 	return cmd
 }
@@ -201,12 +214,12 @@ func (o *catalogCommand) run(cmd *cobra.Command, s streams, arg string) error {
 	if err := o.output.check(); err != nil {
 		return err
 	}
-	client := o.registry.client()
+	client := o.registry.client(s, !o.catalog.dryRun, o.walk.jobs)
 	parent, err := name.NewTag(arg, client.Options().NameOptions()...)
 	if err != nil {
 		return usagef("parent %q: %v (want REPOSITORY:TAG)", arg, err)
 	}
-	_, res, err := o.catalog.compose(cmd.Context(), client, parent, o.jobs)
+	_, res, err := o.catalog.compose(cmd.Context(), client, parent, o.walk)
 	if res != nil && (err == nil || res.Digest != "") {
 		if perr := o.print(s, res); perr != nil {
 			return perr

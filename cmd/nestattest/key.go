@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -12,8 +14,11 @@ import (
 	"github.com/nestattest/nestattest/attest"
 )
 
-// envPassword is cosign's variable for the key password.
-const envPassword = "COSIGN_PASSWORD"
+// Variables cosign reads, read the same way.
+const (
+	envPassword   = "COSIGN_PASSWORD"
+	envRepository = "COSIGN_REPOSITORY"
+)
 
 // keyOptions say where the signing key and its password are.
 type keyOptions struct {
@@ -22,27 +27,32 @@ type keyOptions struct {
 }
 
 func (o *keyOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.key, "key", "",
-		"cosign private key file, or a directory in Tekton Chains' signing-secrets layout (cosign.key, cosign.password)")
+	cmd.Flags().StringVar(&o.key, "key", "", "the signing key: "+attest.KeyRefHelp)
 	cmd.Flags().StringVar(&o.passwordFile, "password-file", "",
-		"file holding the key password (one trailing newline is dropped); else $"+envPassword+", else a prompt on a terminal")
+		"file holding the key password (one trailing newline is dropped); else $"+envPassword+", a prompt on a terminal, or standard input")
 }
 
-// load decrypts the key once for the whole run.
-func (o *keyOptions) load() (attest.Signer, error) {
+// load loads the key once for the whole run. stdinFree says whether a
+// password may be read from standard input.
+func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*attest.KeySigner, error) {
 	if o.key == "" {
 		return nil, usagef("--key is required")
 	}
-	s, err := attest.KeySource{Path: o.key, Password: o.password}.Load()
+	signer, err := attest.LoadKey(ctx, o.key, func() ([]byte, error) {
+		p, err := o.password(s, stdinFree)
+		s.secrets.Add(string(p))
+		return p, err
+	})
 	if err != nil {
 		return nil, usageError{err}
 	}
-	return s, nil
+	return signer, nil
 }
 
-// password reads the key password: --password-file, $COSIGN_PASSWORD, or
-// a prompt when stdin is a terminal.
-func (o *keyOptions) password() ([]byte, error) {
+// password reads the key password as cosign does: --password-file,
+// $COSIGN_PASSWORD, a prompt when stdin is a terminal, else standard input
+// (a piped password; empty for /dev/null).
+func (o *keyOptions) password(s streams, stdinFree bool) ([]byte, error) {
 	if o.passwordFile != "" {
 		b, err := os.ReadFile(o.passwordFile)
 		if err != nil {
@@ -54,10 +64,25 @@ func (o *keyOptions) password() ([]byte, error) {
 	if p, ok := os.LookupEnv(envPassword); ok {
 		return []byte(p), nil
 	}
-	if cosign.IsTerminal() {
+	if f, ok := s.in.(*os.File); ok && f == os.Stdin && cosign.IsTerminal() {
 		return cosign.GetPassFromTerm(false)
 	}
-	return nil, errors.New("no password: set " + envPassword + " or --password-file")
+	if !stdinFree {
+		return nil, errors.New("standard input carries --from -; give the password with $" + envPassword + " or --password-file")
+	}
+	b, err := io.ReadAll(io.LimitReader(s.in, 4096))
+	return bytes.TrimSuffix(b, []byte("\n")), err
+}
+
+// checkCosignRepository refuses $COSIGN_REPOSITORY: cosign would store and
+// look for every signature there, while nestattest keeps each node's in the
+// node's own repository, where cosign without it, Chains and policy engines
+// look.
+func checkCosignRepository() error {
+	if v, ok := os.LookupEnv(envRepository); ok && v != "" {
+		return usagef("$%s is set (%s): cosign would store and look for every signature there, but nestattest keeps each node's signatures in the node's own repository, where cosign without %s, Tekton Chains and policy engines look; unset it", envRepository, v, envRepository)
+	}
+	return nil
 }
 
 func newGenerateKeyPair(s streams) *cobra.Command {
@@ -66,12 +91,14 @@ func newGenerateKeyPair(s streams) *cobra.Command {
 		Use:   "generate-key-pair",
 		Short: "Write a cosign key pair (cosign.key, cosign.pub), as cosign generate-key-pair does",
 		Long: `generate-key-pair writes an encrypted cosign private key and its public key.
-The password comes from $COSIGN_PASSWORD, or a prompt on a terminal. The
-files are the ones cosign writes: cosign sign, cosign verify and Tekton
-Chains use them as they are.`,
+The password comes from $COSIGN_PASSWORD, a prompt on a terminal, or
+standard input. The files are the ones cosign writes: cosign sign, cosign
+verify and Tekton Chains use them as they are.`,
 		Args: exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			keyPath, pubPath, err := attest.GenerateKeyPair(prefix, passwordForNewKey)
+			keyPath, pubPath, err := attest.GenerateKeyPair(prefix, func(confirm bool) ([]byte, error) {
+				return passwordForNewKey(s, confirm)
+			})
 			if err != nil {
 				return usageError{err}
 			}
@@ -83,12 +110,13 @@ Chains use them as they are.`,
 	return cmd
 }
 
-func passwordForNewKey(confirm bool) ([]byte, error) {
+func passwordForNewKey(s streams, confirm bool) ([]byte, error) {
 	if p, ok := os.LookupEnv(envPassword); ok {
 		return []byte(p), nil
 	}
-	if cosign.IsTerminal() {
+	if f, ok := s.in.(*os.File); ok && f == os.Stdin && cosign.IsTerminal() {
 		return cosign.GetPassFromTerm(confirm)
 	}
-	return nil, errors.New("no password: set " + envPassword + " or run on a terminal")
+	b, err := io.ReadAll(io.LimitReader(s.in, 4096))
+	return bytes.TrimSuffix(b, []byte("\n")), err
 }

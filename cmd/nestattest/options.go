@@ -23,16 +23,22 @@ type registryOptions struct {
 func (o *registryOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&o.allowInsecure, "allow-insecure-registry", false,
 		"allow plain HTTP and registries with self-signed certificates (loopback registries use plain HTTP anyway)")
+	cmd.Flags().BoolVar(&o.allowInsecure, "insecure", false, "alias of --allow-insecure-registry, as crane names it")
 	cmd.Flags().IntVar(&o.retries, "retries", registry.DefaultRetries,
-		"times a request failing with a connection error, 408, 429 or 5xx is retried (0: none)")
+		"times a request failing with a connection error, 408, 429 or 5xx, or whose answer breaks off, is retried (0: none)")
 }
 
-func (o *registryOptions) client() *registry.Client {
+// client is the run's one registry client: write asks for push access,
+// jobs limits the requests each registry host answers at once.
+func (o *registryOptions) client(s streams, write bool, jobs int) *registry.Client {
 	retries := o.retries
 	if retries == 0 {
 		retries = -1
 	}
-	return registry.NewClient(registry.Options{Insecure: o.allowInsecure, Retries: retries, UserAgent: "nestattest/" + version})
+	return registry.NewClient(registry.Options{
+		Insecure: o.allowInsecure, Write: write, Retries: retries, Jobs: jobs,
+		UserAgent: "nestattest/" + version, Secrets: s.secrets,
+	})
 }
 
 // parseRef parses a tag or digest reference given on the command line.
@@ -51,7 +57,7 @@ type walkOptions struct {
 }
 
 func (o *walkOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", walk.DefaultJobs, "manifests fetched and nodes processed at once, across the whole tree")
+	cmd.Flags().IntVarP(&o.jobs, "jobs", "j", walk.DefaultJobs, "requests each registry answers at once, and nodes processed at once, across the whole tree")
 	cmd.Flags().IntVar(&o.maxDepth, "max-depth", walk.DefaultMaxDepth, "deepest a node may sit below the root")
 	cmd.Flags().IntVar(&o.maxNodes, "max-nodes", walk.DefaultMaxNodes, "most distinct (repository, digest) nodes a tree may have")
 	cmd.Flags().BoolVar(&o.allowMissing, "allow-missing", false, "record a child missing from its repository instead of failing (sparse indexes)")
@@ -62,7 +68,7 @@ func (o *walkOptions) options(c *registry.Client) (walk.Options, error) {
 		return walk.Options{}, usagef("--jobs, --max-depth and --max-nodes must be at least 1")
 	}
 	return walk.Options{
-		Fetcher:      walk.RegistryFetcher{Client: c},
+		Fetcher:      c,
 		Jobs:         o.jobs,
 		MaxDepth:     o.maxDepth,
 		MaxNodes:     o.maxNodes,
@@ -87,12 +93,12 @@ func (o *outputOptions) check() error {
 }
 
 // walkTree walks ref with the registry and walk flags.
-func walkTree(ctx context.Context, ro *registryOptions, wo *walkOptions, arg string) (*walk.Tree, error) {
+func walkTree(ctx context.Context, s streams, ro *registryOptions, wo *walkOptions, arg string) (*walk.Tree, error) {
 	ref, err := ro.parseRef(arg)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := wo.options(ro.client())
+	opts, err := wo.options(ro.client(s, false, wo.jobs))
 	if err != nil {
 		return nil, err
 	}

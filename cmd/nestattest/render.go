@@ -92,7 +92,8 @@ func count(t *walk.Tree) counts {
 }
 
 func (c counts) String() string {
-	s := fmt.Sprintf("%d nodes in %d repositories (%d indexes, %d images, %d artifacts)", c.Nodes, c.Repositories, c.Indexes, c.Images, c.Artifacts)
+	s := fmt.Sprintf("%s in %s (%s, %s, %s)", plural(c.Nodes, "node"), plural(c.Repositories, "repository"),
+		plural(c.Indexes, "index"), plural(c.Images, "image"), plural(c.Artifacts, "artifact"))
 	if c.Missing > 0 {
 		s += fmt.Sprintf(", %d missing", c.Missing)
 	}
@@ -173,4 +174,28 @@ func artifactType(n *walk.Node) string {
 		return n.ArtifactType
 	}
 	return string(n.Descriptor.MediaType)
+}
+
+// plural is "1 node", "2 nodes", "1 repository", "3 repositories".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	switch {
+	case strings.HasSuffix(noun, "y") && !strings.HasSuffix(noun, "ey"):
+		noun = noun[:len(noun)-1] + "ies"
+	case strings.HasSuffix(noun, "s") || strings.HasSuffix(noun, "x"):
+		noun += "es"
+	default:
+		noun += "s"
+	}
+	return fmt.Sprintf("%d %s", n, noun)
+}
+
+// pronoun is "its" or "their" for n things.
+func pronoun(n int) string {
+	if n == 1 {
+		return "its"
+	}
+	return "their"
 }

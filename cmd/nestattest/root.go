@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,15 +34,24 @@ func usagef(format string, args ...any) error {
 // exit code 1, the details already printed.
 var errFailed = errors.New("some nodes failed")
 
-// streams are where a command writes.
+// streams are where a command reads and writes, and the secrets of the run
+// that every write is redacted of.
 type streams struct {
+	in       io.Reader
 	out, err io.Writer
+	// errFile is stderr when it is a terminal's file, for progress.
+	errFile *os.File
+	secrets *registry.Secrets
 }
 
 // Execute runs the command line args and returns the exit code. stdin is
-// what `--from -` reads.
+// what `--from -` and a piped key password read.
 func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	s := streams{out: stdout, err: stderr}
+	secrets := &registry.Secrets{}
+	s := streams{in: stdin, out: secrets.Writer(stdout), err: secrets.Writer(stderr), secrets: secrets}
+	if f, ok := stderr.(*os.File); ok {
+		s.errFile = f
+	}
 	root := newRoot(s)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -54,7 +64,7 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case errors.Is(err, errFailed):
 		return ExitFailed
 	}
-	fmt.Fprintln(stderr, "Error:", registry.Redact(err.Error()))
+	fmt.Fprintln(s.err, "Error:", err.Error())
 	if isUsage(err) {
 		return ExitUsage
 	}

@@ -27,11 +27,15 @@ type signOptions struct {
 	results     resultOptions
 	key         keyOptions
 	predicate   predicateOptions
+	format      string
 	annotations []string
 	bindRoot    bool
 	mirrors     bool
 	verbose     bool
 }
+
+// Values of sign's --format.
+const formatBoth = "both"
 
 func newSign(s streams) *cobra.Command {
 	o := &signOptions{}
@@ -64,6 +68,8 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.results.addFlags(cmd)
 	o.key.addFlags(cmd)
 	o.predicate.addFlags(cmd)
+	cmd.Flags().StringVar(&o.format, "format", string(attest.LayoutLegacy),
+		"storage format: legacy (cosign's sha256-<hex>.sig/.att tags), bundle (sigstore bundles as OCI 1.1 referrers, as cosign v3 writes), or both")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
 	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+attest.AnnotationRoot+" annotation (root repository@digest)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
@@ -75,6 +81,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	started := time.Now()
 	ctx := cmd.Context()
 	if err := o.output.check(); err != nil {
+		return err
+	}
+	if err := checkCosignRepository(); err != nil {
 		return err
 	}
 	ref, err := o.registry.parseRef(arg)
@@ -89,11 +98,15 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	signer, err := o.key.load()
+	client := o.registry.client(s, true, o.walk.jobs)
+	stores, err := signStores(o.format, client)
 	if err != nil {
 		return err
 	}
-	client := o.registry.client()
+	signer, err := o.key.load(ctx, s, !o.catalog.readsStdin())
+	if err != nil {
+		return err
+	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
@@ -102,15 +115,14 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	wopts.Fetcher = walk.RegistryFetcher{Client: client, Access: registry.Push}
 	tree, err := walk.Collect(ctx, root, wopts)
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
 	progress := newProgress(s.err, len(tree.Nodes), o.verbose)
 	rep, err := attest.Sign(ctx, tree, attest.Options{
-		Signer: signer, Store: attest.TagStore{Client: client, Access: registry.Push}, Predicates: finish(predicates, time.Now()),
-		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors, Client: client,
+		Signer: signer, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
+		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
 		Jobs: o.walk.jobs, Progress: progress.node,
 	})
 	progress.done()
@@ -123,6 +135,20 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	return o.report(s, arg, tree, rep, predicates)
 }
 
+// signStores are the stores of a --format.
+func signStores(format string, c *registry.Client) ([]attest.Store, error) {
+	legacy, bundle := attest.LegacyStore{Client: c}, &attest.BundleStore{Client: c}
+	switch format {
+	case string(attest.LayoutLegacy):
+		return []attest.Store{legacy}, nil
+	case string(attest.LayoutBundle):
+		return []attest.Store{bundle}, nil
+	case formatBoth:
+		return []attest.Store{legacy, bundle}, nil
+	}
+	return nil, usagef("--format %q: want legacy, bundle or both", format)
+}
+
 // composed composes the parent at ref first when children were given, and
 // returns the root to sign: the composed parent by digest, or ref.
 func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Client, ref name.Reference) (name.Reference, error) {
@@ -133,7 +159,7 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 	if !ok {
 		return nil, usagef("with --child, --from or --discover, REF is the tag to push the composed parent to, not a digest")
 	}
-	d, res, err := o.catalog.compose(ctx, c, tag, o.walk.jobs)
+	d, res, err := o.catalog.compose(ctx, c, tag, o.walk)
 	if err != nil {
 		return nil, fmt.Errorf("compose %s, nothing signed: %w", tag, err)
 	}
@@ -162,7 +188,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
 		outputs: map[string]string{
 			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
-			"unchanged": fmt.Sprint(tally.Unchanged), "failed": fmt.Sprint(tally.Failed),
+			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
 		},
 		summary: signMarkdown(arg, tree, rep),
 	})
@@ -178,7 +204,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
 	s := signOutcome(t, c, p)
 	if t.Mirrored > 0 {
-		s += fmt.Sprintf("; %d nodes also in their mirrored copies in the root's repository", t.Mirrored)
+		s += fmt.Sprintf("; %s also in %s mirrored copies in the root's repository", plural(t.Mirrored, "node"), pronoun(t.Mirrored))
 	}
 	return s
 }
@@ -186,11 +212,11 @@ func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
 func signOutcome(t attest.Tally, c counts, p attest.Predicates) string {
 	switch {
 	case t.Failed > 0:
-		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d already signed and attested); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Unchanged)
+		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d present); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Present)
 	case t.Written == 0:
-		return fmt.Sprintf("nothing to write: all %d nodes in %d repositories already signed and attested (%s) by this key", t.Nodes, c.Repositories, describePredicate(p))
+		return fmt.Sprintf("nothing to write: all %s in %s already signed and attested (%s) by this signer", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), describePredicate(p))
 	}
-	return fmt.Sprintf("signed and attested %d nodes in %d repositories (%s): %d written, %d already done", t.Nodes, c.Repositories, describePredicate(p), t.Written, t.Unchanged)
+	return fmt.Sprintf("signed and attested %s in %s (%s): %d written, %d present", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), describePredicate(p), t.Written, t.Present)
 }
 
 // signDoc is the JSON report of `nestattest sign`.
@@ -223,14 +249,14 @@ func signMarkdown(arg string, tree *walk.Tree, rep *attest.Report) string {
 	fmt.Fprintf(&b, "### nestattest sign `%s`\n\nRoot `%s`\n\n", arg, tree.Root.Digest())
 	b.WriteString("| path | digest | type | signature | attestation |\n|---|---|---|---|---|\n")
 	for _, r := range rep.Results {
-		sig, att := "failed", "failed"
+		sig, att := string(r.Outcome()), string(r.Outcome())
 		if len(r.Places) > 0 && r.Err == nil {
 			sig, att = string(r.Places[0].Signature), string(r.Places[0].Attestation)
 		}
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), describe(r.Node), sig, att)
 	}
 	t := rep.Tally()
-	fmt.Fprintf(&b, "\n%d nodes: %d written, %d unchanged, %d failed\n", t.Nodes, t.Written, t.Unchanged, t.Failed)
+	fmt.Fprintf(&b, "\n%s: %d written, %d present, %d failed\n", plural(t.Nodes, "node"), t.Written, t.Present, t.Failed)
 	return b.String()
 }
 
@@ -266,11 +292,5 @@ func (p *progress) done() {
 }
 
 func status(r attest.NodeResult) string {
-	switch {
-	case r.Err != nil:
-		return "FAILED"
-	case len(r.Places) > 0 && r.Places[0].Signature == attest.Present && r.Places[0].Attestation == attest.Present:
-		return "unchanged"
-	}
-	return "signed"
+	return string(r.Outcome())
 }

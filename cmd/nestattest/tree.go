@@ -37,7 +37,7 @@ func (o *treeOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err := o.output.check(); err != nil {
 		return err
 	}
-	tree, err := walkTree(cmd.Context(), &o.registry, &o.walk, arg)
+	tree, err := walkTree(cmd.Context(), s, &o.registry, &o.walk, arg)
 	if err != nil {
 		return err
 	}

@@ -3,15 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -20,6 +18,8 @@ type verifyOptions struct {
 	walk          walkOptions
 	output        outputOptions
 	key           string
+	trustedRoot   string
+	format        string
 	types         []string
 	signatureOnly bool
 	annotations   []string
@@ -34,28 +34,36 @@ func newVerify(s streams) *cobra.Command {
 		Use:   "verify REF",
 		Short: "Verify every node of a tree, each in its own repository, with cosign's verification",
 		Long: `verify walks the tree under REF across its scoped repositories and checks every
-node in its own repository: a signature by the key over the node's digest whose
-docker-reference names the node's repository (and carries the required
-annotations), and an attestation of each required predicate type whose
-statement's subject is the node's digest. Transparency-log entries are not
-checked unless --insecure-ignore-tlog=false, as with cosign.
+node in its own repository with cosign's own verification code: a signature
+by the key over the node's digest that names the node's repository (and
+carries the required annotations), and an attestation of each required
+predicate type whose statement's subject is the node's digest.
+
+It reads a node's sigstore bundles (OCI 1.1 referrers) when it has any, else
+its legacy sha256-<hex>.sig/.att tags, as cosign v3 does; --format forces
+one. As with cosign, transparency-log entries are required unless
+--insecure-ignore-tlog (for trees signed with --tlog-upload=false); checking
+them needs the sigstore trusted root of your Rekor (--trusted-root).
 
 Exit codes: 0 every node passed; 1 some node failed or the tree could not be
 read; 2 bad flags, reference or key.`,
-		Example: `  nestattest verify --key cosign.pub quay.io/org/ko-build:latest
-  nestattest verify --key cosign.pub --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
+		Example: `  nestattest verify --key cosign.pub --insecure-ignore-tlog quay.io/org/ko-build:latest
+  nestattest verify --key awskms:///alias/release --insecure-ignore-tlog --format bundle quay.io/org/ko-build:latest
+  nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
 	}
 	o.registry.addFlags(cmd)
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
-	cmd.Flags().StringVar(&o.key, "key", "", "cosign public key file (cosign.pub)")
+	cmd.Flags().StringVar(&o.key, "key", "", "the public key: a PEM file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key (awskms://, gcpkms://, azurekms://, hashivault://)")
+	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the transparency logs (and certificate and timestamp authorities) to trust")
+	cmd.Flags().StringVar(&o.format, "format", "auto", "storage format read: auto (bundles when a node has any, else legacy tags, as cosign v3), legacy or bundle")
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
-	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature payload must carry (repeatable)")
+	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require every signature to bind its node to this root ("+attest.AnnotationRoot+")")
-	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", true, "do not check transparency-log entries, as cosign's flag of that name")
+	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", false, "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	return cmd
 }
@@ -64,16 +72,18 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if err := o.output.check(); err != nil {
 		return err
 	}
+	if err := checkCosignRepository(); err != nil {
+		return err
+	}
 	ref, err := o.registry.parseRef(arg)
 	if err != nil {
 		return err
 	}
-	vopts, err := o.options(ctx)
+	client := o.registry.client(s, false, o.walk.jobs)
+	vopts, err := o.options(ctx, client)
 	if err != nil {
 		return err
 	}
-	client := o.registry.client()
-	vopts.Store = attest.TagStore{Client: client}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
@@ -89,7 +99,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	}
 	rep, err := attest.Verify(ctx, tree, vopts)
 	if err != nil {
-		return usageError{err}
+		return err
 	}
 	if err := o.print(s, arg, tree, rep); err != nil {
 		return err
@@ -100,51 +110,56 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	return nil
 }
 
-// options turn the flags into library options: the key, the required
-// types and annotations, the transparency-log keys when asked for.
-func (o *verifyOptions) options(ctx context.Context) (attest.VerifyOptions, error) {
+// options turn the flags into library options: the policy (key, trust,
+// required types and annotations) and the stores read.
+func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest.VerifyOptions, error) {
 	if o.key == "" {
 		return attest.VerifyOptions{}, usagef("--key is required")
 	}
-	v, err := loadPublicKey(o.key)
+	var layout attest.Layout
+	switch o.format {
+	case "auto":
+	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
+		layout = attest.Layout(o.format)
+	default:
+		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
+	}
+	pub, err := attest.LoadPublicKey(ctx, o.key)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return attest.VerifyOptions{}, usageError{err}
 	}
 	annotations, err := parseAnnotations("--annotations", o.annotations)
 	if err != nil {
 		return attest.VerifyOptions{}, err
 	}
-	opts := attest.VerifyOptions{Verifier: v, Annotations: annotations, RequireRoot: o.requireRoot, Jobs: o.walk.jobs}
+	policy := attest.Policy{Key: pub, Annotations: annotations, RequireRoot: o.requireRoot, IgnoreTlog: o.ignoreTlog}
 	if !o.signatureOnly {
-		opts.Types = o.types
+		policy.Types = o.types
 	}
-	for _, t := range opts.Types {
+	for _, t := range policy.Types {
 		if _, err := attest.PredicateURI(t); err != nil {
-			return opts, usageError{err}
+			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	if !o.ignoreTlog {
-		if opts.RekorPubs, err = cosign.GetRekorPubs(ctx); err != nil {
-			return opts, fmt.Errorf("transparency-log keys: %w", err)
-		}
+	if policy.TrustedMaterial, err = loadTrustedRoot(o.trustedRoot); err != nil {
+		return attest.VerifyOptions{}, err
 	}
-	return opts, nil
+	if !o.ignoreTlog && o.trustedRoot == "" {
+		return attest.VerifyOptions{}, usagef("checking transparency-log entries needs the trusted root of your Rekor (--trusted-root trusted_root.json); for a tree signed with --tlog-upload=false, pass --insecure-ignore-tlog, as to cosign")
+	}
+	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs}, nil
 }
 
-func loadPublicKey(path string) (signature.Verifier, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usagef("--key: %v", err)
+// loadTrustedRoot reads a sigstore trusted root; none without a path.
+func loadTrustedRoot(path string) (root.TrustedMaterial, error) {
+	if path == "" {
+		return nil, nil
 	}
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pem)
+	tr, err := root.NewTrustedRootFromPath(path)
 	if err != nil {
-		return nil, usagef("--key %s: not a PEM public key: %v", path, err)
+		return nil, usagef("--trusted-root %s: %v", path, err)
 	}
-	v, err := signature.LoadDefaultVerifier(pub)
-	if err != nil {
-		return nil, usagef("--key %s: %v", path, err)
-	}
-	return v, nil
+	return tr, nil
 }
 
 // verifyDoc is the JSON output of `nestattest verify`.

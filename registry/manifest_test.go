@@ -1,4 +1,4 @@
-package walk
+package registry
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -28,12 +30,23 @@ func hostile(t *testing.T, h http.HandlerFunc) string {
 	return strings.TrimPrefix(s.URL, "http://")
 }
 
-func digestOf(b []byte) string {
+func digestStr(b []byte) string {
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func TestRegistryFetcherRefuses(t *testing.T) {
+func testClient() *Client { return NewClient(Options{Retries: 2, Backoff: time.Millisecond}) }
+
+func mustRef(t testing.TB, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestGetManifestRefuses(t *testing.T) {
 	good := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
 	evil := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[ ]}`)
 	for _, tc := range []struct {
@@ -42,12 +55,12 @@ func TestRegistryFetcherRefuses(t *testing.T) {
 		handler http.HandlerFunc
 		want    error
 	}{
-		{"content for another digest", "org/app@" + digestOf(good), func(w http.ResponseWriter, _ *http.Request) {
+		{"content for another digest", "org/app@" + digestStr(good), func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", string(types.OCIImageIndex))
 			_, _ = w.Write(evil)
 		}, ErrDigestMismatch},
 		{"tag with a lying Docker-Content-Digest", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Docker-Content-Digest", digestOf(good))
+			w.Header().Set("Docker-Content-Digest", digestStr(good))
 			_, _ = w.Write(evil)
 		}, ErrDigestMismatch},
 		{"announced over the limit", "org/app:latest", func(w http.ResponseWriter, _ *http.Request) {
@@ -67,7 +80,7 @@ func TestRegistryFetcherRefuses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host := hostile(t, tc.handler)
-			_, err := remoteFetcher().Fetch(context.Background(), mustRef(t, host+"/"+tc.ref), MaxManifestBytes)
+			_, err := testClient().GetManifest(context.Background(), mustRef(t, host+"/"+tc.ref), MaxManifestBytes)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("error %v, want %v", err, tc.want)
 			}
@@ -75,7 +88,7 @@ func TestRegistryFetcherRefuses(t *testing.T) {
 	}
 }
 
-func TestRegistryFetcherRetriesBrokenBodies(t *testing.T) {
+func TestGetManifestRetriesBrokenBodies(t *testing.T) {
 	good := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
 	var calls atomic.Int32
 	host := hostile(t, func(w http.ResponseWriter, _ *http.Request) {
@@ -86,7 +99,7 @@ func TestRegistryFetcherRetriesBrokenBodies(t *testing.T) {
 		}
 		_, _ = w.Write(good)
 	})
-	f, err := remoteFetcher().Fetch(context.Background(), mustRef(t, host+"/org/app@"+digestOf(good)), MaxManifestBytes)
+	f, err := testClient().GetManifest(context.Background(), mustRef(t, host+"/org/app@"+digestStr(good)), MaxManifestBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +108,15 @@ func TestRegistryFetcherRetriesBrokenBodies(t *testing.T) {
 	}
 }
 
-func TestWalkRefusesRedirectToAnotherHost(t *testing.T) {
+func TestRefusesRedirectToAnotherHost(t *testing.T) {
 	other := hostile(t, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte(`{}`))
 	})
 	host := hostile(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://"+other+r.URL.Path, http.StatusTemporaryRedirect)
 	})
-	_, err := Collect(context.Background(), mustRef(t, host+"/org/app:latest"), Options{Fetcher: remoteFetcher()})
-	if err == nil || !strings.Contains(err.Error(), "another host") {
+	_, err := testClient().GetManifest(context.Background(), mustRef(t, host+"/org/app:latest"), MaxManifestBytes)
+	if !errors.Is(err, ErrRedirect) {
 		t.Fatalf("error %v, want a refused redirect", err)
 	}
 }

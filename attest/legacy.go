@@ -1,0 +1,310 @@
+package attest
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	cosignstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/nestattest/nestattest/registry"
+)
+
+// Annotations of cosign's legacy layers.
+const (
+	annotationPredicateType = "predicateType"
+	mediaTypeDSSE           = "application/vnd.dsse.envelope.v1+json"
+)
+
+// maxPayloadBytes bounds a signature payload or envelope read from a
+// registry.
+const maxPayloadBytes = 16 << 20
+
+// LegacyStore is cosign's tag layout: one image per subject and kind,
+// tagged sha256-<hex>.sig or sha256-<hex>.att in the subject's repository,
+// each signature or attestation a layer. Adding one reads the tag, appends
+// a layer and writes it back, serialised per tag and confirmed
+// (registry.Client.UpdateTag): the cost does not grow with the layers the
+// tag holds.
+type LegacyStore struct {
+	Client *registry.Client
+}
+
+// Layout implements Store.
+func (LegacyStore) Layout() Layout { return LayoutLegacy }
+
+// Tag returns the tag cosign uses for a subject's signatures or
+// attestations: <repo>:sha256-<hex>.sig or .att.
+func Tag(repo name.Repository, digest v1.Hash, kind Kind) name.Tag {
+	suffix := ".sig"
+	if kind == KindAttestation {
+		suffix = ".att"
+	}
+	return repo.Tag(digest.Algorithm + "-" + digest.Hex + suffix)
+}
+
+// SignaturePayload implements Store: cosign's simple-signing payload.
+func (LegacyStore) SignaturePayload(sub Subject, annotations map[string]string) (string, []byte, error) {
+	p, err := SignaturePayload(sub.Digest(), annotations)
+	return PayloadSimpleSigning, p, err
+}
+
+// List implements Store: two requests, the manifests of the .sig and .att
+// tags; layers are read by Load.
+func (s LegacyStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
+	sigs, err := s.list(ctx, sub, KindSignature)
+	if err != nil {
+		return nil, err
+	}
+	atts, err := s.list(ctx, sub, KindAttestation)
+	return append(sigs, atts...), err
+}
+
+func (s LegacyStore) list(ctx context.Context, sub Subject, kind Kind) ([]*Entry, error) {
+	tag := Tag(sub.Repository, sub.Descriptor.Digest, kind)
+	m, err := s.Client.GetManifest(ctx, tag, registry.MaxManifestBytes)
+	if errors.Is(err, registry.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	man, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	out := make([]*Entry, 0, len(man.Layers))
+	for i, l := range man.Layers {
+		out = append(out, s.entry(sub, kind, tag, i, l))
+	}
+	return out, nil
+}
+
+func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
+	e := &Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
+	if kind == KindSignature {
+		e.PayloadDigest = l.Digest
+		if sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosignstatic.SignatureAnnotationKey]); err == nil {
+			if m, err := legacyMaterial(l.Annotations); err == nil {
+				e.Signature, e.Material = sig, &m
+			}
+		}
+	}
+	if h, err := v1.NewHash(l.Annotations[AnnotationStatement]); err == nil {
+		e.Statement = h
+	}
+	e.load = func(ctx context.Context) (*Signed, error) {
+		blob, err := s.Client.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", e.Where, err)
+		}
+		signed, err := legacySigned(sub, kind, blob, l.Annotations)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Where, err)
+		}
+		return signed, nil
+	}
+	return e
+}
+
+// legacySigned reads a legacy layer and its annotations.
+func legacySigned(sub Subject, kind Kind, blob []byte, ann map[string]string) (*Signed, error) {
+	s := &Signed{Subject: sub, Kind: kind}
+	if kind == KindSignature {
+		sig, err := base64.StdEncoding.DecodeString(ann[cosignstatic.SignatureAnnotationKey])
+		if err != nil {
+			return nil, fmt.Errorf("signature annotation: %w", err)
+		}
+		s.PayloadType, s.Payload, s.Signature = PayloadSimpleSigning, blob, sig
+	} else {
+		var err error
+		if s.PayloadType, s.Payload, s.Signature, err = parseEnvelope(blob); err != nil {
+			return nil, fmt.Errorf("DSSE envelope: %w", err)
+		}
+	}
+	var err error
+	s.Material, err = legacyMaterial(ann)
+	return s, err
+}
+
+// legacyMaterial reads the certificate chain, the Rekor v1 bundle and the
+// RFC 3161 timestamp cosign keeps in a layer's annotations.
+func legacyMaterial(ann map[string]string) (Material, error) {
+	var m Material
+	if c := ann[cosignstatic.CertificateAnnotationKey]; c != "" {
+		certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(c + "\n" + ann[cosignstatic.ChainAnnotationKey]))
+		if err != nil {
+			return m, fmt.Errorf("certificate annotation: %w", err)
+		}
+		m.Chain = certs
+	}
+	if b := ann[cosignstatic.BundleAnnotationKey]; b != "" {
+		e, err := tlogFromRekorBundle([]byte(b))
+		if err != nil {
+			return m, fmt.Errorf("transparency-log bundle annotation: %w", err)
+		}
+		m.TlogEntries = append(m.TlogEntries, e)
+	}
+	if t := ann[cosignstatic.RFC3161TimestampAnnotationKey]; t != "" {
+		var ts struct{ SignedRFC3161Timestamp []byte }
+		if err := json.Unmarshal([]byte(t), &ts); err != nil {
+			return m, fmt.Errorf("timestamp annotation: %w", err)
+		}
+		m.Timestamps = append(m.Timestamps, ts.SignedRFC3161Timestamp)
+	}
+	return m, nil
+}
+
+// Add implements Store: the layer is appended to the subject's tag.
+func (s LegacyStore) Add(ctx context.Context, signed *Signed) error {
+	layer, ann, err := legacyLayer(signed)
+	if err != nil {
+		return err
+	}
+	tag := Tag(signed.Subject.Repository, signed.Subject.Descriptor.Digest, signed.Kind)
+	if _, err := s.Client.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
+		return fmt.Errorf("write %s: %w", tag, err)
+	}
+	return nil
+}
+
+// legacyLayer is the layer cosign stores for a signed payload, and its
+// annotations.
+func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
+	ann := map[string]string{cosignstatic.SignatureAnnotationKey: ""}
+	var content []byte
+	mt := types.MediaType(PayloadSimpleSigning)
+	if s.DSSE() {
+		env, err := s.Envelope()
+		if err != nil {
+			return nil, nil, err
+		}
+		content, mt = env, mediaTypeDSSE
+		st, err := readStatement(s.Payload)
+		if err != nil {
+			return nil, nil, fmt.Errorf("statement: %w", err)
+		}
+		ann[annotationPredicateType] = st.PredicateType
+		if h, err := StatementDigest(s.Payload); err == nil {
+			ann[AnnotationStatement] = h.String()
+		}
+	} else {
+		content = s.Payload
+		ann[cosignstatic.SignatureAnnotationKey] = base64.StdEncoding.EncodeToString(s.Signature)
+	}
+	if err := addLegacyMaterial(ann, s.Material); err != nil {
+		return nil, nil, err
+	}
+	return static.NewLayer(content, mt), ann, nil
+}
+
+// addLegacyMaterial writes the certificate chain, Rekor v1 bundle and RFC
+// 3161 timestamp as cosign annotates them.
+func addLegacyMaterial(ann map[string]string, m Material) error {
+	if len(m.Chain) > 0 {
+		leaf, err := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
+		if err != nil {
+			return err
+		}
+		ann[cosignstatic.CertificateAnnotationKey] = string(leaf)
+		chain, err := cryptoutils.MarshalCertificatesToPEM(m.Chain[1:])
+		if err != nil {
+			return err
+		}
+		ann[cosignstatic.ChainAnnotationKey] = string(chain)
+	}
+	for _, e := range m.TlogEntries {
+		if b, ok := rekorBundleOf(e); ok {
+			ann[cosignstatic.BundleAnnotationKey] = string(b)
+			break
+		}
+	}
+	if len(m.Timestamps) > 0 {
+		b, err := json.Marshal(struct{ SignedRFC3161Timestamp []byte }{m.Timestamps[0]})
+		if err != nil {
+			return err
+		}
+		ann[cosignstatic.RFC3161TimestampAnnotationKey] = string(b)
+	}
+	return nil
+}
+
+// appendLayer is the Edit that adds a layer to a legacy tag's image,
+// unless a layer with the same content and annotations is there. The image
+// is the one cosign's mutate.AppendSignatures makes: OCI media types, a
+// config listing every layer, no timestamps.
+func appendLayer(layer v1.Layer, ann map[string]string) registry.Edit {
+	return func(cur *registry.Manifest) (*registry.Change, error) {
+		d, err := layer.Digest()
+		if err != nil {
+			return nil, err
+		}
+		var existing []v1.Descriptor
+		if cur != nil {
+			m, err := v1.ParseManifest(strings.NewReader(string(cur.Raw)))
+			if err != nil {
+				return nil, fmt.Errorf("the tag holds no image manifest: %w", err)
+			}
+			existing = m.Layers
+		}
+		for _, l := range existing {
+			if l.Digest == d && sameAnnotations(l.Annotations, ann) {
+				return nil, nil
+			}
+		}
+		img := mutate.MediaType(mutate.ConfigMediaType(empty.Image, types.OCIConfigJSON), types.OCIManifestSchema1)
+		adds := make([]mutate.Addendum, 0, len(existing)+1)
+		for _, l := range existing {
+			adds = append(adds, mutate.Addendum{Layer: descLayer{l}, Annotations: l.Annotations})
+		}
+		adds = append(adds, mutate.Addendum{Layer: layer, Annotations: ann})
+		img, err = mutate.Append(img, adds...)
+		if err != nil {
+			return nil, err
+		}
+		return imageChange(img, layer)
+	}
+}
+
+func imageChange(img v1.Image, layer v1.Layer) (*registry.Change, error) {
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	content, err := readAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &registry.Change{MediaType: types.OCIManifestSchema1, Raw: raw, Blobs: [][]byte{content, cfg}}, nil
+}
+
+func sameAnnotations(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,365 @@
+package attest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nestattest/nestattest/catalog"
+	"github.com/nestattest/nestattest/registry"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// nodeAttempts is how many times a node that failed for a passing reason
+// (a registry error the client's own retries did not outlast) is signed
+// again within a run. Signing a node is idempotent.
+const nodeAttempts = 3
+
+// node signs and attests one node in its repository and, where it is
+// mirrored, in the root's. What an earlier attempt wrote before it failed
+// is reported written, not present, when a later attempt finds it.
+func (r *run) node(ctx context.Context, n *walk.Node) NodeResult {
+	sent := &sentSet{}
+	var res NodeResult
+	for attempt := 1; ; attempt++ {
+		res = r.nodeOnce(ctx, n, sent)
+		switch {
+		case res.Err != nil && interrupted(ctx, res.Err):
+			return NodeResult{Node: n, Places: res.Places, pending: true}
+		case res.Err == nil || attempt == nodeAttempts || !transient(res.Err):
+			return res
+		}
+	}
+}
+
+func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeResult {
+	res := NodeResult{Node: n}
+	repos, err := r.places(ctx, n)
+	if err != nil {
+		res.Err = walk.Errorf("sign", n, err)
+		return res
+	}
+	for _, repo := range repos {
+		sub := Subject{Repository: repo, Descriptor: v1.Descriptor{
+			MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size,
+		}}
+		att := &lazyAttestation{run: r, node: n, sub: sub}
+		for _, store := range r.opts.Stores {
+			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
+			var entries []*Entry
+			if entries, err = store.List(ctx, sub); err == nil {
+				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
+			}
+			if err == nil {
+				p.Attestation, err = r.attestation(ctx, store, att, entries, sent)
+			}
+			res.Places = append(res.Places, p)
+			if err != nil {
+				res.Err = walk.Errorf("sign", n, err)
+				return res
+			}
+		}
+	}
+	return res
+}
+
+// transient reports whether a failure may pass: anything but a refusal
+// (401, 403), a bad predicate or key, or a rejected signer.
+func transient(err error) bool {
+	return !errors.Is(err, registry.ErrDenied) && !errors.Is(err, ErrPredicate) && !errors.Is(err, ErrKey)
+}
+
+// places are the repositories a node is signed in: its own and, with
+// Mirrors, the root's where catalog mirrored it. catalog mirrors each child
+// of the root with everything below it, children first, so one look per
+// child of the root tells.
+func (r *run) places(ctx context.Context, n *walk.Node) ([]name.Repository, error) {
+	repos := []name.Repository{n.Repository}
+	mirror, ok := catalog.MirrorRepository(n)
+	if !r.opts.Mirrors || !ok {
+		return repos, nil
+	}
+	top := topChild(n)
+	there, err := r.tops.do(top, func() (bool, error) {
+		ok, err := r.opts.Client.HasManifest(ctx, mirror, top.Descriptor)
+		if err != nil {
+			return false, fmt.Errorf("look for a mirrored copy in %s: %w", mirror, err)
+		}
+		return ok, nil
+	})
+	if err != nil || !there {
+		return repos, err
+	}
+	return append(repos, mirror), nil
+}
+
+// topChild returns the child of the root that n is, or is below.
+func topChild(n *walk.Node) *walk.Node {
+	for n.Parent != nil && n.Parent.Parent != nil {
+		n = n.Parent
+	}
+	return n
+}
+
+// signature adds the signer's signature of sub in store unless it is there.
+//
+// Nodes that share a digest in one repository (a mirrored image listed
+// under several paths) share one signature payload: one of them checks and
+// writes it, the others wait and find it present.
+func (r *run) signature(ctx context.Context, store Store, sub Subject, entries []*Entry, sent *sentSet) (Outcome, error) {
+	ptype, payload, err := store.SignaturePayload(sub, r.annotations)
+	if err != nil {
+		return Failed, err
+	}
+	key := sentKey{store.Layout(), sub.Repository.Name(), KindSignature}
+	out, first, err := r.signed.do(fmt.Sprintf("%s %s %s", store.Layout(), sub.Repository.Name(), digestOf(payload)), func() (Outcome, error) {
+		return r.addSignature(ctx, store, sub, entries, ptype, payload, key, sent)
+	})
+	if first {
+		return out, err
+	}
+	return Present, nil
+}
+
+// addSignature writes a signature unless the signer's is there.
+func (r *run) addSignature(ctx context.Context, store Store, sub Subject, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet) (Outcome, error) {
+	found, err := r.owned(ctx, ofKind(entries, KindSignature), ptype, payload)
+	if err != nil || found {
+		return sent.present(key), err
+	}
+	signed, err := r.signPayload(ctx, sub, KindSignature, ptype, payload)
+	if err != nil {
+		return Failed, err
+	}
+	sent.add(key)
+	if err := store.Add(ctx, signed); err != nil {
+		return Failed, err
+	}
+	return Written, nil
+}
+
+// attestation adds the node's attestation in store unless the signer's
+// attestation with the same statement is there.
+func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation, entries []*Entry, sent *sentSet) (Outcome, error) {
+	stmt, err := att.statement()
+	if err != nil {
+		return Failed, err
+	}
+	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation}
+	found, err := r.owned(ctx, ofKind(entries, KindAttestation), PayloadInToto, stmt)
+	if err != nil || found {
+		return sent.present(key), err
+	}
+	signed, err := att.signed(ctx)
+	if err != nil {
+		return Failed, err
+	}
+	sent.add(key)
+	if err := store.Add(ctx, signed); err != nil {
+		return Failed, err
+	}
+	return Written, nil
+}
+
+// signPayload signs a payload and has the witnesses add their evidence.
+func (r *run) signPayload(ctx context.Context, sub Subject, kind Kind, ptype string, payload []byte) (*Signed, error) {
+	sig, m, err := r.opts.Signer.Sign(ctx, Message(ptype, payload))
+	if err != nil {
+		return nil, err
+	}
+	s := &Signed{Subject: sub, Kind: kind, PayloadType: ptype, Payload: payload, Signature: sig, Material: m}
+	for _, w := range r.opts.Witnesses {
+		if err := w.Witness(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// owned looks among entries for one with this payload (an attestation: the
+// same statement, whenever made) signed by the signer. Entries whose
+// listing shows another payload are not read.
+func (r *run) owned(ctx context.Context, entries []*Entry, ptype string, payload []byte) (bool, error) {
+	digest := digestOf(payload)
+	stmt, _ := StatementDigest(payload)
+	for _, e := range entries {
+		switch {
+		case e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest,
+			e.Statement != (v1.Hash{}) && e.Statement != stmt:
+			continue
+		case e.Signature != nil && e.Material != nil && e.PayloadDigest == digest:
+			if r.opts.Signer.Owns(Message(ptype, payload), e.Signature, *e.Material) {
+				return true, nil
+			}
+			continue
+		}
+		s, err := e.Load(ctx)
+		if errors.Is(err, errNotBundle) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if s.PayloadType != ptype || !samePayload(s.Payload, payload, digest, stmt) {
+			continue
+		}
+		if r.opts.Signer.Owns(s.Message(), s.Signature, s.Material) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func samePayload(got, want []byte, digest, stmt v1.Hash) bool {
+	if digestOf(got) == digest {
+		return true
+	}
+	h, err := StatementDigest(got)
+	return err == nil && h == stmt
+}
+
+// lazyAttestation is a node's attestation in one repository: its statement
+// made once, and signed once for every store that lacks it.
+type lazyAttestation struct {
+	run  *run
+	node *walk.Node
+	sub  Subject
+
+	stmtOnce sync.Once
+	stmt     []byte
+	stmtErr  error
+
+	mu  sync.Mutex
+	sig *Signed
+}
+
+func (a *lazyAttestation) statement() ([]byte, error) {
+	a.stmtOnce.Do(func() {
+		pred, err := a.run.opts.Predicates.For(a.node)
+		if err != nil {
+			a.stmtErr = fmt.Errorf("%w: %v", ErrPredicate, err)
+			return
+		}
+		a.stmt, a.stmtErr = Statement(a.sub.Digest(), a.run.opts.Predicates.Type(), pred, a.run.opts.Now())
+	})
+	return a.stmt, a.stmtErr
+}
+
+func (a *lazyAttestation) signed(ctx context.Context) (*Signed, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sig != nil {
+		return a.sig, nil
+	}
+	stmt, err := a.statement()
+	if err != nil {
+		return nil, err
+	}
+	s, err := a.run.signPayload(ctx, a.sub, KindAttestation, PayloadInToto, stmt)
+	if err == nil {
+		a.sig = s
+	}
+	return s, err
+}
+
+// sentSet remembers, across the attempts at one node, what was sent to
+// the registry, so that finding it later reads as written by this run.
+type sentSet struct {
+	mu sync.Mutex
+	m  map[sentKey]bool
+}
+
+type sentKey struct {
+	layout Layout
+	repo   string
+	kind   Kind
+}
+
+func (s *sentSet) add(k sentKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[sentKey]bool{}
+	}
+	s.m[k] = true
+}
+
+// present is the outcome of finding k there: written when this run sent it.
+func (s *sentSet) present(k sentKey) Outcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[k] {
+		return Written
+	}
+	return Present
+}
+
+// flights runs work once per key among concurrent callers: a later caller
+// waits for the first. Success is kept, so later callers learn that the
+// work is done without redoing it; a failure is not, so they try again.
+type flights struct {
+	mu   sync.Mutex
+	m    map[string]chan struct{}
+	done map[string]bool
+}
+
+// do runs fn for key unless it ran or runs. first says whether this call
+// ran it; then out and err are fn's.
+func (f *flights) do(key string, fn func() (Outcome, error)) (out Outcome, first bool, err error) {
+	for {
+		f.mu.Lock()
+		if f.m == nil {
+			f.m, f.done = map[string]chan struct{}{}, map[string]bool{}
+		}
+		if f.done[key] {
+			f.mu.Unlock()
+			return Present, false, nil
+		}
+		wait, running := f.m[key]
+		if !running {
+			wait = make(chan struct{})
+			f.m[key] = wait
+			f.mu.Unlock()
+			out, err = fn()
+			f.mu.Lock()
+			delete(f.m, key)
+			f.done[key] = err == nil
+			f.mu.Unlock()
+			close(wait)
+			return out, true, err
+		}
+		f.mu.Unlock()
+		<-wait // then look again: done, or failed and free to retry
+	}
+}
+
+// onceMap computes a value once per key.
+type onceMap[K comparable, V any] struct {
+	mu sync.Mutex
+	m  map[K]*onceEntry[V]
+}
+
+type onceEntry[V any] struct {
+	once sync.Once
+	v    V
+	err  error
+}
+
+func (o *onceMap[K, V]) do(k K, fn func() (V, error)) (V, error) {
+	o.mu.Lock()
+	if o.m == nil {
+		o.m = map[K]*onceEntry[V]{}
+	}
+	e, ok := o.m[k]
+	if !ok {
+		e = &onceEntry[V]{}
+		o.m[k] = e
+	}
+	o.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = fn() })
+	return e.v, e.err
+}

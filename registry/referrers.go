@@ -1,0 +1,150 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// FallbackTag is the tag that lists the referrers of subject on a registry
+// without the referrers API: <repo>:sha256-<hex>, as the distribution
+// specification's referrers tag schema names it.
+func FallbackTag(repo name.Repository, subject v1.Hash) name.Tag {
+	return repo.Tag(subject.Algorithm + "-" + subject.Hex)
+}
+
+// Referrers lists the manifests in repo whose subject is subject: from the
+// registry's referrers API where it serves one, else from the fallback tag.
+// The descriptors are as the registry or the tag gives them; their
+// artifactType is not to be relied on (registries and cosign fill it from
+// the config's media type).
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error) {
+	if c.referrersAPI(repo.Registry) != apiMissing {
+		idx, err := c.referrersPage(ctx, repo, subject)
+		if err == nil {
+			return idx, nil
+		}
+		if err != ErrNoReferrersAPI {
+			return nil, err
+		}
+	}
+	m, err := c.currentTag(ctx, FallbackTag(repo, subject))
+	if err != nil || m == nil {
+		return nil, err
+	}
+	im, err := parseIndex(m.Raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", FallbackTag(repo, subject), err)
+	}
+	return im.Manifests, nil
+}
+
+// referrersPage asks the referrers API, recording whether the registry has one.
+func (c *Client) referrersPage(ctx context.Context, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error) {
+	raw, resp, err := c.read(ctx, repo, request{
+		method: http.MethodGet, url: URL(repo) + "/referrers/" + subject.String(), accept: string(types.OCIImageIndex),
+		want: []int{http.StatusOK, http.StatusNotFound, http.StatusBadRequest, http.StatusNotAcceptable, http.StatusMethodNotAllowed},
+	}, MaxManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), string(types.OCIImageIndex)) {
+		c.setReferrersAPI(repo.Registry, apiMissing)
+		return nil, ErrNoReferrersAPI
+	}
+	c.setReferrersAPI(repo.Registry, apiPresent)
+	im, err := parseIndex(raw)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s in %s: %w", subject, repo, err)
+	}
+	return im.Manifests, nil
+}
+
+// PutReferrer puts a manifest whose subject is subject into repo by digest
+// and makes it listed among subject's referrers: by the registry itself
+// where it serves the referrers API, else by adding it to the fallback tag
+// (UpdateTag: serialised, confirmed, and kept for Settle). desc describes
+// the manifest as the listing should: digest, size, media type, artifact
+// type, annotations.
+func (c *Client) PutReferrer(ctx context.Context, repo name.Repository, subject v1.Hash, desc v1.Descriptor, raw []byte) error {
+	if _, err := c.PutManifest(ctx, repo.Digest(desc.Digest.String()), desc.MediaType, raw); err != nil {
+		return err
+	}
+	if c.referrersAPI(repo.Registry) == apiUnknown {
+		if _, err := c.referrersPage(ctx, repo, subject); err != nil && err != ErrNoReferrersAPI {
+			return err
+		}
+	}
+	if c.referrersAPI(repo.Registry) == apiPresent {
+		return nil
+	}
+	_, err := c.UpdateTag(ctx, FallbackTag(repo, subject), addReferrer(desc))
+	return err
+}
+
+// addReferrer is the Edit that lists desc in a fallback tag's index, sorted
+// by digest as go-containerregistry and cosign keep it.
+func addReferrer(desc v1.Descriptor) Edit {
+	return func(cur *Manifest) (*Change, error) {
+		im := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+		if cur != nil {
+			var err error
+			if im, err = parseIndex(cur.Raw); err != nil {
+				return nil, err
+			}
+		}
+		for _, d := range im.Manifests {
+			if d.Digest == desc.Digest {
+				return nil, nil
+			}
+		}
+		im.Manifests = append(im.Manifests, desc)
+		sort.Slice(im.Manifests, func(i, j int) bool { return im.Manifests[i].Digest.String() < im.Manifests[j].Digest.String() })
+		raw, err := json.Marshal(im)
+		if err != nil {
+			return nil, err
+		}
+		return &Change{MediaType: types.OCIImageIndex, Raw: raw}, nil
+	}
+}
+
+func parseIndex(raw []byte) (*v1.IndexManifest, error) {
+	var im v1.IndexManifest
+	if err := json.Unmarshal(raw, &im); err != nil {
+		return nil, fmt.Errorf("not an image index: %w", err)
+	}
+	if im.MediaType != "" && im.MediaType != types.OCIImageIndex {
+		return nil, fmt.Errorf("a referrers list must be an OCI image index, not %s", im.MediaType)
+	}
+	return &im, nil
+}
+
+type apiState int
+
+const (
+	apiUnknown apiState = iota
+	apiPresent
+	apiMissing
+)
+
+func (c *Client) referrersAPI(reg name.Registry) apiState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.referrers[reg.Name()]
+}
+
+func (c *Client) setReferrersAPI(reg name.Registry, s apiState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.referrers == nil {
+		c.referrers = map[string]apiState{}
+	}
+	c.referrers[reg.Name()] = s
+}

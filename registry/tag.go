@@ -1,0 +1,261 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Edit is a change to the manifest a tag points at, such as adding one
+// signature layer or one referrer. Given the tag's current manifest (nil
+// when the tag does not exist), it returns what the tag should hold, or nil
+// when current already holds the change. It may be called several times
+// and must not keep state between calls.
+type Edit func(current *Manifest) (*Change, error)
+
+// Change is what an Edit makes of a tag: the manifest to put, and blobs it
+// may need that the repository lacks. Only the blobs the manifest finally
+// put refers to are uploaded.
+type Change struct {
+	MediaType types.MediaType
+	Raw       []byte
+	Blobs     [][]byte
+}
+
+// maxConfirmRounds bounds how often Settle re-applies the changes to one
+// tag that another writer keeps replacing.
+const maxConfirmRounds = 8
+
+// UpdateTag applies edit to tag: it reads the tag, puts what edit makes of
+// it, and returns whether anything was put. Updates of one tag are
+// serialised within a Client, and the ones that arrive while an update is
+// under way are applied together in the next read and write: the cost does
+// not grow with how many updates a tag gets. Registries take no conditional
+// writes, so the update is remembered and confirmed by Settle.
+func (c *Client) UpdateTag(ctx context.Context, tag name.Tag, edit Edit) (changed bool, err error) {
+	q := c.tagQueue(tag)
+	p := &pending{edit: edit, done: make(chan struct{})}
+	q.mu.Lock()
+	q.waiting = append(q.waiting, p)
+	lead := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if lead {
+		c.drain(ctx, tag, q)
+	}
+	<-p.done
+	if p.err == nil && p.changed {
+		c.remember(tag, edit)
+	}
+	return p.changed, p.err
+}
+
+type queue struct {
+	mu      sync.Mutex
+	waiting []*pending
+	running bool
+}
+
+type pending struct {
+	edit    Edit
+	done    chan struct{}
+	changed bool
+	err     error
+}
+
+func (c *Client) tagQueue(tag name.Tag) *queue {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queues == nil {
+		c.queues = map[string]*queue{}
+	}
+	q, ok := c.queues[tag.Name()]
+	if !ok {
+		q = &queue{}
+		c.queues[tag.Name()] = q
+	}
+	return q
+}
+
+// drain applies the waiting updates of a tag, batch after batch, until none
+// is left.
+func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
+	for {
+		q.mu.Lock()
+		batch := q.waiting
+		q.waiting = nil
+		if len(batch) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+		edits := make([]Edit, len(batch))
+		for i, p := range batch {
+			edits[i] = p.edit
+		}
+		changed, err := c.apply(ctx, tag, edits)
+		for i, p := range batch {
+			p.changed, p.err = changed[i], err
+			close(p.done)
+		}
+	}
+}
+
+// apply reads tag once, applies every edit in turn and puts the result
+// once. changed says which edits changed the tag.
+func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed []bool, err error) {
+	changed = make([]bool, len(edits))
+	cur, err := c.currentTag(ctx, tag)
+	if err != nil {
+		return changed, err
+	}
+	var last *Change
+	var blobs [][]byte
+	for i, edit := range edits {
+		ch, err := edit(cur)
+		if err != nil {
+			return make([]bool, len(edits)), err
+		}
+		if ch == nil {
+			continue
+		}
+		changed[i], last = true, ch
+		blobs = append(blobs, ch.Blobs...)
+		cur = &Manifest{Raw: ch.Raw, MediaType: ch.MediaType, Digest: digestOf(ch.Raw)}
+	}
+	if last == nil {
+		return changed, nil
+	}
+	if err := c.uploadNeeded(ctx, tag.Context(), last.Raw, blobs); err != nil {
+		return make([]bool, len(edits)), err
+	}
+	if _, err := c.PutManifest(ctx, tag, last.MediaType, last.Raw); err != nil {
+		return make([]bool, len(edits)), err
+	}
+	return changed, nil
+}
+
+// uploadNeeded uploads the blobs that the manifest raw refers to.
+func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []byte, blobs [][]byte) error {
+	var m struct {
+		Config *v1.Descriptor  `json:"config"`
+		Layers []v1.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	refs := map[v1.Hash]bool{}
+	if m.Config != nil {
+		refs[m.Config.Digest] = true
+	}
+	for _, l := range m.Layers {
+		refs[l.Digest] = true
+	}
+	for _, b := range blobs {
+		d := digestOf(b)
+		if !refs[d] {
+			continue
+		}
+		delete(refs, d) // once
+		if _, err := c.Upload(ctx, repo, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// currentTag reads what a tag points at, nil when it does not exist.
+func (c *Client) currentTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
+	m, err := c.GetManifest(ctx, tag, MaxManifestBytes)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return m, err
+}
+
+func (c *Client) remember(tag name.Tag, edit Edit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.updates == nil {
+		c.updates = map[string]*updated{}
+	}
+	u, ok := c.updates[tag.Name()]
+	if !ok {
+		u = &updated{tag: tag}
+		c.updates[tag.Name()] = u
+	}
+	u.edits = append(u.edits, edit)
+}
+
+type updated struct {
+	tag   name.Tag
+	edits []Edit
+}
+
+// Settle confirms every tag update this client made: after delay, so that
+// a writer that read a tag just before this client's update has written
+// it, it reads each tag again and applies anew the changes another writer
+// overwrote, reading again until the tag holds them all. It returns how
+// many changes had been lost and were put again.
+func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err error) {
+	c.mu.Lock()
+	updates := c.updates
+	c.updates = nil
+	c.mu.Unlock()
+	if len(updates) == 0 {
+		return 0, nil
+	}
+	if err := sleep(ctx, delay); err != nil {
+		return 0, err
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, u := range updates {
+		wg.Go(func() {
+			n, err := c.confirm(ctx, u)
+			mu.Lock()
+			defer mu.Unlock()
+			lost += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	return lost, errors.Join(errs...)
+}
+
+// confirm re-applies a tag's remembered edits until a read shows them all.
+func (c *Client) confirm(ctx context.Context, u *updated) (int, error) {
+	lost := 0
+	for round := 0; round < maxConfirmRounds; round++ {
+		changed, err := c.apply(ctx, u.tag, u.edits)
+		if err != nil {
+			return lost, fmt.Errorf("confirm %s: %w", u.tag, err)
+		}
+		n := 0
+		for _, ch := range changed {
+			if ch {
+				n++
+			}
+		}
+		if n == 0 {
+			return lost, nil
+		}
+		if round == 0 {
+			lost = n
+		}
+	}
+	return lost, fmt.Errorf("confirm %s: another writer replaced the tag %d times in a row", u.tag, maxConfirmRounds)
+}
