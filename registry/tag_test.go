@@ -1,0 +1,235 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	ggcr "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// countingRegistry is go-containerregistry's in-memory registry behind a
+// handler that counts requests by method and path kind.
+type countingRegistry struct {
+	host  string
+	mu    sync.Mutex
+	count map[string]int
+}
+
+func newCountingRegistry(t *testing.T, referrers bool) *countingRegistry {
+	t.Helper()
+	r := &countingRegistry{count: map[string]int{}}
+	h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)), ggcr.WithReferrersSupport(referrers))
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		kind := "other"
+		for _, k := range []string{"/manifests/", "/blobs/uploads/", "/blobs/", "/referrers/"} {
+			if strings.Contains(req.URL.Path, k) {
+				kind = strings.Trim(k, "/")
+				break
+			}
+		}
+		r.mu.Lock()
+		r.count[req.Method+" "+kind]++
+		r.mu.Unlock()
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(s.Close)
+	r.host = strings.TrimPrefix(s.URL, "http://")
+	return r
+}
+
+func (r *countingRegistry) get(k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count[k]
+}
+
+// listEdit adds a layer holding entry to a tag's image: the test's
+// stand-in for a signature tag.
+func listEdit(entry string) Edit {
+	return func(cur *Manifest) (*Change, error) {
+		config := []byte("{}")
+		m := v1.Manifest{SchemaVersion: 2, MediaType: types.OCIManifestSchema1,
+			Config: v1.Descriptor{MediaType: types.OCIConfigJSON, Digest: digestOf(config), Size: 2}}
+		if cur != nil {
+			if err := json.Unmarshal(cur.Raw, &m); err != nil {
+				return nil, err
+			}
+		}
+		for _, d := range m.Layers {
+			if d.Annotations["entry"] == entry {
+				return nil, nil
+			}
+		}
+		m.Layers = append(m.Layers, v1.Descriptor{
+			MediaType: "text/plain", Size: int64(len(entry)), Digest: digestOf([]byte(entry)),
+			Annotations: map[string]string{"entry": entry},
+		})
+		raw, err := json.Marshal(m)
+		return &Change{MediaType: types.OCIManifestSchema1, Raw: raw, Blobs: [][]byte{[]byte(entry), config}}, err
+	}
+}
+
+func entries(t *testing.T, c *Client, tag name.Tag) []string {
+	t.Helper()
+	m, err := c.GetManifest(context.Background(), tag, MaxManifestBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var im v1.Manifest
+	if err := json.Unmarshal(m.Raw, &im); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range im.Layers {
+		out = append(out, d.Annotations["entry"])
+	}
+	return out
+}
+
+// TestUpdateTagBatches: 50 concurrent updates of one tag all land, in far
+// fewer writes than updates.
+func TestUpdateTagBatches(t *testing.T) {
+	r := newCountingRegistry(t, false)
+	c := NewClient(Options{Jobs: 8})
+	tag, _ := name.NewTag(r.host + "/org/app:sha256-00.sig")
+	var wg sync.WaitGroup
+	var changed atomic.Int32
+	for i := range 50 {
+		wg.Go(func() {
+			ok, err := c.UpdateTag(context.Background(), tag, listEdit(fmt.Sprint("e", i)))
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				changed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := entries(t, c, tag); len(got) != 50 || changed.Load() != 50 {
+		t.Fatalf("%d entries, %d changed, want 50", len(got), changed.Load())
+	}
+	if puts := r.get("PUT manifests"); puts >= 50 || puts < 1 {
+		t.Errorf("%d manifest PUTs for 50 updates", puts)
+	}
+	// Again: nothing changes, nothing is written.
+	before := r.get("PUT manifests")
+	if ok, err := c.UpdateTag(context.Background(), tag, listEdit("e7")); ok || err != nil {
+		t.Errorf("a repeated update changed the tag: %v, %v", ok, err)
+	}
+	if r.get("PUT manifests") != before {
+		t.Error("a repeated update wrote")
+	}
+}
+
+// TestSettleRestoresLostUpdates: a second client overwrites the tag after
+// the first confirmed its update, as a concurrent process can; Settle puts
+// the lost entry back.
+func TestSettleRestoresLostUpdates(t *testing.T) {
+	r := newCountingRegistry(t, false)
+	a, b := NewClient(Options{}), NewClient(Options{})
+	tag, _ := name.NewTag(r.host + "/org/app:sha256-00.att")
+	ctx := context.Background()
+	if _, err := a.UpdateTag(ctx, tag, listEdit("from-a")); err != nil {
+		t.Fatal(err)
+	}
+	// b read the tag before a wrote: it writes its own list without a's.
+	stale := listEdit("from-b")
+	ch, _ := stale(nil)
+	for _, blob := range ch.Blobs {
+		if _, err := b.Upload(ctx, tag.Context(), blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.PutManifest(ctx, tag, ch.MediaType, ch.Raw); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := a.Settle(ctx, time.Millisecond)
+	if err != nil || lost != 1 {
+		t.Fatalf("Settle: %d lost, %v", lost, err)
+	}
+	if got := entries(t, a, tag); len(got) != 2 {
+		t.Errorf("after Settle the tag holds %q, want both entries", got)
+	}
+	if lost, err := a.Settle(ctx, time.Millisecond); lost != 0 || err != nil {
+		t.Errorf("a second Settle: %d, %v", lost, err)
+	}
+}
+
+// TestPutReferrer lists a referrer through the referrers API where the
+// registry serves it, and in the fallback tag where it does not.
+func TestPutReferrer(t *testing.T) {
+	for _, api := range []bool{true, false} {
+		t.Run(fmt.Sprint("referrers API ", api), func(t *testing.T) {
+			r := newCountingRegistry(t, api)
+			c := NewClient(Options{})
+			ctx := context.Background()
+			repo, _ := name.NewRepository(r.host + "/org/app")
+			subject := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+			sd, err := c.PutManifest(ctx, repo.Tag("v1"), types.OCIImageIndex, subject)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Upload(ctx, repo, []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%d},"annotations":{"n":"%d"}}`,
+					digestOf([]byte("{}")), sd, len(subject), i)
+				desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: digestOf([]byte(man)), Size: int64(len(man)), Annotations: map[string]string{"n": fmt.Sprint(i)}}
+				if err := c.PutReferrer(ctx, repo, sd, desc, []byte(man)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			refs, err := c.Referrers(ctx, repo, sd)
+			if err != nil || len(refs) != 3 {
+				t.Fatalf("%d referrers, %v", len(refs), err)
+			}
+			_, err = c.GetManifest(ctx, FallbackTag(repo, sd), MaxManifestBytes)
+			if api == (err == nil) {
+				t.Errorf("fallback tag read: %v, with the referrers API %v", err, api)
+			}
+		})
+	}
+}
+
+// TestLimitPerHost: however many goroutines ask, a host never has more
+// than Jobs requests waiting for an answer.
+func TestLimitPerHost(t *testing.T) {
+	var inFlight, peak atomic.Int32
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(5 * time.Millisecond)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer s.Close()
+	c := NewClient(Options{Jobs: 3})
+	repo, _ := name.NewRepository(strings.TrimPrefix(s.URL, "http://") + "/org/app")
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() { _, _ = c.HasBlob(context.Background(), repo, digestOf([]byte("x"))) })
+	}
+	wg.Wait()
+	if peak.Load() > 3 || peak.Load() < 2 {
+		t.Errorf("peak %d requests in flight, want at most 3", peak.Load())
+	}
+}
