@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -99,12 +100,13 @@ func Compose(ctx context.Context, parent name.Tag, opts Options) (*Result, error
 	if err := out.describe(parent, idx, res); err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
-		return out, nil
-	}
 	raw, err := idx.RawManifest()
 	if err != nil {
 		return nil, err
+	}
+	if opts.DryRun {
+		out.Manifest = raw
+		return out, nil
 	}
 	return out, r.push(ctx, raw, res, out)
 }
@@ -232,6 +234,8 @@ type Result struct {
 	Requests int `json:"requests"`
 	// Index is the composed parent index.
 	Index v1.ImageIndex `json:"-"`
+	// Manifest is the composed parent index's manifest, with DryRun.
+	Manifest json.RawMessage `json:"manifest,omitempty"`
 	// Root is the parent by digest, parsed under the same options as the
 	// parent's tag.
 	Root name.Digest `json:"-"`

@@ -85,6 +85,7 @@ type mirrorer struct {
 func (m *mirrorer) child(ctx context.Context, st *mirrorCounter, c *resolved) error {
 	opts := m.opts.Walk
 	opts.AllowMissing, opts.KeepManifests = false, true
+	opts.Root = &registry.Manifest{Raw: c.raw, MediaType: c.desc.MediaType, Digest: c.desc.Digest}
 	var mu sync.Mutex
 	present := map[*walk.Node]bool{}
 	tree, err := walk.Walk(ctx, c.Ref.Context().Digest(c.desc.Digest.String()), opts, func(ctx context.Context, n *walk.Node, err error) error {

@@ -72,7 +72,9 @@ func (c *Client) scoped(ctx context.Context, reg name.Registry, scopes ...string
 		c.transports[k] = e
 	}
 	c.mu.Unlock()
-	e.once.Do(func() { e.rt, e.err = c.dial(ctx, reg, scopes) })
+	// The ping and token requests of the first use are the client's, not
+	// counted against whoever happened to make them.
+	e.once.Do(func() { e.rt, e.err = c.dial(withoutCounters(ctx), reg, scopes) })
 	if e.err != nil {
 		c.mu.Lock()
 		if c.transports[k] == e {

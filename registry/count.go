@@ -8,8 +8,8 @@ import (
 type counterKey struct{}
 
 // Counter counts the HTTP requests a Client makes under a context: every
-// attempt, retries included, and the token and ping requests that the first
-// use of a repository's credentials makes under it.
+// attempt, retries included; not the ping and token requests of a
+// repository's first use, but a token renewed on the way.
 type Counter struct{ n atomic.Int64 }
 
 // Count returns how many requests were counted.
@@ -30,4 +30,8 @@ func count(ctx context.Context) {
 	for _, c := range counters(ctx) {
 		c.n.Add(1)
 	}
+}
+
+func withoutCounters(ctx context.Context) context.Context {
+	return context.WithValue(ctx, counterKey{}, []*Counter(nil))
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -51,6 +52,9 @@ func (c *Client) GetManifest(ctx context.Context, ref name.Reference, limit int6
 		method: http.MethodGet, url: URL(ref.Context()) + "/manifests/" + ref.Identifier(),
 		accept: acceptManifests, want: []int{http.StatusOK},
 	}, limit)
+	if errors.Is(err, ErrTooLarge) {
+		return nil, fmt.Errorf("manifest %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}

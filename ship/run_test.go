@@ -240,7 +240,7 @@ func checkStatus(t *testing.T, s v1.TaskRunStatus, url, digest string) {
 // public key of the Secret.
 func (f *fixture) verify(t *testing.T, ref string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "verify", "--key", f.pub, "-o", "json", ref)
+	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "verify", "--key", f.pub, "--insecure-ignore-tlog", "-o", "json", ref)
 	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+f.dockerDir)
 	out, err := cmd.Output()
 	if err != nil {

@@ -41,6 +41,9 @@ type Options struct {
 	AllowMissing bool
 	// KeepManifests keeps each node's manifest in Node.Raw.
 	KeepManifests bool
+	// Root, when it is the manifest the root reference names by digest, is
+	// used instead of fetching it again.
+	Root *registry.Manifest
 }
 
 func (o Options) withDefaults() Options {
@@ -118,7 +121,10 @@ type walker struct {
 // resolve fetches the root by tag or digest.
 func (w *walker) resolve(ref name.Reference) (*Node, error) {
 	n := &Node{Repository: ref.Context(), Index: -1}
-	f, err := w.opts.Fetcher.GetManifest(w.ctx, ref, MaxManifestBytes)
+	f, err := w.opts.Root, error(nil)
+	if d, ok := ref.(name.Digest); !ok || f == nil || f.Digest.String() != d.DigestStr() {
+		f, err = w.opts.Fetcher.GetManifest(w.ctx, ref, MaxManifestBytes)
+	}
 	if err != nil {
 		return nil, &NodeError{Op: "resolve", Repository: ref.Context().Name(), Digest: ref.Identifier(), Err: err}
 	}

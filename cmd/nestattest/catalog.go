@@ -244,14 +244,10 @@ func (o *catalogCommand) print(s streams, res *catalog.Result) error {
 	if o.output.format == "json" {
 		return writeJSON(s.out, res)
 	}
-	if o.catalog.dryRun {
-		raw, err := res.Index.RawManifest()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(s.out, "%s\n", raw)
-	}
 	printCatalog(s.out, res)
+	if o.catalog.dryRun {
+		fmt.Fprintln(s.out, "nothing pushed (--dry-run); -o json shows the composed manifest")
+	}
 	return nil
 }
 

@@ -69,10 +69,21 @@ func TestCatalogCommand(t *testing.T) {
 	t.Setenv("GITHUB_STEP_SUMMARY", "")
 
 	code, stdout, stderr := execute("catalog", "--dry-run", "--from", from, parent)
-	if code != ExitOK || !strings.Contains(stdout, "composed (not pushed), 2 children") || !strings.Contains(stdout, `"dev.nestattest.repository":"app1"`) {
+	if code != ExitOK || !strings.Contains(stdout, "composed (not pushed), 2 children") || strings.Contains(stdout, "{") {
 		t.Fatalf("--dry-run: exit %d\n%s%s", code, stdout, stderr)
 	}
 	dry := strings.SplitN(strings.SplitN(stdout, "@sha256:", 2)[1], " ", 2)[0]
+	// -o json: one document, the composed manifest in it.
+	code, stdout, stderr = execute("catalog", "--dry-run", "-o", "json", "--from", from, parent)
+	var dryDoc struct {
+		Digest   string
+		Pushed   bool
+		Manifest struct{ Manifests []struct{ Annotations map[string]string } }
+	}
+	if err := json.Unmarshal([]byte(stdout), &dryDoc); code != ExitOK || err != nil || dryDoc.Pushed || dryDoc.Digest != "sha256:"+dry ||
+		len(dryDoc.Manifest.Manifests) != 2 || dryDoc.Manifest.Manifests[0].Annotations["dev.nestattest.repository"] != "app1" {
+		t.Fatalf("--dry-run -o json: exit %d, %v, %+v\n%s%s", code, err, dryDoc, stdout, stderr)
+	}
 	if _, err := remote.Head(mustTag(t, parent)); err == nil {
 		t.Fatal("--dry-run pushed the parent")
 	}

@@ -23,7 +23,8 @@ import (
 )
 
 func newDemo(s streams) *cobra.Command {
-	return &cobra.Command{
+	var keep string
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole job on a sample tree in an in-process registry",
 		Long: `demo starts a registry inside this process on a loopback port, pushes a
@@ -31,13 +32,19 @@ ko-shaped sample (app1, app2 and app3 in org/ko-build/<app>, each a
 two-platform index, app2 listing app2/plugins), composes the parent
 org/ko-build from the references ko would print, shows the tree, signs and
 attests every node with an ephemeral key, twice (the second run writes
-nothing), and verifies the whole tree. Nothing leaves the machine.`,
+nothing), and verifies the whole tree. Nothing leaves the machine.
+
+With --keep DIR the key pair and the reference file stay in DIR, and the
+registry keeps serving until Ctrl-C, so you can run the commands the demo
+suggests at its end.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), s, keep) },
 	}
+	cmd.Flags().StringVar(&keep, "keep", "", "keep the key pair and references in this directory, and the registry serving until interrupted")
+	return cmd
 }
 
-func runDemo(ctx context.Context, s streams) error {
+func runDemo(ctx context.Context, s streams, keep string) error {
 	host, stop, err := startRegistry()
 	if err != nil {
 		return err
@@ -53,11 +60,13 @@ func runDemo(ctx context.Context, s streams) error {
 	if err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp("", "nestattest-demo-")
+	work, err := demoDir(keep)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if keep == "" {
+		defer os.RemoveAll(work)
+	}
 	refs, err := pushChildren(parent, children, filepath.Join(work, "ko-refs.txt"))
 	if err != nil {
 		return err
@@ -83,6 +92,40 @@ func runDemo(ctx context.Context, s streams) error {
 			return fmt.Errorf("nestattest %s exited %d", args[0], code)
 		}
 	}
+	return demoNext(ctx, s, keep, keys, root)
+}
+
+// demoDir is where the demo's files go: DIR with --keep, made if need be,
+// else a temporary directory.
+func demoDir(keep string) (string, error) {
+	if keep == "" {
+		return os.MkdirTemp("", "nestattest-demo-")
+	}
+	if err := os.MkdirAll(keep, 0o700); err != nil {
+		return "", fmt.Errorf("--keep %s: %w", keep, err)
+	}
+	if entries, err := os.ReadDir(keep); err != nil || len(entries) > 0 {
+		return "", fmt.Errorf("--keep %s: want a new or empty directory", keep)
+	}
+	return keep, nil
+}
+
+// demoNext says what to try next; with --keep it serves until interrupted.
+func demoNext(ctx context.Context, s streams, keep, keys, root string) error {
+	pub := filepath.Join(keys, "cosign.pub")
+	fmt.Fprintf(s.out, "\n==> done. Next, try:\n")
+	if keep == "" {
+		fmt.Fprintf(s.out, "  go run ./cmd/nestattest demo --keep ./demo   # keep the key and the registry running, to try the commands below\n")
+	}
+	fmt.Fprintf(s.out, "  nestattest tree -o json %s\n", root)
+	fmt.Fprintf(s.out, "  nestattest sign --key %s --format bundle %s   # add sigstore bundles, as cosign v3 stores them\n", keys, root)
+	fmt.Fprintf(s.out, "  nestattest verify --key %s --insecure-ignore-tlog -v %s\n", pub, root)
+	fmt.Fprintf(s.out, "  cosign verify --key %s --insecure-ignore-tlog --allow-insecure-registry %s\n", pub, root)
+	if keep == "" {
+		return nil
+	}
+	fmt.Fprintf(s.out, "the registry at %s serves until Ctrl-C; the key and references stay in %s\n", strings.SplitN(root, "/", 2)[0], keep)
+	<-ctx.Done()
 	return nil
 }
 

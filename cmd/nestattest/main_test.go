@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -93,9 +98,70 @@ func TestDemo(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("demo: exit %d\n%s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"13 nodes in 5 repositories", "13 written", "nothing to write", "verified: 13 of 13 nodes"} {
+	for _, want := range []string{"13 nodes in 5 repositories", "13 written", "nothing to write", "verified: 13 of 13 nodes", "Next, try:", "demo --keep"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
+}
+
+// TestDemoKeep: with --keep the key and references stay, and the registry
+// serves the commands the demo suggests until interrupted.
+func TestDemoKeep(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int)
+	go func() { done <- Execute(ctx, []string{"demo", "--keep", dir}, strings.NewReader(""), out, io.Discard) }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "serves until Ctrl-C") {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo --keep did not settle:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var next []string
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(l, "  nestattest ") {
+			next = append(next, strings.Fields(strings.SplitN(l, "#", 2)[0])[1:]...)
+			next = append(next, "\n")
+		}
+	}
+	for _, cmdline := range strings.Split(strings.Join(next, " "), "\n") {
+		args := strings.Fields(cmdline)
+		if len(args) == 0 {
+			continue
+		}
+		if code, stdout, stderr := execute(args...); code != ExitOK {
+			t.Errorf("suggested %q: exit %d\n%s%s", args, code, stdout, stderr)
+		}
+	}
+	for _, f := range []string{"ko-refs.txt", "signing-secrets/cosign.key", "signing-secrets/cosign.pub"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("--keep lost %s: %v", f, err)
+		}
+	}
+	cancel()
+	if code := <-done; code != ExitOK {
+		t.Errorf("demo --keep ended with %d", code)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -102,5 +102,5 @@ func walkTree(ctx context.Context, s streams, ro *registryOptions, wo *walkOptio
 	if err != nil {
 		return nil, err
 	}
-	return walk.Collect(ctx, ref, opts)
+	return readTree(ctx, newProgress(s), ref, opts)
 }

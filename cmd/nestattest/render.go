@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nestattest/nestattest/walk"
@@ -198,4 +201,25 @@ func pronoun(n int) string {
 		return "its"
 	}
 	return "their"
+}
+
+// readTree walks the tree under root, showing progress, and stops at the
+// first node that cannot be read, as walk.Collect does.
+func readTree(ctx context.Context, p *progress, root name.Reference, opts walk.Options) (*walk.Tree, error) {
+	p.start("reading the tree", 0)
+	defer p.end()
+	return walk.Walk(ctx, root, opts, func(_ context.Context, _ *walk.Node, err error) error {
+		p.step(err != nil)
+		return err
+	})
+}
+
+// nodeReason is a node's error without the node's own name, which the line
+// already gives.
+func nodeReason(n *walk.Node, err error) string {
+	var ne *walk.NodeError
+	if errors.As(err, &ne) && ne.Repository == n.Repository.Name() {
+		return ne.Err.Error()
+	}
+	return err.Error()
 }

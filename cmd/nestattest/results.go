@@ -63,14 +63,8 @@ func (o *resultOptions) write(r results) error {
 			return err
 		}
 	}
-	if o.report != "" && r.report != nil {
-		var b bytes.Buffer
-		if err := writeJSON(&b, r.report); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(o.report, b.Bytes()); err != nil {
-			return err
-		}
+	if err := o.writeReport(r.report); err != nil {
+		return err
 	}
 	if p := os.Getenv("GITHUB_OUTPUT"); p != "" {
 		out := map[string]string{"url": imageURL(r.root), "digest": r.digest, "reference": r.root.Context().Digest(r.digest).String()}
@@ -85,6 +79,18 @@ func (o *resultOptions) write(r results) error {
 		return appendFile(p, []byte(r.summary))
 	}
 	return nil
+}
+
+// writeReport writes the JSON report, if one was asked for.
+func (o *resultOptions) writeReport(report any) error {
+	if o.report == "" || report == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := writeJSON(&b, report); err != nil {
+		return err
+	}
+	return writeFileAtomic(o.report, b.Bytes())
 }
 
 // githubOutputs formats outputs for $GITHUB_OUTPUT, sorted, multi-line

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,26 @@ func usagef(format string, args ...any) error {
 // exit code 1, the details already printed.
 var errFailed = errors.New("some nodes failed")
 
+// errInterrupted ends a run stopped by a signal whose one line, and partial
+// report, were already written.
+var errInterrupted = errors.New("interrupted")
+
+// interruptError is the cause of a run's context cancelled by a signal.
+type interruptError struct{ sig syscall.Signal }
+
+func (e *interruptError) Error() string { return "interrupted by " + e.sig.String() }
+
+// exitCodeOf is the shell's exit code for a signal: 128 + its number (130
+// for SIGINT, 143 for SIGTERM, as Tekton stops a step).
+func exitCodeOf(sig syscall.Signal) int { return 128 + int(sig) }
+
+// interruption returns the signal that cancelled ctx, if one did.
+func interruption(ctx context.Context) (*interruptError, bool) {
+	var ie *interruptError
+	ok := errors.As(context.Cause(ctx), &ie)
+	return ie, ok
+}
+
 // streams are where a command reads and writes, and the secrets of the run
 // that every write is redacted of.
 type streams struct {
@@ -58,6 +79,12 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if ie, ok := interruption(ctx); ok && err != nil {
+		if !errors.Is(err, errInterrupted) {
+			fmt.Fprintf(s.err, "interrupted (%s); nothing more was started; re-run to finish\n", ie.sig)
+		}
+		return exitCodeOf(ie.sig)
+	}
 	switch {
 	case err == nil:
 		return ExitOK

@@ -4,15 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/registry"
@@ -73,7 +69,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
 	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+attest.AnnotationRoot+" annotation (root repository@digest)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
-	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node")
+	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
 	return cmd
 }
 
@@ -115,17 +111,21 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	tree, err := walk.Collect(ctx, root, wopts)
+	progress := newProgress(s)
+	tree, err := readTree(ctx, progress, root, wopts)
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
-	progress := newProgress(s.err, len(tree.Nodes), o.verbose)
+	progress.start("signing", len(tree.Nodes))
 	rep, err := attest.Sign(ctx, tree, attest.Options{
 		Signer: signer, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
-		Jobs: o.walk.jobs, Progress: progress.node,
+		Jobs: o.walk.jobs, Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
 	})
-	progress.done()
+	progress.end()
+	if rep != nil && rep.Interrupted {
+		return o.interrupted(s, arg, tree, rep)
+	}
 	if rep == nil { // nothing was signed
 		if errors.Is(err, attest.ErrPredicate) {
 			return usageError{err}
@@ -178,8 +178,11 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 		}
 	} else {
 		for _, r := range rep.Results {
-			if r.Err != nil {
-				fmt.Fprintf(s.err, "FAILED %s\n", r.Err)
+			switch {
+			case r.Err != nil:
+				fmt.Fprintf(s.err, "failed  %s %s: %s\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), nodeReason(r.Node, r.Err))
+			case o.verbose:
+				fmt.Fprintf(s.err, "%-7s %s %s\n", r.Outcome(), r.Node.Path(), r.Node.Descriptor.Digest)
 			}
 		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), p))
@@ -199,6 +202,17 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 		return errFailed
 	}
 	return nil
+}
+
+// interrupted ends a run stopped by a signal: one line, the partial report.
+func (o *signOptions) interrupted(s streams, arg string, tree *walk.Tree, rep *attest.Report) error {
+	t := rep.Tally()
+	fmt.Fprintf(s.err, "interrupted after %d of %s (%d written, %d present, %d failed); re-run to finish\n",
+		t.Nodes-t.Pending, plural(t.Nodes, "node"), t.Written, t.Present, t.Failed)
+	if err := o.results.writeReport(newSignDoc(arg, tree, rep)); err != nil {
+		return err
+	}
+	return errInterrupted
 }
 
 func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
@@ -258,37 +272,6 @@ func signMarkdown(arg string, tree *walk.Tree, rep *attest.Report) string {
 	t := rep.Tally()
 	fmt.Fprintf(&b, "\n%s: %d written, %d present, %d failed\n", plural(t.Nodes, "node"), t.Written, t.Present, t.Failed)
 	return b.String()
-}
-
-// progress reports nodes as they are done: a counter on a terminal, a line
-// per node with -v, nothing otherwise.
-type progress struct {
-	w        io.Writer
-	total    int
-	done_    atomic.Int32
-	verbose  bool
-	terminal bool
-}
-
-func newProgress(w io.Writer, total int, verbose bool) *progress {
-	f, ok := w.(*os.File)
-	return &progress{w: w, total: total, verbose: verbose, terminal: ok && term.IsTerminal(int(f.Fd()))}
-}
-
-func (p *progress) node(r attest.NodeResult) {
-	n := p.done_.Add(1)
-	switch {
-	case p.verbose:
-		fmt.Fprintf(p.w, "%-9s %s %s\n", status(r), r.Node.Path(), r.Node.Descriptor.Digest)
-	case p.terminal:
-		fmt.Fprintf(p.w, "\rsigning: %d/%d nodes", n, p.total)
-	}
-}
-
-func (p *progress) done() {
-	if p.terminal && !p.verbose {
-		fmt.Fprintln(p.w)
-	}
 }
 
 func status(r attest.NodeResult) string {

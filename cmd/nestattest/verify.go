@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -88,16 +89,20 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	tree, err := walk.Walk(ctx, ref, wopts, func(context.Context, *walk.Node, error) error { return nil })
+	progress := newProgress(s)
+	progress.start("reading the tree", 0)
+	tree, err := walk.Walk(ctx, ref, wopts, func(context.Context, *walk.Node, error) error {
+		progress.step(false)
+		return nil
+	})
+	progress.end()
 	if err != nil {
 		return fmt.Errorf("read the tree: %w", err)
 	}
-	if o.verbose {
-		vopts.Progress = func(v attest.Verdict) {
-			fmt.Fprintf(s.err, "%-4s %s %s\n", mark(v), v.Node.Path(), v.Node.Descriptor.Digest)
-		}
-	}
+	progress.start("verifying", len(tree.Nodes))
+	vopts.Progress = func(v attest.Verdict) { progress.step(!v.Passed()) }
 	rep, err := attest.Verify(ctx, tree, vopts)
+	progress.end()
 	if err != nil {
 		return err
 	}
@@ -171,8 +176,10 @@ type verifyDoc struct {
 
 type verifyNodeDoc struct {
 	nodeDoc
-	Passed bool           `json:"passed"`
-	Checks []attest.Check `json:"checks"`
+	Passed bool `json:"passed"`
+	// Layouts are the storage layouts the node carries anything in.
+	Layouts []attest.Layout `json:"layouts,omitempty"`
+	Checks  []attest.Check  `json:"checks"`
 }
 
 type verifySummary struct {
@@ -192,7 +199,7 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attes
 	if o.output.format == "json" {
 		doc := verifyDoc{Root: newRootDoc(arg, tree), Summary: sum}
 		for _, v := range rep.Verdicts {
-			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), Checks: v.Checks})
+			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), Layouts: v.Layouts, Checks: v.Checks})
 		}
 		return writeJSON(s.out, doc)
 	}
@@ -207,26 +214,79 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attes
 		}
 		return "✗ " + v.Reasons()
 	})
+	if o.verbose {
+		printDetails(s.err, rep)
+	}
+	printGroups(s.out, rep)
+	_, err := fmt.Fprintln(s.out, o.summary(sum, tree, rep))
+	return err
+}
+
+// printDetails writes, with -v, a line per check that failed with the
+// verifier's own words, in tree order.
+func printDetails(w io.Writer, rep *attest.VerifyReport) {
+	for _, v := range rep.Verdicts {
+		for _, c := range v.Checks {
+			if !c.OK && c.Detail != "" {
+				fmt.Fprintf(w, "%s %s: %s: %s\n", v.Node.Path(), walk.Short(v.Node.Descriptor.Digest), c.Name, c.Detail)
+			}
+		}
+	}
+}
+
+// printGroups writes each reason for failing with how many nodes it failed,
+// when more than one node failed.
+func printGroups(w io.Writer, rep *attest.VerifyReport) {
+	groups := map[string]int{}
+	var order []string
+	for _, v := range rep.Verdicts {
+		for _, c := range v.Checks {
+			if c.OK {
+				continue
+			}
+			k := c.Name + ": " + c.Reason
+			if groups[k] == 0 {
+				order = append(order, k)
+			}
+			groups[k]++
+		}
+	}
+	if rep.Failed() < 2 {
+		return
+	}
+	for _, k := range order {
+		fmt.Fprintf(w, "  %s: %s\n", plural(groups[k], "node"), k)
+	}
+}
+
+// summary is the last line: the verdict, the counts, what was required and
+// by whom, the layouts read and whether the transparency log was checked.
+func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *attest.VerifyReport) string {
 	what := "signature"
 	if len(sum.Types) > 0 {
 		what += " and " + strings.Join(sum.Types, ", ") + " attestation"
-	}
-	tlog := "transparency log not checked (--insecure-ignore-tlog)"
-	if sum.Tlog {
-		tlog = "transparency log checked"
 	}
 	verdict := "verified"
 	if sum.Failed > 0 {
 		verdict = "FAILED"
 	}
-	_, err := fmt.Fprintf(s.out, "%s: %d of %d nodes in %d repositories passed (%s by %s); %s\n",
-		verdict, sum.Passed, sum.Nodes, count(tree).Repositories, what, o.key, tlog)
-	return err
+	line := fmt.Sprintf("%s: %d of %s in %s passed (%s by %s)", verdict, sum.Passed, plural(sum.Nodes, "node"),
+		plural(count(tree).Repositories, "repository"), what, o.key)
+	if both := carryingBoth(rep); both > 0 {
+		line += fmt.Sprintf("; %s carry both layouts, their bundles read (as cosign v3)", plural(both, "node"))
+	}
+	if sum.Tlog {
+		return line + "; transparency log checked"
+	}
+	return line + "; transparency log not checked (--insecure-ignore-tlog)"
 }
 
-func mark(v attest.Verdict) string {
-	if v.Passed() {
-		return "ok"
+func carryingBoth(rep *attest.VerifyReport) int {
+	n := 0
+	for _, v := range rep.Verdicts {
+		if len(v.Layouts) > 1 {
+			n++
+		}
 	}
-	return "FAIL"
+	return n
 }

@@ -247,7 +247,7 @@ func TestSecretsStayOutOfErrors(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"tree", "--retries", "0", host + "/org/app:latest"},
-		{"verify", "--key", newKeyPair(t, "cosign").pub, "-o", "json", "--retries", "0", host + "/org/app:latest"},
+		{"verify", "--key", newKeyPair(t, "cosign").pub, "--insecure-ignore-tlog", "-o", "json", "--retries", "0", host + "/org/app:latest"},
 	} {
 		r := harness.RunEnv(t, []string{"DOCKER_CONFIG=" + dockerConfig}, harness.Binary(t), args...)
 		out := r.Stdout + r.Stderr

@@ -290,7 +290,7 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 	}
 	root := treeOf(t, ko.Tag).Nodes[0]
 	want := map[string]string{"url": ko.Tag, "digest": root.Digest, "reference": ko.Parent.Name() + "@" + root.Digest,
-		"nodes": "10", "written": "10", "unchanged": "0", "failed": "0"}
+		"nodes": "10", "written": "10", "present": "0", "failed": "0"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("output %s = %q, want %q", k, got[k], v)

@@ -145,7 +145,7 @@ func TestSignRefusedRepository(t *testing.T) {
 
 	proxy.SetRefuse(nil)
 	r = harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, ref)...)
-	if r.Code != 0 || !strings.Contains(r.Stdout, "3 written, 10 already done") {
+	if r.Code != 0 || !strings.Contains(r.Stdout, "3 written, 10 present") {
 		t.Fatalf("re-run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 	for _, node := range treeOf(t, tree.tag).refs() {

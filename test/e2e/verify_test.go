@@ -23,9 +23,10 @@ type verifyDoc struct {
 	Nodes []struct {
 		Path, Repository, Digest string
 		Passed                   bool
+		Layouts                  []string
 		Checks                   []struct {
-			Name, Reason string
-			OK           bool
+			Name, Layout, Reason string
+			OK                   bool
 		}
 	}
 	Summary struct{ Nodes, Passed, Failed int }
@@ -50,7 +51,7 @@ func (d verifyDoc) failures() map[string]string {
 
 func verifyTree(t *testing.T, pub, ref string, args ...string) (verifyDoc, harness.Result) {
 	t.Helper()
-	r := harness.Run(t, harness.Binary(t), append([]string{"verify", "--key", pub, "-o", "json", ref}, args...)...)
+	r := harness.Run(t, harness.Binary(t), append([]string{"verify", "--key", pub, "--insecure-ignore-tlog", "-o", "json", ref}, args...)...)
 	var d verifyDoc
 	if err := json.Unmarshal([]byte(r.Stdout), &d); err != nil {
 		t.Fatalf("verify -o json: exit %d, %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
@@ -76,7 +77,7 @@ func TestVerifyTreeSignedByCosign(t *testing.T) {
 	if r.Code != 1 || d.Summary.Failed != len(nodes) {
 		t.Errorf("--require-root: exit %d, %+v", r.Code, d.Summary)
 	}
-	text := harness.Run(t, harness.Binary(t), "verify", "--key", k.pub, tree.tag)
+	text := harness.Run(t, harness.Binary(t), "verify", "--key", k.pub, "--insecure-ignore-tlog", tree.tag)
 	if text.Code != 0 || !strings.Contains(text.Stdout, "transparency log not checked") {
 		t.Errorf("text output: exit %d\n%s", text.Code, text.Stdout)
 	}
