@@ -78,7 +78,9 @@ func TestCatalogCommand(t *testing.T) {
 	var dryDoc struct {
 		Digest   string
 		Pushed   bool
-		Manifest struct{ Manifests []struct{ Annotations map[string]string } }
+		Manifest struct {
+			Manifests []struct{ Annotations map[string]string }
+		}
 	}
 	if err := json.Unmarshal([]byte(stdout), &dryDoc); code != ExitOK || err != nil || dryDoc.Pushed || dryDoc.Digest != "sha256:"+dry ||
 		len(dryDoc.Manifest.Manifests) != 2 || dryDoc.Manifest.Manifests[0].Annotations["dev.nestattest.repository"] != "app1" {
