@@ -28,6 +28,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	fakek8s "k8s.io/client-go/kubernetes/fake"
+
+	"github.com/nestattest/nestattest/test/harness"
 )
 
 // The images the pod builder names. Their files are laid into the one root
@@ -81,7 +83,7 @@ func staticBinaries(t testing.TB) string {
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("running the pod's containers needs root (chroot, and the image's non-root user); CI runs as root")
+		harness.Missing(t, "running the pod's containers needs root (chroot, and the image's non-root user); CI runs as root")
 	}
 }
 

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +31,7 @@ func TestSignThroughFaults(t *testing.T) {
 		if r.Code == 0 {
 			break
 		}
-		if r.Code != 1 || !strings.Contains(r.Stderr, "FAILED") {
+		if r.Code != 1 || !strings.Contains(r.Stdout, "FAILED") {
 			t.Fatalf("run %d: exit %d, want 0 or 1 with the failed nodes reported", runs+1, r.Code)
 		}
 	}
@@ -67,6 +69,9 @@ func TestSignKilledHalfway(t *testing.T) {
 	puts := proxy.Counts().ByKind["manifest PUT"]
 	if puts >= 200 {
 		t.Fatalf("sign finished (%d manifest PUTs) before it was killed", puts)
+	}
+	if puts < 60 {
+		t.Fatalf("sign wrote only %d signature and attestation manifests in two minutes: it was not killed halfway", puts)
 	}
 	t.Logf("killed after %d of 200 signature and attestation manifests", puts)
 
@@ -133,4 +138,54 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSignInterrupted sends SIGINT to a 1,000-node sign halfway: it stops
+// with one line and exit 130, writes the partial report, and a re-run
+// completes the tree.
+func TestSignInterrupted(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tag := pushWide(t, reg.Host, "org/interrupted", 37, 26) // 1 + 37 + 962 nodes
+	k := newKeyPair(t, "cosign")
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
+	report := filepath.Join(t.TempDir(), "report.json")
+
+	cmd := exec.Command(harness.Binary(t), "sign", "--key", k.key, "--report", report, ref)
+	cmd.Env = append(cmd.Environ(), k.env()...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for proxy.Counts().ByKind["manifest PUT"] < 300 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent := time.Now()
+	_ = cmd.Process.Signal(os.Interrupt)
+	_ = cmd.Wait()
+	stopped := time.Since(sent)
+	code := cmd.ProcessState.ExitCode()
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	t.Logf("stopped %v after SIGINT, exit %d: %q", stopped.Round(time.Millisecond), code, lines)
+	if code != 130 || len(lines) != 1 || !strings.HasPrefix(lines[0], "interrupted after ") || !strings.Contains(lines[0], "of 1000 nodes") {
+		t.Fatalf("exit %d, stderr %q; want 130 and one line", code, stderr.String())
+	}
+	var doc struct {
+		Nodes   []struct{ Places []struct{ Signature string } }
+		Summary struct{ Nodes, Written, Pending int }
+	}
+	raw, err := os.ReadFile(report)
+	if err != nil || json.Unmarshal(raw, &doc) != nil || doc.Summary.Nodes != 1000 || doc.Summary.Written == 0 || doc.Summary.Pending == 0 {
+		t.Fatalf("partial report: %v %+v", err, doc.Summary)
+	}
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, ref)
+	if r.Code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", r.Code, r.Stderr)
+	}
+	t.Logf("re-run: %s", strings.TrimSpace(r.Stdout))
+	if d := verifyJSON(t, k.pub, tag); d.Summary.Failed != 0 || d.Summary.Passed != 1000 {
+		t.Errorf("after the re-run: %+v", d.Summary)
+	}
 }

@@ -101,27 +101,27 @@ func TestVerifyTampering(t *testing.T) {
 	}{
 		{"leaf unsigned", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
 			crane("delete", sigTag(nodes[2]))
-			return nodes[2], "no signature by the key"
+			return nodes[2], "signature: not signed"
 		}},
 		{"signed by another key", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
 			crane("delete", sigTag(nodes[3]))
 			if r := cosign(t, other.env(), "sign", "--key", other.key, "--tlog-upload=false", "--allow-insecure-registry", nodes[3]); r.Code != 0 {
 				t.Fatal(r.Stderr)
 			}
-			return nodes[3], "no signature by the key"
+			return nodes[3], "signature: no signature the policy accepts"
 		}},
 		{"attestation of another digest", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
 			crane("copy", attTag(nodes[5]), attTag(nodes[6]))
-			return nodes[6], "no attestation by the key whose subject is this digest"
+			return nodes[6], "no slsaprovenance1 attestation the policy accepts whose subject is this digest"
 		}},
 		{"signature from a sibling repository", func(t *testing.T, tree *koTree, _ []string) (string, string) {
 			twin := twinsNode(t, tree)
 			crane("copy", sigTag(twin["right"]), sigTag(twin["left"]))
-			return twin["left"], "signed by the key for another repository"
+			return twin["left"], "signed for another repository"
 		}},
 		{"child index replaced after signing", func(t *testing.T, tree *koTree, _ []string) (string, string) {
 			replaced := replaceChild(t, tree, "app1")
-			return replaced, "no signature by the key"
+			return replaced, "signature: not signed"
 		}},
 		{"missing child", func(t *testing.T, _ *koTree, nodes []string) (string, string) {
 			crane("delete", nodes[7])

@@ -21,6 +21,10 @@ const (
 	EnvE2E = "NESTATTEST_E2E"
 )
 
+// Missing skips a test that lacks something it needs (a tool, a package,
+// root), or fails it under NESTATTEST_E2E=require, saying what is missing.
+func Missing(t testing.TB, what string) { t.Helper(); missing(t, what) }
+
 // missing skips a test that lacks a tool, or fails it under
 // NESTATTEST_E2E=require, with the command that provides the tool.
 func missing(t testing.TB, what string) {

@@ -80,13 +80,14 @@ func Distribution(t testing.TB, opts DistributionOptions) *Registry {
 }
 
 // DockerRegistry starts Debian's docker-registry (distribution 2.8.2) like
-// Distribution, or skips the test when it is not installed: it is a second
-// real registry, not one the suite requires.
+// Distribution, or skips the test when it is not installed (fails it under
+// NESTATTEST_E2E=require).
 func DockerRegistry(t testing.TB) *Registry {
 	t.Helper()
 	bin, err := exec.LookPath("docker-registry")
 	if err != nil {
-		t.Skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
+		missing(t, "Debian's docker-registry is not installed (apt-get install docker-registry; make test installs it)")
+		return nil
 	}
 	host := serve(t, bin, t.TempDir(), "")
 	return &Registry{Host: host, Name: "docker-registry-" + version(t, bin)}
