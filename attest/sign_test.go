@@ -142,7 +142,7 @@ func checkStatement(t *testing.T, raw []byte, sub Subject, n *walk.Node) {
 		} `json:"subject"`
 		Predicate struct {
 			BuildDefinition struct {
-				ExternalParameters map[string]string `json:"externalParameters"`
+				ExternalParameters map[string]any `json:"externalParameters"`
 			} `json:"buildDefinition"`
 		} `json:"predicate"`
 	}
@@ -153,8 +153,8 @@ func checkStatement(t *testing.T, raw []byte, sub Subject, n *walk.Node) {
 		st.Subject[0].Name != sub.Repository.Name() || "sha256:"+st.Subject[0].Digest["sha256"] != sub.Descriptor.Digest.String() {
 		t.Errorf("statement %s", raw)
 	}
-	if got := st.Predicate.BuildDefinition.ExternalParameters["path"]; got != n.Path() {
-		t.Errorf("externalParameters.path %q, want %q", got, n.Path())
+	if got := st.Predicate.BuildDefinition.ExternalParameters["reference"]; got != n.Root().Digest().String() {
+		t.Errorf("externalParameters.reference %q, want the root %s", got, n.Root().Digest())
 	}
 }
 
