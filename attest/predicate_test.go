@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	ita "github.com/in-toto/attestation/go/v1"
 	itaprov "github.com/in-toto/attestation/go/predicates/provenance/v1"
+	ita "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/nestattest/nestattest/catalog"
@@ -100,7 +100,7 @@ func TestProvenanceValidates(t *testing.T) {
 	env := map[string]string{
 		"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "acme/app", "GITHUB_REF": "refs/tags/v1.2.3",
 		"GITHUB_WORKFLOW_REF": "acme/app/.github/workflows/release.yml@refs/tags/v1.2.3",
-		"GITHUB_SHA": strings.Repeat("c", 40), "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "1",
+		"GITHUB_SHA":          strings.Repeat("c", 40), "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "1",
 	}
 	base := Provenance{
 		InvocationID: "4f9a3c2e-1b7d-4e2a-9c0f-3d5e6a7b8c9d",
