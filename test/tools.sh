@@ -21,6 +21,7 @@ lane1=(
   "fulcio github.com/sigstore/fulcio github.com/sigstore/fulcio v1.8.8"
   "crane github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane v0.22.1"
   "local-kms github.com/nsmithuk/local-kms github.com/nsmithuk/local-kms v0.0.0-20260228092603-2a5e92d09ab6"
+  "ko github.com/google/ko github.com/google/ko v0.19.1"
 )
 lane2=(
   "cosign3 github.com/sigstore/cosign/v3 github.com/sigstore/cosign/v3/cmd/cosign v3.1.3"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/catalog"
+	"github.com/nestattest/nestattest/registry"
 )
 
 // predicateOptions choose what each node's attestation says: the default
@@ -23,7 +26,7 @@ func (o *predicateOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.typ, "type", "",
 		"predicate type as cosign attest takes it: slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx, vuln, openvex, custom, or a URI (default: slsaprovenance1, or custom with --predicate)")
 	cmd.Flags().StringVar(&o.builderID, "builder-id", "", "provenance runDetails.builder.id (default: the GitHub workflow under GitHub Actions, else "+attest.DefaultBuilderID+")")
-	cmd.Flags().StringVar(&o.invocationID, "invocation-id", "", "provenance runDetails.metadata.invocationId, such as a TaskRun name (default: the GitHub run URL under GitHub Actions)")
+	cmd.Flags().StringVar(&o.invocationID, "invocation-id", "", "provenance runDetails.metadata.invocationId, such as a TaskRun's uid (default: the GitHub run URL under GitHub Actions)")
 	cmd.Flags().StringVar(&o.startedOn, "started-on", "", "provenance startedOn, RFC 3339 (default: when this run started)")
 	cmd.Flags().StringVar(&o.finishedOn, "finished-on", "", "provenance finishedOn, RFC 3339 (default: when the tree had been read)")
 }
@@ -46,6 +49,26 @@ func (o *predicateOptions) predicates(started time.Time) (attest.Predicates, err
 		return nil, err
 	}
 	return p, nil
+}
+
+// provenance records in the default provenance what the run was asked
+// (the reference as given, the walk's bounds, how it composed) and, when
+// it composed the root, the children and their mirrored copies.
+func (o *signOptions) provenance(ctx context.Context, p attest.Predicates, arg string, c *registry.Client, res *catalog.Result) (attest.Predicates, error) {
+	prov, ok := p.(attest.Provenance)
+	if !ok {
+		return p, nil
+	}
+	prov.Parameters = &attest.Parameters{Reference: arg, Walk: &attest.WalkParameters{
+		MaxDepth: o.walk.maxDepth, MaxNodes: o.walk.maxNodes, AllowMissing: o.walk.allowMissing,
+	}}
+	if res == nil {
+		return prov, nil
+	}
+	prov.Parameters.Compose = &attest.ComposeParameters{
+		Mirror: string(res.Mirror), Discover: o.catalog.discover, ChildTag: o.catalog.childTag, IndexAnnotations: res.Annotations,
+	}
+	return prov.Composed(ctx, c, res, o.walk.jobs)
 }
 
 // finish stamps the default provenance's finishedOn when no flag set it.

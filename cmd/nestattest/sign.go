@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -21,7 +22,7 @@ type signOptions struct {
 	walk        walkOptions
 	output      outputOptions
 	results     resultOptions
-	key         keyOptions
+	signing     signingOptions
 	predicate   predicateOptions
 	format      string
 	annotations []string
@@ -62,7 +63,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
 	o.results.addFlags(cmd)
-	o.key.addFlags(cmd)
+	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", string(attest.LayoutLegacy),
 		"storage format: legacy (cosign's sha256-<hex>.sig/.att tags), bundle (sigstore bundles as OCI 1.1 referrers, as cosign v3 writes), or both")
@@ -99,7 +100,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	signer, err := o.key.load(ctx, s, !o.catalog.readsStdin())
+	signing, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
 	if err != nil {
 		return err
 	}
@@ -107,8 +108,11 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	root, err := o.composed(ctx, s, client, ref)
+	root, composed, err := o.composed(ctx, s, client, ref)
 	if err != nil {
+		return err
+	}
+	if predicates, err = o.provenance(ctx, predicates, arg, client, composed); err != nil {
 		return err
 	}
 	progress := newProgress(s)
@@ -118,7 +122,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	progress.start("signing", len(tree.Nodes))
 	rep, err := attest.Sign(ctx, tree, attest.Options{
-		Signer: signer, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
+		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
 		Jobs: o.walk.jobs, Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
 	})
@@ -132,7 +136,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		}
 		return err
 	}
-	return o.report(s, arg, tree, rep, predicates)
+	return o.report(s, arg, tree, rep, predicates, signing.stats())
 }
 
 // signStores are the stores of a --format.
@@ -150,27 +154,29 @@ func signStores(format string, c *registry.Client) ([]attest.Store, error) {
 }
 
 // composed composes the parent at ref first when children were given, and
-// returns the root to sign: the composed parent by digest, or ref.
-func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Client, ref name.Reference) (name.Reference, error) {
+// returns the root to sign (the composed parent by digest, or ref) and
+// what composing did (nil when nothing was composed).
+func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Client, ref name.Reference) (name.Reference, *catalog.Result, error) {
 	if !o.catalog.requested() {
-		return ref, nil
+		return ref, nil, nil
 	}
 	tag, ok := ref.(name.Tag)
 	if !ok {
-		return nil, usagef("with --child, --from or --discover, REF is the tag to push the composed parent to, not a digest")
+		return nil, nil, usagef("with --child, --from or --discover, REF is the tag to push the composed parent to, not a digest")
 	}
 	d, res, err := o.catalog.compose(ctx, c, tag, o.walk)
 	if err != nil {
-		return nil, fmt.Errorf("compose %s, nothing signed: %w", tag, err)
+		return nil, nil, fmt.Errorf("compose %s, nothing signed: %w", tag, err)
 	}
 	fmt.Fprintf(s.err, "composed %s: %d children\n", d, len(res.Children))
-	return d, nil
+	return d, res, nil
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats) error {
 	ref, _ := o.registry.parseRef(arg)
 	doc := newSignDoc(arg, tree, rep)
+	doc.Signing = &st
 	tally := rep.Tally()
 	if o.output.format == "json" {
 		if err := writeJSON(s.out, doc); err != nil {
@@ -186,6 +192,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 			}
 		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), p))
+		fmt.Fprintln(s.out, st.String())
 	}
 	err := o.results.write(results{
 		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
@@ -193,7 +200,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
 			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
 		},
-		summary: signMarkdown(arg, tree, rep),
+		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
 	})
 	if err != nil {
 		return err
@@ -238,6 +245,8 @@ type signDoc struct {
 	Root    rootDoc       `json:"root"`
 	Nodes   []signNodeDoc `json:"nodes"`
 	Summary attest.Tally  `json:"summary"`
+	// Signing says who signed and what the witnesses added.
+	Signing *signingStats `json:"signing,omitempty"`
 }
 
 type signNodeDoc struct {
