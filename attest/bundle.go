@@ -13,8 +13,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
-	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/nestattest/nestattest/registry"
@@ -182,25 +180,9 @@ func Bundle(s *Signed, hint string) ([]byte, error) {
 	if !s.DSSE() {
 		return nil, fmt.Errorf("a bundle holds DSSE envelopes here, not %s payloads", s.PayloadType)
 	}
-	vm := &protobundle.VerificationMaterial{TlogEntries: s.Material.TlogEntries}
-	if len(s.Material.Chain) > 0 {
-		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: s.Material.Chain[0].Raw}}
-	} else {
-		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint}}
-	}
-	if len(s.Material.Timestamps) > 0 {
-		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
-		for _, t := range s.Material.Timestamps {
-			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
-		}
-	}
-	b := &protobundle.Bundle{
-		MediaType:            MediaTypeBundle,
-		VerificationMaterial: vm,
-		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
-			Payload: s.Payload, PayloadType: s.PayloadType,
-			Signatures: []*protodsse.Signature{{Sig: s.Signature}},
-		}},
+	b, err := protoBundle(s, hint)
+	if err != nil {
+		return nil, err
 	}
 	return protojson.Marshal(b)
 }

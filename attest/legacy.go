@@ -95,7 +95,7 @@ func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Des
 	if kind == KindSignature {
 		e.PayloadDigest = l.Digest
 		if sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosignstatic.SignatureAnnotationKey]); err == nil {
-			if m, err := legacyMaterial(l.Annotations); err == nil {
+			if m, err := legacyMaterial(l.Annotations, false); err == nil {
 				e.Signature, e.Material = sig, &m
 			}
 		}
@@ -133,13 +133,14 @@ func legacySigned(sub Subject, kind Kind, blob []byte, ann map[string]string) (*
 		}
 	}
 	var err error
-	s.Material, err = legacyMaterial(ann)
+	s.Material, err = legacyMaterial(ann, kind == KindAttestation)
 	return s, err
 }
 
 // legacyMaterial reads the certificate chain, the Rekor v1 bundle and the
-// RFC 3161 timestamp cosign keeps in a layer's annotations.
-func legacyMaterial(ann map[string]string) (Material, error) {
+// RFC 3161 timestamp cosign keeps in a layer's annotations; an
+// attestation's timestamp is over its envelope.
+func legacyMaterial(ann map[string]string, envelope bool) (Material, error) {
 	var m Material
 	if c := ann[cosignstatic.CertificateAnnotationKey]; c != "" {
 		certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(c + "\n" + ann[cosignstatic.ChainAnnotationKey]))
@@ -160,7 +161,11 @@ func legacyMaterial(ann map[string]string) (Material, error) {
 		if err := json.Unmarshal([]byte(t), &ts); err != nil {
 			return m, fmt.Errorf("timestamp annotation: %w", err)
 		}
-		m.Timestamps = append(m.Timestamps, ts.SignedRFC3161Timestamp)
+		if envelope {
+			m.EnvelopeTimestamps = append(m.EnvelopeTimestamps, ts.SignedRFC3161Timestamp)
+		} else {
+			m.Timestamps = append(m.Timestamps, ts.SignedRFC3161Timestamp)
+		}
 	}
 	return m, nil
 }
@@ -202,15 +207,15 @@ func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
 		content = s.Payload
 		ann[cosignstatic.SignatureAnnotationKey] = base64.StdEncoding.EncodeToString(s.Signature)
 	}
-	if err := addLegacyMaterial(ann, s.Material); err != nil {
+	if err := addLegacyMaterial(ann, s.Material, s.DSSE()); err != nil {
 		return nil, nil, err
 	}
 	return static.NewLayer(content, mt), ann, nil
 }
 
 // addLegacyMaterial writes the certificate chain, Rekor v1 bundle and RFC
-// 3161 timestamp as cosign annotates them.
-func addLegacyMaterial(ann map[string]string, m Material) error {
+// 3161 timestamp as cosign annotates them: for an envelope, its timestamp.
+func addLegacyMaterial(ann map[string]string, m Material, envelope bool) error {
 	if len(m.Chain) > 0 {
 		leaf, err := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
 		if err != nil {
@@ -229,8 +234,12 @@ func addLegacyMaterial(ann map[string]string, m Material) error {
 			break
 		}
 	}
-	if len(m.Timestamps) > 0 {
-		b, err := json.Marshal(struct{ SignedRFC3161Timestamp []byte }{m.Timestamps[0]})
+	ts := m.Timestamps
+	if envelope {
+		ts = m.EnvelopeTimestamps
+	}
+	if len(ts) > 0 {
+		b, err := json.Marshal(struct{ SignedRFC3161Timestamp []byte }{ts[0]})
 		if err != nil {
 			return err
 		}

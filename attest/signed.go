@@ -72,6 +72,10 @@ type Material struct {
 	TlogEntries []*protorekor.TransparencyLogEntry
 	// Timestamps are RFC 3161 signed timestamps over the signature, DER.
 	Timestamps [][]byte
+	// EnvelopeTimestamps are RFC 3161 timestamps over a DSSE envelope
+	// (Signed.Envelope), as cosign's legacy layout timestamps an
+	// attestation layer; bundles timestamp the signature.
+	EnvelopeTimestamps [][]byte
 }
 
 // DSSE reports whether the payload is signed in a DSSE envelope.

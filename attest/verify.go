@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
@@ -302,6 +303,9 @@ func (v *verifier) knownPayload(sub Subject, d v1.Hash) []byte {
 func (v *verifier) verifySignature(ctx context.Context, sub Subject, s *Signed) (string, map[string]string, error) {
 	h := sub.Descriptor.Digest
 	if !s.DSSE() {
+		if err := v.checkTimestamps(s.Signature, s.Material.Timestamps); err != nil {
+			return "", nil, err
+		}
 		sig, err := legacySignature(s)
 		if err != nil {
 			return "", nil, err
@@ -421,7 +425,10 @@ func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed
 	if err != nil {
 		return "", err
 	}
-	att, err := static.NewAttestation(env, legacyOptions(s.Material)...)
+	if err := v.checkTimestamps(env, s.Material.EnvelopeTimestamps); err != nil {
+		return "", err
+	}
+	att, err := static.NewAttestation(env, legacyOptions(s.Material, true)...)
 	if err != nil {
 		return "", err
 	}
@@ -437,32 +444,62 @@ func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed
 	return st.PredicateType, nil
 }
 
+// checkTimestamps refuses a legacy layer whose RFC 3161 timestamp does not
+// verify over what it must cover, before cosign reads it: cosign v2.6.5
+// panics on such a timestamp (verify.go, VerifyRFC3161Timestamp, with no
+// timestamp verified and no error), in a goroutine no caller can recover.
+func (v *verifier) checkTimestamps(covered []byte, timestamps [][]byte) error {
+	if len(timestamps) == 0 {
+		return nil
+	}
+	if v.co.TrustedMaterial == nil {
+		return errors.New("an RFC 3161 timestamp, and no trusted root to verify it")
+	}
+	b, err := protoBundle(&Signed{PayloadType: PayloadSimpleSigning, Payload: covered, Signature: covered,
+		Material: Material{PublicKey: struct{}{}, Timestamps: timestamps[:1]}}, "")
+	if err != nil {
+		return err
+	}
+	entity, err := sgbundle.NewBundle(b)
+	if err != nil {
+		return err
+	}
+	if _, err := verify.VerifySignedTimestampWithThreshold(entity, v.co.TrustedMaterial, 1); err != nil {
+		return fmt.Errorf("the RFC 3161 timestamp does not verify: %w", err)
+	}
+	return nil
+}
+
 // legacySignature is a simple-signing signature as cosign reads it from a
 // legacy layer.
 func legacySignature(s *Signed) (oci.Signature, error) {
-	return static.NewSignature(s.Payload, base64.StdEncoding.EncodeToString(s.Signature), legacyOptions(s.Material)...)
+	return static.NewSignature(s.Payload, base64.StdEncoding.EncodeToString(s.Signature), legacyOptions(s.Material, false)...)
 }
 
-// legacyOptions carry a signature's material into cosign's static layer.
-func legacyOptions(m Material) []static.Option {
+// legacyOptions carry a signature's material into cosign's static layer:
+// the certificate chain, the Rekor v1 bundle and the RFC 3161 timestamp.
+func legacyOptions(m Material, envelope bool) []static.Option {
 	var opts []static.Option
 	if len(m.Chain) > 0 {
 		leaf, _ := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
 		chain, _ := cryptoutils.MarshalCertificatesToPEM(m.Chain[1:])
 		opts = append(opts, static.WithCertChain(leaf, chain))
 	}
-	ann := map[string]string{}
-	_ = addLegacyMaterial(ann, Material{TlogEntries: m.TlogEntries, Timestamps: m.Timestamps})
-	for k, val := range ann {
-		switch k {
-		case static.BundleAnnotationKey:
-			var b rekorBundle
-			if json.Unmarshal([]byte(val), &b) == nil {
-				opts = append(opts, static.WithAnnotations(map[string]string{k: val}))
+	for _, e := range m.TlogEntries {
+		if raw, ok := rekorBundleOf(e); ok {
+			var b cbundle.RekorBundle
+			if json.Unmarshal(raw, &b) == nil {
+				opts = append(opts, static.WithBundle(&b))
+				break
 			}
-		case static.RFC3161TimestampAnnotationKey:
-			opts = append(opts, static.WithAnnotations(map[string]string{k: val}))
 		}
+	}
+	ts := m.Timestamps
+	if envelope {
+		ts = m.EnvelopeTimestamps
+	}
+	if len(ts) > 0 {
+		opts = append(opts, static.WithRFC3161Timestamp(&cbundle.RFC3161Timestamp{SignedRFC3161Timestamp: ts[0]}))
 	}
 	return opts
 }

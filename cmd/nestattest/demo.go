@@ -32,7 +32,9 @@ ko-shaped sample (app1, app2 and app3 in org/ko-build/<app>, each a
 two-platform index, app2 listing app2/plugins), composes the parent
 org/ko-build from the references ko would print, shows the tree, signs and
 attests every node with an ephemeral key, twice (the second run writes
-nothing), and verifies the whole tree. Nothing leaves the machine.
+nothing), and verifies the whole tree. Nothing leaves the machine: no
+transparency log is written (--tlog-upload=false) or checked
+(--insecure-ignore-tlog).
 
 With --keep DIR the key pair and the reference file stay in DIR, and the
 registry keeps serving until Ctrl-C, so you can run the commands the demo
@@ -83,8 +85,8 @@ func runDemo(ctx context.Context, s streams, keep string) error {
 	for _, args := range [][]string{
 		{"catalog", "--from", filepath.Join(work, "ko-refs.txt"), root},
 		{"tree", root},
-		{"sign", "--key", keys, root},
-		{"sign", "--key", keys, root},
+		{"sign", "--key", keys, "--tlog-upload=false", root},
+		{"sign", "--key", keys, "--tlog-upload=false", root},
 		{"verify", "--key", filepath.Join(keys, "cosign.pub"), "--insecure-ignore-tlog", "--require-root", root},
 	} {
 		fmt.Fprintf(s.out, "\n$ nestattest %s\n", strings.Join(args, " "))
@@ -118,7 +120,7 @@ func demoNext(ctx context.Context, s streams, keep, keys, root string) error {
 		fmt.Fprintf(s.out, "  go run ./cmd/nestattest demo --keep ./demo   # keep the key and the registry running, to try the commands below\n")
 	}
 	fmt.Fprintf(s.out, "  nestattest tree -o json %s\n", root)
-	fmt.Fprintf(s.out, "  nestattest sign --key %s --format bundle %s   # add sigstore bundles, as cosign v3 stores them\n", keys, root)
+	fmt.Fprintf(s.out, "  nestattest sign --key %s --tlog-upload=false --format bundle %s   # add sigstore bundles, as cosign v3 stores them\n", keys, root)
 	fmt.Fprintf(s.out, "  nestattest verify --key %s --insecure-ignore-tlog -v %s\n", pub, root)
 	fmt.Fprintf(s.out, "  cosign verify --key %s --insecure-ignore-tlog --allow-insecure-registry %s\n", pub, root)
 	if keep == "" {

@@ -27,7 +27,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"tree", "-o", "yaml", host + "/org/ko-build/app1:latest"}, ExitUsage, "--output"},
 		{[]string{"tree", "--jobs", "0", host + "/org/ko-build/app1:latest"}, ExitUsage, "--jobs"},
 		{[]string{"tree", host + "/org/absent:latest"}, ExitFailed, "not found"},
-		{[]string{"sign", host + "/org/ko-build/app1:latest"}, ExitUsage, "--key is required"},
+		{[]string{"sign", host + "/org/ko-build/app1:latest"}, ExitUsage, "keyless signing (no --key) needs --trusted-root"},
+		{[]string{"sign", "--keyless", "--key", "k", host + "/org/ko-build/app1:latest"}, ExitUsage, "exclude each other"},
 		{[]string{"sign", "--key", "/nonexistent.key", host + "/org/ko-build/app1:latest"}, ExitUsage, "/nonexistent.key does not exist"},
 		{[]string{"sign", "--key", "https://example.test/cosign.key", host + "/org/ko-build/app1:latest"}, ExitUsage, "unknown key reference scheme"},
 		{[]string{"verify", "--key", "/nonexistent.pub", host + "/org/ko-build/app1:latest"}, ExitUsage, "/nonexistent.pub"},
@@ -57,7 +58,7 @@ func TestSignComposesAndWritesResults(t *testing.T) {
 	t.Setenv("GITHUB_STEP_SUMMARY", summary)
 	report := filepath.Join(dir, "report.json")
 	parent := host + "/org/ko-build:v1"
-	code, stdout, stderr := execute("sign", "--key", filepath.Join(dir, "cosign.key"), "--results-dir", results, "--report", report,
+	code, stdout, stderr := execute("sign", "--tlog-upload=false", "--key", filepath.Join(dir, "cosign.key"), "--results-dir", results, "--report", report,
 		"--child", "app1="+refs[0], "--child", "app2="+refs[1], parent)
 	if code != ExitOK {
 		t.Fatalf("sign: exit %d\n%s%s", code, stdout, stderr)

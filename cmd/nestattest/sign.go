@@ -22,7 +22,7 @@ type signOptions struct {
 	walk        walkOptions
 	output      outputOptions
 	results     resultOptions
-	key         keyOptions
+	signing     signingOptions
 	predicate   predicateOptions
 	format      string
 	annotations []string
@@ -63,7 +63,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
 	o.results.addFlags(cmd)
-	o.key.addFlags(cmd)
+	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", string(attest.LayoutLegacy),
 		"storage format: legacy (cosign's sha256-<hex>.sig/.att tags), bundle (sigstore bundles as OCI 1.1 referrers, as cosign v3 writes), or both")
@@ -100,9 +100,12 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	signer, err := o.key.load(ctx, s, !o.catalog.readsStdin())
+	signing, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
 	if err != nil {
 		return err
+	}
+	if signing.tsa != nil {
+		signing.tsa.Envelopes = o.format != string(attest.LayoutBundle) // cosign's legacy layout timestamps envelopes
 	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
@@ -122,7 +125,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	progress.start("signing", len(tree.Nodes))
 	rep, err := attest.Sign(ctx, tree, attest.Options{
-		Signer: signer, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
+		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
 		Jobs: o.walk.jobs, Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
 	})
@@ -136,7 +139,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		}
 		return err
 	}
-	return o.report(s, arg, tree, rep, predicates)
+	return o.report(s, arg, tree, rep, predicates, signing.stats())
 }
 
 // signStores are the stores of a --format.
@@ -173,9 +176,10 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats) error {
 	ref, _ := o.registry.parseRef(arg)
 	doc := newSignDoc(arg, tree, rep)
+	doc.Signing = &st
 	tally := rep.Tally()
 	if o.output.format == "json" {
 		if err := writeJSON(s.out, doc); err != nil {
@@ -191,6 +195,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 			}
 		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), p))
+		fmt.Fprintln(s.out, st.String())
 	}
 	err := o.results.write(results{
 		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
@@ -198,7 +203,7 @@ func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest
 			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
 			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
 		},
-		summary: signMarkdown(arg, tree, rep),
+		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
 	})
 	if err != nil {
 		return err
@@ -243,6 +248,8 @@ type signDoc struct {
 	Root    rootDoc       `json:"root"`
 	Nodes   []signNodeDoc `json:"nodes"`
 	Summary attest.Tally  `json:"summary"`
+	// Signing says who signed and what the witnesses added.
+	Signing *signingStats `json:"signing,omitempty"`
 }
 
 type signNodeDoc struct {

@@ -27,6 +27,9 @@ type verifyOptions struct {
 	requireRoot   bool
 	ignoreTlog    bool
 	verbose       bool
+	identity      attest.CertificateIdentity
+	ignoreSCT     bool
+	signedTimes   bool
 }
 
 func newVerify(s streams) *cobra.Command {
@@ -36,7 +39,7 @@ func newVerify(s streams) *cobra.Command {
 		Short: "Verify every node of a tree, each in its own repository, with cosign's verification",
 		Long: `verify walks the tree under REF across its scoped repositories and checks every
 node in its own repository with cosign's own verification code: a signature
-by the key over the node's digest that names the node's repository (and
+by the key (or, keyless, under a certificate for the identity) over the node's digest that names the node's repository (and
 carries the required annotations), and an attestation of each required
 predicate type whose statement's subject is the node's digest.
 
@@ -50,6 +53,8 @@ Exit codes: 0 every node passed; 1 some node failed or the tree could not be
 read; 2 bad flags, reference or key.`,
 		Example: `  nestattest verify --key cosign.pub --insecure-ignore-tlog quay.io/org/ko-build:latest
   nestattest verify --key awskms:///alias/release --insecure-ignore-tlog --format bundle quay.io/org/ko-build:latest
+  nestattest verify --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main \
+    --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root trusted_root.json quay.io/org/ko-build:latest
   nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
@@ -65,6 +70,12 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require every signature to bind its node to this root ("+attest.AnnotationRoot+")")
 	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", false, "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)")
+	cmd.Flags().StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (subject alternative name) the signing certificate must name")
+	cmd.Flags().StringVar(&o.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression the certificate's identity must match")
+	cmd.Flags().StringVar(&o.identity.Issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer the signing certificate must name")
+	cmd.Flags().StringVar(&o.identity.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression the certificate's OIDC issuer must match")
+	cmd.Flags().BoolVar(&o.ignoreSCT, "insecure-ignore-sct", false, "keyless: do not require a signed certificate timestamp (certificate transparency), as cosign's flag of that name")
+	cmd.Flags().BoolVar(&o.signedTimes, "use-signed-timestamps", false, "require RFC 3161 timestamps from a timestamp authority of the trusted root, as cosign's flag of that name")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	return cmd
 }
@@ -118,8 +129,16 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 // options turn the flags into library options: the policy (key, trust,
 // required types and annotations) and the stores read.
 func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest.VerifyOptions, error) {
-	if o.key == "" {
-		return attest.VerifyOptions{}, usagef("--key is required")
+	keyless := o.identity != (attest.CertificateIdentity{})
+	switch {
+	case o.key == "" && !keyless:
+		return attest.VerifyOptions{}, usagef("say whom to trust: --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp] with --trusted-root")
+	case o.key != "" && keyless:
+		return attest.VerifyOptions{}, usagef("--key and --certificate-identity/--certificate-oidc-issuer exclude each other")
+	case keyless && ((o.identity.Subject == "") == (o.identity.SubjectRegexp == "") || (o.identity.Issuer == "") == (o.identity.IssuerRegexp == "")):
+		return attest.VerifyOptions{}, usagef("keyless verification needs one of --certificate-identity and --certificate-identity-regexp, and one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp")
+	case keyless && o.trustedRoot == "":
+		return attest.VerifyOptions{}, usagef("keyless verification needs --trusted-root: the sigstore trusted root of the Fulcio, Rekor and timestamp authority the tree was signed with")
 	}
 	var layout attest.Layout
 	switch o.format {
@@ -129,15 +148,18 @@ func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest
 	default:
 		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
 	}
-	pub, err := attest.LoadPublicKey(ctx, o.key)
-	if err != nil {
-		return attest.VerifyOptions{}, usageError{err}
-	}
 	annotations, err := parseAnnotations("--annotations", o.annotations)
 	if err != nil {
 		return attest.VerifyOptions{}, err
 	}
-	policy := attest.Policy{Key: pub, Annotations: annotations, RequireRoot: o.requireRoot, IgnoreTlog: o.ignoreTlog}
+	policy := attest.Policy{Annotations: annotations, RequireRoot: o.requireRoot, IgnoreTlog: o.ignoreTlog,
+		IgnoreSCT: o.ignoreSCT, UseSignedTimestamps: o.signedTimes}
+	if keyless {
+		id := o.identity
+		policy.Identity = &id
+	} else if policy.Key, err = attest.LoadPublicKey(ctx, o.key); err != nil {
+		return attest.VerifyOptions{}, usageError{err}
+	}
 	if !o.signatureOnly {
 		policy.Types = o.types
 	}
@@ -270,8 +292,12 @@ func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *attest.
 	if sum.Failed > 0 {
 		verdict = "FAILED"
 	}
+	by := o.key
+	if by == "" {
+		by = o.identity.String()
+	}
 	line := fmt.Sprintf("%s: %d of %s in %s passed (%s by %s)", verdict, sum.Passed, plural(sum.Nodes, "node"),
-		plural(count(tree).Repositories, "repository"), what, o.key)
+		plural(count(tree).Repositories, "repository"), what, by)
 	if both := carryingBoth(rep); both > 0 {
 		line += fmt.Sprintf("; %s carry both layouts, their bundles read (as cosign v3)", plural(both, "node"))
 	}

@@ -26,7 +26,7 @@ func TestSignThroughFaults(t *testing.T) {
 	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
 	runs := 0
 	for ; runs < 3; runs++ {
-		r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, "--retries", "4", ref)
+		r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, "--retries", "4", ref)
 		t.Logf("run %d: exit %d\n%s%s", runs+1, r.Code, r.Stdout, lastLines(r.Stderr, 5))
 		if r.Code == 0 {
 			break
@@ -55,7 +55,7 @@ func TestSignKilledHalfway(t *testing.T) {
 	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
 	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
 
-	cmd := exec.Command(harness.Binary(t), "sign", "--key", k.key, "-j", "2", ref)
+	cmd := exec.Command(harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, "-j", "2", ref)
 	cmd.Env = append(cmd.Environ(), k.env()...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestSignKilledHalfway(t *testing.T) {
 	}
 	t.Logf("killed after %d of 200 signature and attestation manifests", puts)
 
-	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, ref)
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, ref)
 	if r.Code != 0 {
 		t.Fatalf("re-run: exit %d\n%s", r.Code, r.Stderr)
 	}
@@ -151,7 +151,7 @@ func TestSignInterrupted(t *testing.T) {
 	ref := strings.Replace(tag, reg.Host, proxy.Host, 1)
 	report := filepath.Join(t.TempDir(), "report.json")
 
-	cmd := exec.Command(harness.Binary(t), "sign", "--key", k.key, "--report", report, ref)
+	cmd := exec.Command(harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, "--report", report, ref)
 	cmd.Env = append(cmd.Environ(), k.env()...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -180,7 +180,7 @@ func TestSignInterrupted(t *testing.T) {
 	if err != nil || json.Unmarshal(raw, &doc) != nil || doc.Summary.Nodes != 1000 || doc.Summary.Written == 0 || doc.Summary.Pending == 0 {
 		t.Fatalf("partial report: %v %+v", err, doc.Summary)
 	}
-	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, ref)
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, ref)
 	if r.Code != 0 {
 		t.Fatalf("re-run: exit %d\n%s", r.Code, r.Stderr)
 	}

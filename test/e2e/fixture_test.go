@@ -37,7 +37,7 @@ func pushKo(t *testing.T, reg *harness.Registry, namespace string) *koTree {
 		t.Fatal(err)
 	}
 	idx := sample.Parent(walk.AnnotationRepository, children)
-	root, err := sample.Pusher{Annotation: walk.AnnotationRepository}.Push(parent, idx, "latest")
+	root, err := pusher(reg).Push(parent, idx, "latest")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +146,21 @@ func repositories(lines []string) map[string]bool {
 	return out
 }
 
+// pusher pushes sample trees into reg: go-containerregistry's in-memory
+// registry wants an index's children in its repository, so scoped
+// children's manifests are also put there.
+func pusher(reg *harness.Registry) sample.Pusher {
+	return sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: reg.Name == "in-memory"}
+}
+
 // pushWide pushes sample.Wide into ns and returns the root tag.
 func pushWide(t *testing.T, host, ns string, children, leaves int) string {
+	return pushWideTo(t, &harness.Registry{Host: host}, ns, children, leaves)
+}
+
+// pushWideTo is pushWide for a registry that may want children mirrored.
+func pushWideTo(t *testing.T, reg *harness.Registry, ns string, children, leaves int) string {
+	host := reg.Host
 	t.Helper()
 	idx, err := sample.Wide(walk.AnnotationRepository, ns, children, leaves)
 	if err != nil {
@@ -157,7 +170,7 @@ func pushWide(t *testing.T, host, ns string, children, leaves int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := (sample.Pusher{Annotation: walk.AnnotationRepository}).Push(repo, idx, "latest"); err != nil {
+	if _, err := pusher(reg).Push(repo, idx, "latest"); err != nil {
 		t.Fatal(err)
 	}
 	return repo.Tag("latest").String()

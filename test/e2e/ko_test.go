@@ -18,7 +18,7 @@ func TestKoCaseEndToEnd(t *testing.T) {
 	keys := newKeyPair(t, "cosign")
 	results := t.TempDir()
 
-	r := harness.RunEnv(t, keys.env(), harness.Binary(t), "sign", "--key", keys.key, "--from", k.RefsFile, "--results-dir", results, k.Tag)
+	r := harness.RunEnv(t, keys.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", keys.key, "--from", k.RefsFile, "--results-dir", results, k.Tag)
 	if r.Code != 0 {
 		t.Fatalf("sign --from: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -49,7 +49,7 @@ func TestKoCaseEndToEnd(t *testing.T) {
 		t.Errorf("nestattest verify: exit %d %+v %v", r.Code, v.Summary, v.failures())
 	}
 	// The same references again: the same parent, nothing written.
-	r = harness.RunEnv(t, keys.env(), harness.Binary(t), "sign", "--key", keys.key, "--from", k.RefsFile, k.Tag)
+	r = harness.RunEnv(t, keys.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", keys.key, "--from", k.RefsFile, k.Tag)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "nothing to write") {
 		t.Errorf("second sign --from: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

@@ -47,7 +47,7 @@ func TestSignSharedDigest(t *testing.T) {
 				}
 			}
 			proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
-			r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--key", k.key, proxy.Host+"/org/same:latest")
+			r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, proxy.Host+"/org/same:latest")
 			if r.Code != 0 || proxy.Counts().Writes() != 0 || !strings.Contains(r.Stdout, "nothing to write") {
 				t.Errorf("re-run: exit %d, %d writes\n%s%s", r.Code, proxy.Counts().Writes(), r.Stdout, r.Stderr)
 			}
@@ -74,7 +74,7 @@ func signChildren(t *testing.T, reg *harness.Registry, k keyPair, ns string, n i
 	}
 	report := filepath.Join(t.TempDir(), "report.json")
 	start := time.Now()
-	r := harness.RunEnv(t, k.env(), harness.Binary(t), append([]string{"sign", "--key", k.key, "--report", report, parent.Tag("latest").String()}, args...)...)
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), append([]string{"sign", "--tlog-upload=false", "--key", k.key, "--report", report, parent.Tag("latest").String()}, args...)...)
 	took := time.Since(start)
 	if r.Code != 0 {
 		t.Fatalf("sign %s: exit %d\n%s%s", ns, r.Code, r.Stdout, r.Stderr)

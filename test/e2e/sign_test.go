@@ -10,7 +10,7 @@ import (
 )
 
 func signArgs(k keyPair, ref string, extra ...string) []string {
-	return append([]string{"sign", "--key", k.key, ref}, extra...)
+	return append([]string{"sign", "--tlog-upload=false", "--key", k.key, ref}, extra...)
 }
 
 // TestSignTreeVerifiedByCosign signs a 3-level, 5-repository tree and

@@ -1,0 +1,122 @@
+package attest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"sync/atomic"
+
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	"github.com/sigstore/sigstore-go/pkg/sign"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+)
+
+// TlogWitness logs every signed payload in a transparency log (Rekor v1 or
+// v2, through sigstore-go) and keeps the entry with it: a hashedrekord
+// entry for a simple-signing signature, a dsse entry for an envelope.
+type TlogWitness struct {
+	Log     sign.Transparency
+	entries atomic.Int32
+}
+
+// Witness implements Witness.
+func (w *TlogWitness) Witness(ctx context.Context, s *Signed) error {
+	b, err := protoBundle(s, "")
+	if err != nil {
+		return err
+	}
+	pem, err := signerPEM(s.Material)
+	if err != nil {
+		return err
+	}
+	if err := w.Log.GetTransparencyLogEntry(ctx, pem, b); err != nil {
+		return fmt.Errorf("transparency log: %w", err)
+	}
+	s.Material.TlogEntries = b.GetVerificationMaterial().GetTlogEntries()
+	w.entries.Add(1)
+	return nil
+}
+
+// Entries is how many entries the witness logged.
+func (w *TlogWitness) Entries() int { return int(w.entries.Load()) }
+
+// TimestampWitness has a timestamp authority countersign every signature
+// (RFC 3161), so it verifies after its certificate has expired.
+type TimestampWitness struct {
+	TSA *sign.TimestampAuthority
+	// Envelopes also timestamps each DSSE envelope, for the legacy layout,
+	// where cosign timestamps an attestation's envelope, not its signature.
+	Envelopes  bool
+	timestamps atomic.Int32
+}
+
+// Witness implements Witness.
+func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {
+	ts, err := w.TSA.GetTimestamp(ctx, s.Signature)
+	if err != nil {
+		return fmt.Errorf("timestamp authority: %w", err)
+	}
+	s.Material.Timestamps = append(s.Material.Timestamps, ts)
+	w.timestamps.Add(1)
+	if !w.Envelopes || !s.DSSE() {
+		return nil
+	}
+	env, err := s.Envelope()
+	if err != nil {
+		return err
+	}
+	if ts, err = w.TSA.GetTimestamp(ctx, env); err != nil {
+		return fmt.Errorf("timestamp authority: %w", err)
+	}
+	s.Material.EnvelopeTimestamps = append(s.Material.EnvelopeTimestamps, ts)
+	w.timestamps.Add(1)
+	return nil
+}
+
+// Timestamps is how many timestamps the witness got.
+func (w *TimestampWitness) Timestamps() int { return int(w.timestamps.Load()) }
+
+// signerPEM is the PEM of a signature's certificate or public key, as a
+// transparency log takes it.
+func signerPEM(m Material) ([]byte, error) {
+	if len(m.Chain) > 0 {
+		return cryptoutils.MarshalCertificateToPEM(m.Chain[0])
+	}
+	if m.PublicKey != nil {
+		return cryptoutils.MarshalPublicKeyToPEM(m.PublicKey)
+	}
+	return nil, fmt.Errorf("a signature to log needs its certificate or public key")
+}
+
+// protoBundle is the sigstore bundle v0.3 of a signed payload: a DSSE
+// envelope, or for simple signing a message signature over the payload's
+// digest.
+func protoBundle(s *Signed, hint string) (*protobundle.Bundle, error) {
+	vm := &protobundle.VerificationMaterial{TlogEntries: s.Material.TlogEntries}
+	if len(s.Material.Chain) > 0 {
+		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: s.Material.Chain[0].Raw}}
+	} else {
+		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint}}
+	}
+	if len(s.Material.Timestamps) > 0 {
+		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
+		for _, t := range s.Material.Timestamps {
+			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
+		}
+	}
+	b := &protobundle.Bundle{MediaType: MediaTypeBundle, VerificationMaterial: vm}
+	if s.DSSE() {
+		b.Content = &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
+			Payload: s.Payload, PayloadType: s.PayloadType, Signatures: []*protodsse.Signature{{Sig: s.Signature}},
+		}}
+		return b, nil
+	}
+	sum := sha256.Sum256(s.Payload)
+	b.Content = &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+		MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+		Signature:     s.Signature,
+	}}
+	return b, nil
+}

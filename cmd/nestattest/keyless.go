@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/sign"
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/attest"
+)
+
+// Defaults of the signing flags, cosign's.
+const (
+	defaultFulcioURL = "https://fulcio.sigstore.dev"
+	defaultRekorURL  = "https://rekor.sigstore.dev"
+	// defaultTokenFile is where cosign's filesystem OIDC provider reads a
+	// projected token: a Kubernetes service-account token mounted there,
+	// or a SPIFFE JWT-SVID.
+	defaultTokenFile = "/var/run/sigstore/cosign/oidc-token"
+	envIDToken       = "SIGSTORE_ID_TOKEN"
+	// tokenAudience is the audience Fulcio accepts.
+	tokenAudience = "sigstore"
+)
+
+// signingOptions say who signs and who witnesses: a key (keyOptions), or
+// keyless with a certificate for an OIDC identity; a transparency log and a
+// timestamp authority.
+type signingOptions struct {
+	key                keyOptions
+	keyless            bool
+	fulcioURL          string
+	rekorURL           string
+	tsaURL             string
+	tlogUpload         bool
+	identityToken      string
+	identityTokenFile  string
+	signingConfig      string
+	trustedRoot        string
+	insecureSkipVerify bool
+}
+
+func (o *signingOptions) addFlags(cmd *cobra.Command) {
+	o.key.addFlags(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&o.keyless, "keyless", false, "sign with a short-lived certificate for an OIDC identity (the default when no --key is given)")
+	f.StringVar(&o.fulcioURL, "fulcio-url", defaultFulcioURL, "Fulcio, the certificate authority for keyless signing")
+	f.StringVar(&o.rekorURL, "rekor-url", defaultRekorURL, "Rekor v1 transparency log (a --signing-config can name a Rekor v2 log instead)")
+	f.StringVar(&o.tsaURL, "timestamp-server-url", "", "RFC 3161 timestamp authority that countersigns every signature, such as https://timestamp.sigstore.dev/api/v1/timestamp")
+	f.BoolVar(&o.tlogUpload, "tlog-upload", true, "log every signature and attestation in the transparency log (=false: no transparency log, as cosign)")
+	f.StringVar(&o.identityToken, "identity-token", "", "OIDC identity token for keyless signing, or a file holding one (else $"+envIDToken+", GitHub Actions' token, or "+defaultTokenFile+")")
+	f.StringVar(&o.identityTokenFile, "identity-token-file", "", "file holding the OIDC identity token, read again for each certificate (a projected Kubernetes service-account token, a SPIFFE JWT-SVID)")
+	f.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing config JSON naming Fulcio, Rekor (v1 or v2) and timestamp authorities; flags given explicitly override it")
+	f.StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the certificate authorities keyless certificates must chain to")
+	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept a keyless certificate without a signed certificate timestamp (private instances without a CT log; tests)")
+}
+
+// signing is what a run signs with: the signer, its witnesses, and what
+// to say about them.
+type signing struct {
+	signer    attest.Signer
+	witnesses []attest.Witness
+	keyless   *attest.KeylessSigner
+	tlog      *attest.TlogWitness
+	tsa       *attest.TimestampWitness
+}
+
+// stats are the certificates, transparency-log entries and timestamps a
+// run made, for its report.
+type signingStats struct {
+	Identity     string `json:"identity"`
+	Certificates int    `json:"certificates"`
+	TlogEntries  int    `json:"tlogEntries"`
+	Timestamps   int    `json:"timestamps"`
+}
+
+// String is "signed as X: 1 certificate, 13 transparency-log entries, 13
+// timestamps".
+func (st signingStats) String() string {
+	parts := []string{}
+	if st.Certificates > 0 {
+		parts = append(parts, plural(st.Certificates, "certificate"))
+	}
+	parts = append(parts, plural(st.TlogEntries, "transparency-log entry"), plural(st.Timestamps, "timestamp"))
+	return fmt.Sprintf("signed by %s: %s", st.Identity, strings.Join(parts, ", "))
+}
+
+func (g *signing) stats() signingStats {
+	st := signingStats{Identity: g.signer.Identity().String()}
+	if g.keyless != nil {
+		st.Certificates = g.keyless.Certificates()
+	}
+	if g.tlog != nil {
+		st.TlogEntries = g.tlog.Entries()
+	}
+	if g.tsa != nil {
+		st.Timestamps = g.tsa.Timestamps()
+	}
+	return st
+}
+
+// load sets up the run's signer and witnesses. stdinFree says whether a key
+// password may be read from standard input.
+func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams, stdinFree bool) (*signing, error) {
+	if o.keyless && o.key.key != "" {
+		return nil, usagef("--keyless and --key exclude each other")
+	}
+	var sc *root.SigningConfig
+	if o.signingConfig != "" {
+		var err error
+		if sc, err = root.NewSigningConfigFromPath(o.signingConfig); err != nil {
+			return nil, usagef("--signing-config %s: %v", o.signingConfig, err)
+		}
+	}
+	g := &signing{}
+	var err error
+	if o.key.key != "" {
+		if g.signer, err = o.key.load(ctx, s, stdinFree); err != nil {
+			return nil, err
+		}
+	} else if g.keyless, err = o.keylessSigner(ctx, cmd, s, sc); err != nil {
+		return nil, err
+	} else {
+		g.signer = g.keyless
+	}
+	if err := o.witnesses(cmd, sc, g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// keylessSigner gets the run's one certificate.
+func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig) (*attest.KeylessSigner, error) {
+	if o.trustedRoot == "" {
+		return nil, usagef("keyless signing (no --key) needs --trusted-root: the sigstore trusted root of the Fulcio that certifies the key (for the public-good instance, the trusted_root.json its TUF repository serves)")
+	}
+	tr, err := root.NewTrustedRootFromPath(o.trustedRoot)
+	if err != nil {
+		return nil, usagef("--trusted-root %s: %v", o.trustedRoot, err)
+	}
+	fulcio := o.fulcioURL
+	if sc != nil && !cmd.Flags().Changed("fulcio-url") {
+		svc, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), sign.FulcioAPIVersions, time.Now())
+		if err != nil {
+			return nil, usagef("--signing-config %s: no Fulcio to use: %v", o.signingConfig, err)
+		}
+		fulcio = svc.URL
+	}
+	tokens, err := o.tokenSource(s)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := attest.NewKeylessSigner(ctx, attest.KeylessOptions{
+		CA: sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcio, Retries: 3}), Token: tokens,
+		TrustedMaterial: tr, InsecureSkipSCT: o.insecureSkipVerify,
+	})
+	if err != nil {
+		return nil, usageError{fmt.Errorf("%w (Fulcio at %s)", err, fulcio)}
+	}
+	return signer, nil
+}
+
+// witnesses adds the transparency log and the timestamp authority the
+// flags and the signing config name.
+func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g *signing) error {
+	now := time.Now()
+	tsa := o.tsaURL
+	if sc != nil && !cmd.Flags().Changed("timestamp-server-url") {
+		svcs, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), sign.TimestampAuthorityAPIVersions, now)
+		if err == nil && len(svcs) > 0 {
+			tsa = svcs[0].URL
+		}
+	}
+	if tsa != "" {
+		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3})}
+		g.witnesses = append(g.witnesses, g.tsa)
+	}
+	if !o.tlogUpload {
+		return nil
+	}
+	rekor := &sign.RekorOptions{BaseURL: o.rekorURL, Retries: 3, Version: 1}
+	if sc != nil && !cmd.Flags().Changed("rekor-url") {
+		svcs, err := root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
+		if err != nil || len(svcs) == 0 {
+			return usagef("--signing-config %s names no transparency log; with none, pass --tlog-upload=false", o.signingConfig)
+		}
+		rekor.BaseURL, rekor.Version = svcs[0].URL, svcs[0].MajorAPIVersion
+	}
+	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor)}
+	g.witnesses = append(g.witnesses, g.tlog)
+	return nil
+}
+
+// tokenSource finds the identity token as cosign does: --identity-token (a
+// token, or a file holding one), --identity-token-file, $SIGSTORE_ID_TOKEN,
+// GitHub Actions' OIDC token for audience sigstore, or the projected token
+// at defaultTokenFile. Every token is registered as a secret.
+func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
+	secret := func(tok string, err error) (string, error) {
+		tok = strings.TrimSpace(tok)
+		s.secrets.Add(tok)
+		if err == nil && tok == "" {
+			err = errors.New("the token is empty")
+		}
+		return tok, err
+	}
+	fromFile := func(path string) attest.TokenSource {
+		return func(context.Context) (string, error) {
+			b, err := os.ReadFile(path)
+			return secret(string(b), err)
+		}
+	}
+	switch {
+	case o.identityToken != "":
+		if _, err := os.Stat(o.identityToken); err == nil {
+			return fromFile(o.identityToken), nil
+		}
+		tok := o.identityToken
+		return func(context.Context) (string, error) { return secret(tok, nil) }, nil
+	case o.identityTokenFile != "":
+		return fromFile(o.identityTokenFile), nil
+	case os.Getenv(envIDToken) != "":
+		tok := os.Getenv(envIDToken)
+		return func(context.Context) (string, error) { return secret(tok, nil) }, nil
+	case os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL") != "":
+		return func(ctx context.Context) (string, error) { return secret(githubToken(ctx)) }, nil
+	}
+	if _, err := os.Stat(defaultTokenFile); err == nil {
+		return fromFile(defaultTokenFile), nil
+	}
+	return nil, usagef("keyless signing needs an OIDC identity token: --identity-token, --identity-token-file (a projected service-account token, a SPIFFE JWT-SVID), $%s, a GitHub Actions job with `permissions: id-token: write`, or a token at %s; or sign with --key", envIDToken, defaultTokenFile)
+}
+
+// githubToken asks GitHub Actions for the job's OIDC token, for Fulcio's
+// audience, as actions/attest and cosign do.
+func githubToken(ctx context.Context) (string, error) {
+	u, err := url.Parse(os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"))
+	if err != nil {
+		return "", fmt.Errorf("ACTIONS_ID_TOKEN_REQUEST_URL: %w", err)
+	}
+	q := u.Query()
+	q.Set("audience", tokenAudience)
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "bearer "+os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("GitHub Actions OIDC token: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GitHub Actions OIDC token: HTTP %d (does the job have `permissions: id-token: write`?)", resp.StatusCode)
+	}
+	var tok struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil {
+		return "", fmt.Errorf("GitHub Actions OIDC token: %w", err)
+	}
+	return tok.Value, nil
+}
