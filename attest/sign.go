@@ -11,11 +11,6 @@ import (
 	"github.com/nestattest/nestattest/walk"
 )
 
-// DefaultSettle is how long Sign waits, once every node is done, before it
-// reads the tags it updated again to confirm that no other writer
-// overwrote them (registry.Client.Settle).
-const DefaultSettle = time.Second
-
 // Options configure Sign.
 type Options struct {
 	// Signer signs every payload; required.
@@ -40,8 +35,9 @@ type Options struct {
 	Mirrors bool
 	// Jobs is how many nodes are signed at once; walk.DefaultJobs when zero.
 	Jobs int
-	// Settle is the wait before the final confirmation; DefaultSettle when
-	// zero, none when negative.
+	// Settle is the wait before the final confirmation that no other writer
+	// overwrote the tags the run updated; registry.Client.SettleDelay when
+	// zero; no confirmation when negative.
 	Settle time.Duration
 	// Progress, if set, is called as each node is done, from any goroutine.
 	Progress func(NodeResult)
@@ -96,7 +92,11 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 		return rep, ctx.Err()
 	}
 	if r.opts.Settle >= 0 {
-		lost, err := r.opts.Client.Settle(ctx, r.opts.Settle)
+		delay := r.opts.Settle
+		if delay == 0 {
+			delay = r.opts.Client.SettleDelay()
+		}
+		lost, err := r.opts.Client.Settle(ctx, delay)
 		rep.Restored = lost
 		if err != nil {
 			rep.SettleErr = err
@@ -124,9 +124,6 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.Settle == 0 {
-		opts.Settle = DefaultSettle
 	}
 	uri, err := PredicateURI(opts.Predicates.Type())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -31,6 +32,8 @@ type Client struct {
 	queues     map[string]*queue   // per tag: updates waiting to be applied
 	updates    map[string]*updated // per tag: updates made, for Settle
 	referrers  map[string]apiState // per registry: does it serve the referrers API
+
+	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }
 
 type entry struct {

@@ -112,6 +112,7 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 // apply reads tag once, applies every edit in turn and puts the result
 // once. changed says which edits changed the tag.
 func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed []bool, err error) {
+	defer c.timeApply(time.Now())
 	changed = make([]bool, len(edits))
 	cur, err := c.currentTag(ctx, tag)
 	if err != nil {
@@ -198,6 +199,28 @@ func (c *Client) remember(tag name.Tag, edit Edit) {
 type updated struct {
 	tag   name.Tag
 	edits []Edit
+}
+
+// timeApply records how long the longest read-edit-write took.
+func (c *Client) timeApply(start time.Time) {
+	d := int64(time.Since(start))
+	for {
+		cur := c.longestApply.Load()
+		if d <= cur || c.longestApply.CompareAndSwap(cur, d) {
+			return
+		}
+	}
+}
+
+// minSettle is the shortest SettleDelay.
+const minSettle = 50 * time.Millisecond
+
+// SettleDelay is how long Settle should wait: twice the longest read,
+// edit and write of a tag this client made, at least 50ms. A writer that
+// read a tag before this client wrote it has written it by then, unless it
+// is much slower than this client.
+func (c *Client) SettleDelay() time.Duration {
+	return max(2*time.Duration(c.longestApply.Load()), minSettle)
 }
 
 // Settle confirms every tag update this client made: after delay, so that
