@@ -47,15 +47,20 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		sub := Subject{Repository: repo, Descriptor: v1.Descriptor{
 			MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size,
 		}}
-		att := &lazyAttestation{run: r, node: n, sub: sub}
+		atts := r.attestations(n, sub)
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			var entries []*Entry
 			if entries, err = store.List(ctx, sub); err == nil {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
-			if err == nil {
-				p.Attestation, err = r.attestation(ctx, store, att, entries, sent)
+			for i, att := range atts {
+				if err != nil {
+					break
+				}
+				var o Outcome
+				o, err = r.attestation(ctx, store, att, entries, sent)
+				p.Attestation = combine(p.Attestation, o, i == 0)
 			}
 			res.Places = append(res.Places, p)
 			if err != nil {
@@ -115,7 +120,7 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 	if err != nil {
 		return Failed, err
 	}
-	key := sentKey{store.Layout(), sub.Repository.Name(), KindSignature}
+	key := sentKey{store.Layout(), sub.Repository.Name(), KindSignature, ""}
 	out, first, err := r.signed.do(fmt.Sprintf("%s %s %s", store.Layout(), sub.Repository.Name(), digestOf(payload)), func() (Outcome, error) {
 		return r.addSignature(ctx, store, sub, entries, ptype, payload, key, sent)
 	})
@@ -149,7 +154,7 @@ func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation
 	if err != nil {
 		return Failed, err
 	}
-	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation}
+	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()}
 	found, err := r.owned(ctx, ofKind(entries, KindAttestation), PayloadInToto, stmt)
 	if err != nil || found {
 		return sent.present(key), err
@@ -222,12 +227,47 @@ func samePayload(got, want []byte, digest, stmt v1.Hash) bool {
 	return err == nil && h == stmt
 }
 
+// attestations are a node's attestations in one repository: one of the
+// run's predicate, or one for each source it propagates.
+func (r *run) attestations(n *walk.Node, sub Subject) []*lazyAttestation {
+	if len(r.opts.Propagate) == 0 {
+		return []*lazyAttestation{{run: r, sub: sub, make: func() ([]byte, error) {
+			pred, err := r.opts.Predicates.For(n)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrPredicate, err)
+			}
+			return Statement(sub.Digest(), r.opts.Predicates.Type(), pred, r.opts.Now())
+		}}}
+	}
+	out := make([]*lazyAttestation, len(r.opts.Propagate))
+	for i, src := range r.opts.Propagate {
+		out[i] = &lazyAttestation{run: r, sub: sub, make: func() ([]byte, error) {
+			return PropagatedStatement(sub.Digest(), src.PredicateType, src.Predicate)
+		}}
+	}
+	return out
+}
+
+// combine folds one attestation's outcome into a placement's: failed if
+// any failed, written if any was written, else present.
+func combine(acc, o Outcome, first bool) Outcome {
+	switch {
+	case first || o == Failed:
+		return o
+	case acc == Failed:
+		return acc
+	case o == Written:
+		return o
+	}
+	return acc
+}
+
 // lazyAttestation is a node's attestation in one repository: its statement
 // made once, and signed once for every store that lacks it.
 type lazyAttestation struct {
 	run  *run
-	node *walk.Node
 	sub  Subject
+	make func() ([]byte, error)
 
 	stmtOnce sync.Once
 	stmt     []byte
@@ -238,14 +278,7 @@ type lazyAttestation struct {
 }
 
 func (a *lazyAttestation) statement() ([]byte, error) {
-	a.stmtOnce.Do(func() {
-		pred, err := a.run.opts.Predicates.For(a.node)
-		if err != nil {
-			a.stmtErr = fmt.Errorf("%w: %v", ErrPredicate, err)
-			return
-		}
-		a.stmt, a.stmtErr = Statement(a.sub.Digest(), a.run.opts.Predicates.Type(), pred, a.run.opts.Now())
-	})
+	a.stmtOnce.Do(func() { a.stmt, a.stmtErr = a.make() })
 	return a.stmt, a.stmtErr
 }
 
@@ -277,6 +310,7 @@ type sentKey struct {
 	layout Layout
 	repo   string
 	kind   Kind
+	what   string // the statement, for attestations
 }
 
 func (s *sentSet) add(k sentKey) {

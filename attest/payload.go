@@ -113,11 +113,16 @@ func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time)
 	if err := json.Unmarshal(generated, &parts); err != nil {
 		return nil, err
 	}
-	return PropagatedStatement(ref, parts.PredicateType, parts.Predicate)
+	s, err := subjectOf(ref, nil)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: parts.PredicateType, Predicate: parts.Predicate})
 }
 
 // PropagatedStatement returns the in-toto Statement v1 for ref with the
-// predicate exactly as given, byte for byte.
+// predicate exactly as given, byte for byte: the statement is written out
+// by hand around it, where a JSON encoder would compact it.
 func PropagatedStatement(ref name.Digest, predicateType string, predicate json.RawMessage) ([]byte, error) {
 	s, err := subjectOf(ref, nil)
 	if err != nil {
@@ -126,7 +131,19 @@ func PropagatedStatement(ref name.Digest, predicateType string, predicate json.R
 	if !json.Valid(predicate) {
 		return nil, fmt.Errorf("%w: the predicate is not JSON", ErrPredicate)
 	}
-	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: predicateType, Predicate: predicate})
+	head, err := json.Marshal(struct {
+		Type          string    `json:"_type"`
+		Subject       []subject `json:"subject"`
+		PredicateType string    `json:"predicateType"`
+	}{StatementV1, []subject{s}, predicateType})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(head)+len(predicate)+16)
+	out = append(out, head[:len(head)-1]...)
+	out = append(out, `,"predicate":`...)
+	out = append(out, predicate...)
+	return append(out, '}'), nil
 }
 
 // volatile lists the statement fields that record when a statement was made

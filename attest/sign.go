@@ -25,6 +25,10 @@ type Options struct {
 	Client *registry.Client
 	// Predicates give each node's attestation; nil means Provenance{}.
 	Predicates Predicates
+	// Propagate, when set, gives each node instead one attestation per
+	// source: the source's predicate, byte for byte, with the node as
+	// subject (propagate).
+	Propagate []*Source
 	// Annotations go into every signature payload, like `cosign sign -a`.
 	Annotations map[string]string
 	// BindRoot adds AnnotationRoot, the root's repository@digest, to every

@@ -178,40 +178,7 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 // report prints the outcome, writes the results and picks the exit code.
 func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats) error {
 	ref, _ := o.registry.parseRef(arg)
-	doc := newSignDoc(arg, tree, rep)
-	doc.Signing = &st
-	tally := rep.Tally()
-	if o.output.format == "json" {
-		if err := writeJSON(s.out, doc); err != nil {
-			return err
-		}
-	} else {
-		for _, r := range rep.Results {
-			switch {
-			case r.Err != nil:
-				fmt.Fprintf(s.err, "failed  %s %s: %s\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), nodeReason(r.Node, r.Err))
-			case o.verbose:
-				fmt.Fprintf(s.err, "%-7s %s %s\n", r.Outcome(), r.Node.Path(), r.Node.Descriptor.Digest)
-			}
-		}
-		fmt.Fprintln(s.out, signSummary(tally, count(tree), p))
-		fmt.Fprintln(s.out, st.String())
-	}
-	err := o.results.write(results{
-		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
-		outputs: map[string]string{
-			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
-			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
-		},
-		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
-	})
-	if err != nil {
-		return err
-	}
-	if tally.Failed > 0 {
-		return errFailed
-	}
-	return nil
+	return runReport{output: o.output, results: o.results, verbose: o.verbose}.write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.
@@ -225,22 +192,22 @@ func (o *signOptions) interrupted(s streams, arg string, tree *walk.Tree, rep *a
 	return errInterrupted
 }
 
-func signSummary(t attest.Tally, c counts, p attest.Predicates) string {
-	s := signOutcome(t, c, p)
+func signSummary(t attest.Tally, c counts, what string) string {
+	s := signOutcome(t, c, what)
 	if t.Mirrored > 0 {
 		s += fmt.Sprintf("; %s also in %s mirrored copies in the root's repository", plural(t.Mirrored, "node"), pronoun(t.Mirrored))
 	}
 	return s
 }
 
-func signOutcome(t attest.Tally, c counts, p attest.Predicates) string {
+func signOutcome(t attest.Tally, c counts, what string) string {
 	switch {
 	case t.Failed > 0:
 		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d present); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Present)
 	case t.Written == 0:
-		return fmt.Sprintf("nothing to write: all %s in %s already signed and attested (%s) by this signer", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), describePredicate(p))
+		return fmt.Sprintf("nothing to write: all %s in %s already signed and attested (%s) by this signer", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), what)
 	}
-	return fmt.Sprintf("signed and attested %s in %s (%s): %d written, %d present", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), describePredicate(p), t.Written, t.Present)
+	return fmt.Sprintf("signed and attested %s in %s (%s): %d written, %d present", plural(t.Nodes, "node"), plural(c.Repositories, "repository"), what, t.Written, t.Present)
 }
 
 // signDoc is the JSON report of `nestattest sign`.

@@ -1,0 +1,140 @@
+package attest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nestattest/nestattest/walk"
+)
+
+// AnnotationSource, on a signature propagate writes, names the source
+// attestations (their statements' digests, comma-separated) whose
+// provenance the node's attestations carry.
+const AnnotationSource = "dev.nestattest.source"
+
+// ErrForeignSubject: a source attestation verifies, but names other
+// subjects than the root.
+var ErrForeignSubject = errors.New("provenance for another subject")
+
+// Source is provenance a trusted builder (Tekton Chains) made for a tree's
+// root, verified: what propagate gives every node, unchanged.
+type Source struct {
+	// PredicateType and Predicate are the attestation's; the predicate
+	// byte for byte as it was signed.
+	PredicateType string
+	Predicate     json.RawMessage
+	// Statement is the in-toto statement as it was signed.
+	Statement []byte
+	// Digest is the statement's sha256 digest.
+	Digest v1.Hash
+	// Where names the stored attestation it was read from.
+	Where string
+}
+
+// SourceAnnotation is the AnnotationSource value for sources.
+func SourceAnnotation(sources []*Source) string {
+	ds := make([]string, len(sources))
+	for i, s := range sources {
+		ds[i] = s.Digest.String()
+	}
+	sort.Strings(ds)
+	return strings.Join(ds, ",")
+}
+
+// ReadSources verifies the root as a consumer of the builder's provenance
+// would: a signature the policy accepts, and attestations of the first of
+// types (cosign names or URIs) that it carries any of, verified, whose
+// statements name the root's digest among their subjects. It returns each
+// such attestation, once per statement. The policy's Types are not used.
+func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []string) ([]*Source, error) {
+	node := &walk.Node{Repository: root.Repository, Descriptor: root.Descriptor, Index: -1}
+	opts.Policy.Types = nil
+	v, err := newVerifier(&walk.Tree{Root: node, Nodes: []*walk.Node{node}}, opts)
+	if err != nil {
+		return nil, err
+	}
+	layout, entries, _, err := v.read(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrUnreadable, root.Digest(), err)
+	}
+	if c := v.signature(ctx, root, layout, entries); !c.OK {
+		return nil, fmt.Errorf("%w: %s: %s %s", c.Err, root.Digest(), c.Reason, c.Detail)
+	}
+	var foreign []string
+	for _, typ := range types {
+		uri, err := PredicateURI(typ)
+		if err != nil {
+			return nil, err
+		}
+		sources, others, err := v.sources(ctx, root, entries, uri)
+		if err != nil {
+			return nil, err
+		}
+		foreign = append(foreign, others...)
+		if len(sources) > 0 {
+			return sources, nil
+		}
+	}
+	if len(foreign) > 0 {
+		return nil, fmt.Errorf("%w: %s: its %s provenance names %s, not this digest", ErrForeignSubject, root.Digest(), strings.Join(types, " or "), strings.Join(dedupe(foreign), ", "))
+	}
+	return nil, fmt.Errorf("%w: %s has no %s attestation the policy accepts", ErrUnattested, root.Digest(), strings.Join(types, " or "))
+}
+
+// sources are the verified attestations of type uri naming root; others
+// are the subjects of those naming anything else.
+func (v *verifier) sources(ctx context.Context, root Subject, entries []*Entry, uri string) (sources []*Source, others []string, err error) {
+	seen := map[v1.Hash]bool{}
+	for _, e := range ofKind(entries, KindAttestation) {
+		if e.PredicateType != "" && e.PredicateType != uri {
+			continue
+		}
+		s, err := e.Load(ctx)
+		if err != nil || s.Kind != KindAttestation {
+			continue
+		}
+		st, err := readStatement(s.Payload)
+		if err != nil || st.PredicateType != uri {
+			continue
+		}
+		if !namesDigest(st, root.Descriptor.Digest) {
+			for _, sub := range st.Subject {
+				for alg, hex := range sub.Digest {
+					others = append(others, alg+":"+hex)
+				}
+			}
+			continue
+		}
+		if _, err := v.verifyAttestation(ctx, root, s); err != nil {
+			continue
+		}
+		d := digestOf(s.Payload)
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		var parts struct {
+			Predicate json.RawMessage `json:"predicate"`
+		}
+		if err := json.Unmarshal(s.Payload, &parts); err != nil || len(parts.Predicate) == 0 {
+			continue
+		}
+		sources = append(sources, &Source{PredicateType: uri, Predicate: parts.Predicate, Statement: s.Payload, Digest: d, Where: e.Where})
+	}
+	return sources, others, nil
+}
+
+func namesDigest(st *statementInfo, d v1.Hash) bool {
+	for _, sub := range st.Subject {
+		if sub.Digest[d.Algorithm] == d.Hex {
+			return true
+		}
+	}
+	return false
+}

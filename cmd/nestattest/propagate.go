@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/registry"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// propagateOptions are `nestattest propagate`'s flags: whom the source
+// provenance must come from, and how to sign what it becomes.
+type propagateOptions struct {
+	registry registryOptions
+	walk     walkOptions
+	output   outputOptions
+	results  resultOptions
+	signing  signingOptions
+	format   string
+	verbose  bool
+
+	sourceKey         string
+	sourceIdentity    attest.CertificateIdentity
+	sourceTrustedRoot string
+	sourceIgnoreTlog  bool
+	sourceIgnoreSCT   bool
+	sourceTimestamps  bool
+	sourceTypes       []string
+	wait              time.Duration
+}
+
+func newPropagate(s streams) *cobra.Command {
+	o := &propagateOptions{}
+	cmd := &cobra.Command{
+		Use:   "propagate REF",
+		Short: "Give every node of a tree the provenance a trusted builder (Tekton Chains) made for its root",
+		Long: `propagate runs where the trusted signing keys live (Tekton Chains' namespace, a
+release pipeline), never beside build steps. It verifies the root's signature
+and provenance attestation against the builder's identity (--source-key, or
+--source-certificate-identity and --source-certificate-oidc-issuer for a
+keyless builder), requiring the root's digest among the provenance's subjects;
+then walks the tree from that verified digest and gives every node below it a
+signature (annotated with the root and the source attestation) and an
+attestation whose predicate is the source's, byte for byte, with the node as
+subject — signed with --key or keyless, in the storage formats sign has.
+
+The root's digest commits to every child's digest, so the root's provenance
+is the provenance of every node below it: policies that require the builder's
+provenance then admit each child.
+
+Nothing is written when the root does not verify, when its provenance names
+other subjects only, or when the tree cannot be read. --wait polls, with
+backoff, until the builder has attested the root (Chains signs after the run
+completes).
+
+Exit codes: 0 every node signed and attested; 1 some nodes failed, the root
+did not verify or the tree could not be read; 2 bad flags, reference or key.`,
+		Example: `  nestattest propagate --source-key k8s://tekton-chains/signing-secrets --source-insecure-ignore-tlog \
+    --key awskms:///alias/release --tlog-upload=false --wait 5m quay.io/org/ko-build@sha256:…`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
+	}
+	o.registry.addFlags(cmd)
+	o.walk.addFlags(cmd)
+	o.output.addFlags(cmd)
+	o.results.addFlags(cmd)
+	o.signing.addFlags(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.format, "format", string(attest.LayoutLegacy), "storage format of what is written: legacy, bundle or both")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
+	f.StringVar(&o.sourceKey, "source-key", "", "the builder's public key (Tekton Chains' cosign.pub): a file or URL, env://, k8s://NAMESPACE/SECRET or a KMS key")
+	f.StringVar(&o.sourceIdentity.Subject, "source-certificate-identity", "", "a keyless builder's certificate identity")
+	f.StringVar(&o.sourceIdentity.SubjectRegexp, "source-certificate-identity-regexp", "", "a regular expression a keyless builder's certificate identity must match")
+	f.StringVar(&o.sourceIdentity.Issuer, "source-certificate-oidc-issuer", "", "a keyless builder's OIDC issuer")
+	f.StringVar(&o.sourceIdentity.IssuerRegexp, "source-certificate-oidc-issuer-regexp", "", "a regular expression a keyless builder's OIDC issuer must match")
+	f.StringVar(&o.sourceTrustedRoot, "source-trusted-root", "", "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority)")
+	f.BoolVar(&o.sourceIgnoreTlog, "source-insecure-ignore-tlog", false, "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)")
+	f.BoolVar(&o.sourceIgnoreSCT, "source-insecure-ignore-sct", false, "accept a keyless builder's certificate without a signed certificate timestamp")
+	f.BoolVar(&o.sourceTimestamps, "source-use-signed-timestamps", false, "require RFC 3161 timestamps on the builder's signatures")
+	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
+		"predicate type of the builder's provenance, in order of preference (repeatable; cosign names or a URI)")
+	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for the builder to sign and attest the root, polling with backoff")
+	return cmd
+}
+
+func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error {
+	ctx := cmd.Context()
+	if err := o.output.check(); err != nil {
+		return err
+	}
+	if err := checkCosignRepository(); err != nil {
+		return err
+	}
+	ref, err := o.registry.parseRef(arg)
+	if err != nil {
+		return err
+	}
+	client := o.registry.client(s, true, o.walk.jobs)
+	source, err := o.sourceOptions(ctx, client)
+	if err != nil {
+		return err
+	}
+	stores, err := signStores(o.format, client)
+	if err != nil {
+		return err
+	}
+	wopts, err := o.walk.options(client)
+	if err != nil {
+		return err
+	}
+	signing, err := o.signing.load(ctx, cmd, s, true)
+	if err != nil {
+		return err
+	}
+	if signing.tsa != nil {
+		signing.tsa.Envelopes = o.format != string(attest.LayoutBundle)
+	}
+	root, sources, err := o.readSources(ctx, s, client, ref, source)
+	if err != nil {
+		return err
+	}
+	for _, src := range sources {
+		fmt.Fprintf(s.err, "verified %s provenance of %s (%s)\n", src.PredicateType, root, src.Where)
+	}
+	progress := newProgress(s)
+	tree, err := readTree(ctx, progress, root, wopts)
+	if err != nil {
+		return fmt.Errorf("read the tree from the verified root, nothing written: %w", err)
+	}
+	progress.start("propagating", len(tree.Nodes)-1)
+	rep, err := attest.SignNodes(ctx, tree, tree.Nodes[1:], attest.Options{
+		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client,
+		Propagate: sources, Annotations: map[string]string{attest.AnnotationSource: attest.SourceAnnotation(sources)},
+		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs,
+		Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
+	})
+	progress.end()
+	if rep == nil {
+		return err
+	}
+	if rep.Interrupted {
+		t := rep.Tally()
+		fmt.Fprintf(s.err, "interrupted after %d of %s; re-run to finish\n", t.Nodes-t.Pending, plural(t.Nodes, "node"))
+		return errInterrupted
+	}
+	what := fmt.Sprintf("%s provenance of the root", sources[0].PredicateType)
+	return runReport{output: o.output, results: o.results, verbose: o.verbose}.write(s, ref, arg, tree, rep, what, signing.stats())
+}
+
+// sourceOptions are the verify options for the builder's signatures.
+func (o *propagateOptions) sourceOptions(ctx context.Context, c *registry.Client) (attest.VerifyOptions, error) {
+	keyless := o.sourceIdentity != (attest.CertificateIdentity{})
+	policy := attest.Policy{IgnoreTlog: o.sourceIgnoreTlog, IgnoreSCT: o.sourceIgnoreSCT, UseSignedTimestamps: o.sourceTimestamps}
+	var err error
+	switch {
+	case o.sourceKey == "" && !keyless:
+		return attest.VerifyOptions{}, usagef("say whom the provenance must come from: --source-key (Tekton Chains' cosign.pub), or --source-certificate-identity and --source-certificate-oidc-issuer with --source-trusted-root")
+	case o.sourceKey != "" && keyless:
+		return attest.VerifyOptions{}, usagef("--source-key and --source-certificate-identity exclude each other")
+	case keyless:
+		id := o.sourceIdentity
+		policy.Identity = &id
+	default:
+		if policy.Key, err = attest.LoadPublicKey(ctx, o.sourceKey); err != nil {
+			return attest.VerifyOptions{}, usageError{err}
+		}
+	}
+	if policy.TrustedMaterial, err = loadTrustedRoot(o.sourceTrustedRoot); err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	if (keyless || !o.sourceIgnoreTlog) && o.sourceTrustedRoot == "" {
+		return attest.VerifyOptions{}, usagef("verifying the builder needs --source-trusted-root (its Rekor, Fulcio and timestamp authority); for a key-signing builder without a transparency log, pass --source-insecure-ignore-tlog")
+	}
+	for _, t := range o.sourceTypes {
+		if _, err := attest.PredicateURI(t); err != nil {
+			return attest.VerifyOptions{}, usageError{err}
+		}
+	}
+	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}}, nil
+}
+
+// readSources resolves ref and verifies the builder's provenance of it,
+// polling until --wait runs out while the root is not yet signed or
+// attested. It returns the root by digest: the tree is walked from what
+// was verified, whatever the tag names by then.
+func (o *propagateOptions) readSources(ctx context.Context, s streams, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
+	deadline := time.Now().Add(o.wait)
+	backoff := time.Second
+	for {
+		root, sources, err := o.readSourcesOnce(ctx, c, ref, opts)
+		if err == nil {
+			return root, sources, nil
+		}
+		waiting := errors.Is(err, attest.ErrUnsigned) || errors.Is(err, attest.ErrUnattested)
+		if !waiting || time.Now().Add(backoff).After(deadline) {
+			if waiting && o.wait > 0 {
+				err = fmt.Errorf("%w (waited %v)", err, o.wait)
+			}
+			return name.Digest{}, nil, fmt.Errorf("the root's provenance does not verify, nothing written: %w", err)
+		}
+		fmt.Fprintf(s.err, "waiting for the builder's provenance of %s: %v; again in %v\n", ref, err, backoff)
+		if err := sleepCtx(ctx, backoff); err != nil {
+			return name.Digest{}, nil, err
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (o *propagateOptions) readSourcesOnce(ctx context.Context, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
+	m, err := c.GetManifest(ctx, ref, walk.MaxManifestBytes)
+	if err != nil {
+		return name.Digest{}, nil, err
+	}
+	root := ref.Context().Digest(m.Digest.String())
+	sub := attest.Subject{Repository: ref.Context(), Descriptor: v1.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Raw))}}
+	sources, err := attest.ReadSources(ctx, sub, opts, o.sourceTypes)
+	return root, sources, err
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/walk"
+)
+
+// runReport hands on what a signing run did (sign, propagate): the failed
+// nodes and a summary for people, the JSON report, the Tekton results and
+// GitHub outputs; and picks the exit code.
+type runReport struct {
+	output  outputOptions
+	results resultOptions
+	verbose bool
+}
+
+// write reports rep for the tree under ref (arg as the user named it);
+// what names what was attested, st who signed.
+func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.Tree, rep *attest.Report, what string, st signingStats) error {
+	doc := newSignDoc(arg, tree, rep)
+	doc.Signing = &st
+	tally := rep.Tally()
+	if o.output.format == "json" {
+		if err := writeJSON(s.out, doc); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range rep.Results {
+			switch {
+			case r.Err != nil:
+				fmt.Fprintf(s.err, "failed  %s %s: %s\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), nodeReason(r.Node, r.Err))
+			case o.verbose:
+				fmt.Fprintf(s.err, "%-7s %s %s\n", r.Outcome(), r.Node.Path(), r.Node.Descriptor.Digest)
+			}
+		}
+		fmt.Fprintln(s.out, signSummary(tally, count(tree), what))
+		fmt.Fprintln(s.out, st.String())
+	}
+	err := o.results.write(results{
+		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
+		outputs: map[string]string{
+			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
+			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
+		},
+		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
+	})
+	if err != nil {
+		return err
+	}
+	if tally.Failed > 0 {
+		return errFailed
+	}
+	return nil
+}
