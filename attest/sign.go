@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -80,6 +82,7 @@ func SignNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts Op
 }
 
 func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
+	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
 	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
 		if ctx.Err() != nil {
@@ -150,4 +153,18 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 		ann[AnnotationRoot] = tree.Root.Digest().String()
 	}
 	return &run{opts: opts, root: tree.Root, annotations: ann, uri: uri}, nil
+}
+
+// repositories are the repositories of nodes, and the root's (where
+// mirrored copies stand), each once.
+func repositories(nodes []*walk.Node, root *walk.Node) []name.Repository {
+	seen := map[string]bool{}
+	var out []name.Repository
+	for _, n := range append([]*walk.Node{root}, nodes...) {
+		if !seen[n.Repository.Name()] {
+			seen[n.Repository.Name()] = true
+			out = append(out, n.Repository)
+		}
+	}
+	return out
 }

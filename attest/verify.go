@@ -129,6 +129,12 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	if err != nil {
 		return nil, err
 	}
+	for _, s := range []Store{opts.Legacy, opts.Bundle} {
+		if h, ok := s.(interface{ client() *registry.Client }); ok {
+			h.client().WantRepositories(repositories(nodes, tree.Root)...)
+			break
+		}
+	}
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, nodes[i])

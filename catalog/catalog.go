@@ -89,6 +89,11 @@ func Compose(ctx context.Context, parent name.Tag, opts Options) (*Result, error
 	if err != nil {
 		return nil, err
 	}
+	repos := []name.Repository{parent.Context()}
+	for _, c := range children {
+		repos = append(repos, c.Ref.Context())
+	}
+	r.opts.Client.WantRepositories(repos...)
 	res, err := r.resolveAll(ctx, children, out)
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // HasBlob reports whether repo holds the blob d.
@@ -112,7 +111,7 @@ func (c *Client) finish(ctx context.Context, repo name.Repository, loc *url.URL,
 // Where the registry will not mount and starts an upload instead, the blob
 // is streamed from from into it. uploaded is the number of bytes sent.
 func (c *Client) Mount(ctx context.Context, repo, from name.Repository, d v1.Descriptor) (uploaded int64, err error) {
-	rt, err := c.scoped(ctx, repo.Registry, repo.Scope(transport.PushScope), from.Scope(transport.PullScope))
+	rt, err := c.transport(ctx, repo)
 	if err != nil {
 		return 0, err
 	}

@@ -29,6 +29,7 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[string]*entry
+	pending    map[string][]string // per registry host: scopes wanted before its transport exists
 	queues     map[string]*queue   // per tag: updates waiting to be applied
 	updates    map[string]*updated // per tag: updates made, for Settle
 	referrers  map[string]apiState // per registry: does it serve the referrers API
@@ -38,36 +39,46 @@ type Client struct {
 
 type entry struct {
 	once sync.Once
-	rt   http.RoundTripper
+	done atomic.Bool
+	rt   *authTransport
 	err  error
+}
+
+// ready is the transport once it has been made, else nil.
+func (e *entry) ready() *authTransport {
+	if !e.done.Load() {
+		return nil
+	}
+	return e.rt
 }
 
 // NewClient returns a Client for these options.
 func NewClient(opts Options) *Client {
-	return &Client{opts: opts, base: opts.base(), transports: map[string]*entry{}}
+	return &Client{opts: opts, base: opts.base(), transports: map[string]*entry{}, pending: map[string][]string{}}
 }
 
 // Options returns the options the client was made with.
 func (c *Client) Options() Options { return c.opts }
 
-// scopes is the token scope a repository's transport asks for.
+// scope is the token scope a repository's requests ask for: pull, or pull
+// and push for a client that writes, so one token serves both.
 func (c *Client) scope(repo name.Repository) string {
 	if c.opts.Write {
-		return repo.Scope(transport.PushScope)
+		return "repository:" + repo.RepositoryStr() + ":pull,push"
 	}
-	return repo.Scope(transport.PullScope)
+	return "repository:" + repo.RepositoryStr() + ":pull"
 }
 
-// transport returns the authenticated transport for repo.
+// transport returns the authenticated transport for repo's registry.
 func (c *Client) transport(ctx context.Context, repo name.Repository) (http.RoundTripper, error) {
-	return c.scoped(ctx, repo.Registry, c.scope(repo))
+	return c.registryTransport(ctx, repo.Registry)
 }
 
-// scoped returns an authenticated transport for reg whose token covers
-// every scope given: push on one repository with pull on another for a
-// cross-repository mount, or the registry's catalog scope.
-func (c *Client) scoped(ctx context.Context, reg name.Registry, scopes ...string) (http.RoundTripper, error) {
-	k := reg.Name() + " " + strings.Join(scopes, " ")
+// registryTransport returns the one authenticated transport of a
+// registry, created on first use: it pings the registry, and for a token
+// registry asks for each request's scopes as it goes.
+func (c *Client) registryTransport(ctx context.Context, reg name.Registry) (http.RoundTripper, error) {
+	k := reg.Name()
 	c.mu.Lock()
 	e, ok := c.transports[k]
 	if !ok {
@@ -75,20 +86,24 @@ func (c *Client) scoped(ctx context.Context, reg name.Registry, scopes ...string
 		c.transports[k] = e
 	}
 	c.mu.Unlock()
-	// The ping and token requests of the first use are the client's, not
-	// counted against whoever happened to make them.
-	e.once.Do(func() { e.rt, e.err = c.dial(withoutCounters(ctx), reg, scopes) })
+	// The ping of the first use is the client's, not counted against
+	// whoever happened to make it.
+	e.once.Do(func() {
+		e.rt, e.err = c.dial(withoutCounters(ctx), reg)
+		e.done.Store(true)
+	})
 	if e.err != nil {
 		c.mu.Lock()
 		if c.transports[k] == e {
 			delete(c.transports, k) // let a later call try again
 		}
 		c.mu.Unlock()
+		return nil, e.err
 	}
-	return e.rt, e.err
+	return e.rt, nil
 }
 
-func (c *Client) dial(ctx context.Context, reg name.Registry, scopes []string) (http.RoundTripper, error) {
+func (c *Client) dial(ctx context.Context, reg name.Registry) (*authTransport, error) {
 	auth, err := authn.Resolve(ctx, c.opts.keychain(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", reg.RegistryStr(), err)
@@ -98,11 +113,19 @@ func (c *Client) dial(ctx context.Context, reg name.Registry, scopes []string) (
 	if c.opts.UserAgent != "" {
 		base = transport.NewUserAgent(base, c.opts.UserAgent)
 	}
-	rt, err := transport.NewWithContext(ctx, reg, auth, base, scopes)
+	at, err := newAuthTransport(ctx, reg, auth, base)
+	if at != nil {
+		at.write = c.opts.Write
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", reg.RegistryStr(), hint(classify(err)))
 	}
-	return rt, nil
+	c.mu.Lock()
+	pending := c.pending[reg.RegistryStr()]
+	delete(c.pending, reg.RegistryStr())
+	c.mu.Unlock()
+	at.want(pending...)
+	return at, nil
 }
 
 // httpClient is an http.Client over rt that follows redirects only within

@@ -20,7 +20,7 @@ type Page struct {
 // CatalogPage reads one page of reg's GET /v2/_catalog listing at u (built
 // by the caller, with its n and last), at most limit bytes.
 func (c *Client) CatalogPage(ctx context.Context, reg name.Registry, u *url.URL, limit int64) (*Page, error) {
-	rt, err := c.scoped(ctx, reg, CatalogScope)
+	rt, err := c.registryTransport(ctx, reg)
 	if err != nil {
 		return nil, err
 	}

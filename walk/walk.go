@@ -257,8 +257,15 @@ func (w *walker) visit(n *Node) {
 	}
 }
 
+// hinter is a Fetcher told which repositories the next fetches read, so a
+// token registry's token can cover them all at once (registry.Client).
+type hinter interface {
+	WantRepositories(repos ...name.Repository)
+}
+
 // expand links an index's children, queueing those not seen before.
 func (w *walker) expand(n *Node) {
+	w.hint(n)
 	n.links = make([]*Node, len(n.entries))
 	for i, d := range n.entries {
 		if isSupplementDescriptor(d) {
@@ -276,6 +283,23 @@ func (w *walker) expand(n *Node) {
 			w.enqueue(c)
 		}
 	}
+}
+
+// hint tells the fetcher the repositories an index's children live in.
+func (w *walker) hint(n *Node) {
+	h, ok := w.opts.Fetcher.(hinter)
+	if !ok {
+		return
+	}
+	var repos []name.Repository
+	seen := map[string]bool{}
+	for _, d := range n.entries {
+		if repo, err := ChildRepository(n.Repository, d.Annotations); err == nil && !seen[repo.Name()] {
+			seen[repo.Name()] = true
+			repos = append(repos, repo)
+		}
+	}
+	h.WantRepositories(repos...)
 }
 
 // child returns the node for entry i of index n: a node seen before, a new
