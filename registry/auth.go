@@ -378,4 +378,3 @@ func (c *Client) existing(reg name.Registry) *authTransport {
 	}
 	return e.ready()
 }
-
