@@ -127,7 +127,9 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 	if first {
 		return out, err
 	}
-	return Present, nil
+	// Done already: by another node sharing the payload (present for this
+	// one), or by an earlier attempt at this node (written by this run).
+	return sent.present(key), nil
 }
 
 // addSignature writes a signature unless the signer's is there.
