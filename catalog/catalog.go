@@ -166,6 +166,10 @@ func (r *run) children(ctx context.Context, out *Result) ([]Child, error) {
 			repo, _ := childRepository(r.parent.Context(), p)
 			children = append(children, Child{Path: p, Ref: repo.Tag(tag.TagStr()), Source: SourceListing})
 		}
+		if len(children) == 0 {
+			return nil, fmt.Errorf("%w: the registry's _catalog lists no repository below %s (%d names in %d pages); push the children there, or name them with --child or --from",
+				ErrNoChildren, r.parent.Context().Name(), l.Entries, l.Pages)
+		}
 	}
 	return checkChildren(children)
 }

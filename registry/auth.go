@@ -317,11 +317,23 @@ func scopeAccess(scope string) string {
 	return "read " + parts[1]
 }
 
-// deniedError says what the registry refused.
-func deniedError(host, scope string) error {
-	return fmt.Errorf("%w: %s refused by the registry: the credentials for %s may not %s", ErrDenied, scopeAccess(scope), host,
-		strings.SplitN(scopeAccess(scope), " ", 2)[0]+" there")
+// DeniedError is an access the registry refused with fresh credentials:
+// which, and on which registry. It matches ErrDenied.
+type DeniedError struct {
+	Host  string
+	Scope string
 }
+
+func (e *DeniedError) Error() string {
+	access := scopeAccess(e.Scope)
+	return fmt.Sprintf("%s refused by the registry: the credentials for %s may not %s there", access, e.Host, strings.SplitN(access, " ", 2)[0])
+}
+
+// Is makes a DeniedError match ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// deniedError says what the registry refused.
+func deniedError(host, scope string) error { return &DeniedError{Host: host, Scope: scope} }
 
 func closeBody(req *http.Request) {
 	if req.Body != nil {

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -29,13 +32,24 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 			return err
 		}
 	} else {
+		refused := map[string][]string{}
+		var order []string
 		for _, r := range rep.Results {
+			var denied *registry.DeniedError
 			switch {
+			case errors.As(r.Err, &denied):
+				if refused[denied.Error()] == nil {
+					order = append(order, denied.Error())
+				}
+				refused[denied.Error()] = append(refused[denied.Error()], r.Node.Path()+" "+walk.Short(r.Node.Descriptor.Digest))
 			case r.Err != nil:
 				fmt.Fprintf(s.err, "failed  %s %s: %s\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), nodeReason(r.Node, r.Err))
 			case o.verbose:
 				fmt.Fprintf(s.err, "%-7s %s %s\n", r.Outcome(), r.Node.Path(), r.Node.Descriptor.Digest)
 			}
+		}
+		for _, msg := range order {
+			fmt.Fprintf(s.err, "refused %s (%s: %s)\n", msg, plural(len(refused[msg]), "node"), strings.Join(refused[msg], ", "))
 		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), what))
 		fmt.Fprintln(s.out, st.String())

@@ -116,7 +116,7 @@ verifies whole trees.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newTree(s), newSign(s), newVerify(s), newPropagate(s), newGenerateKeyPair(s), newDemo(s), newVersion(s), newCatalog(s))
+	root.AddCommand(newTree(s), newSign(s), newVerify(s), newPropagate(s), newGenerateKeyPair(s), newDemo(s), newVersion(s), newCatalog(s), newPlan(s))
 	return root
 }
 

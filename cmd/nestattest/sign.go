@@ -29,6 +29,7 @@ type signOptions struct {
 	bindRoot    bool
 	mirrors     bool
 	verbose     bool
+	shard       shardOptions
 }
 
 // Values of sign's --format.
@@ -71,6 +72,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+attest.AnnotationRoot+" annotation (root repository@digest)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
+	o.shard.addFlags(cmd, "sign")
 	return cmd
 }
 
@@ -78,6 +80,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	started := time.Now()
 	ctx := cmd.Context()
 	if err := o.output.check(); err != nil {
+		return err
+	}
+	if err := o.shard.check(o.catalog.requested()); err != nil {
 		return err
 	}
 	if err := checkCosignRepository(); err != nil {
@@ -119,10 +124,11 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	progress := newProgress(s)
-	tree, err := readTree(ctx, progress, root, wopts)
+	tree, err := o.shard.readTree(ctx, s, progress, client, root, wopts)
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
+	predicates = o.shard.provenance(predicates)
 	progress.start("signing", len(tree.Nodes))
 	rep, err := attest.Sign(ctx, tree, attest.Options{
 		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
@@ -178,7 +184,7 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 // report prints the outcome, writes the results and picks the exit code.
 func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats) error {
 	ref, _ := o.registry.parseRef(arg)
-	return runReport{output: o.output, results: o.results, verbose: o.verbose}.write(s, ref, arg, tree, rep, describePredicate(p), st)
+	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose}.write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.

@@ -30,6 +30,8 @@ type verifyOptions struct {
 	identity      attest.CertificateIdentity
 	ignoreSCT     bool
 	signedTimes   bool
+	shard         shardOptions
+	results       verifyResultOptions
 }
 
 func newVerify(s streams) *cobra.Command {
@@ -77,6 +79,8 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().BoolVar(&o.ignoreSCT, "insecure-ignore-sct", false, "keyless: do not require a signed certificate timestamp (certificate transparency), as cosign's flag of that name")
 	cmd.Flags().BoolVar(&o.signedTimes, "use-signed-timestamps", false, "require RFC 3161 timestamps from a timestamp authority of the trusted root, as cosign's flag of that name")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
+	o.shard.addFlags(cmd, "verify")
+	o.results.addFlags(cmd)
 	return cmd
 }
 
@@ -95,6 +99,12 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	vopts, err := o.options(ctx, client)
 	if err != nil {
 		return err
+	}
+	if err := o.shard.check(false); err != nil {
+		return err
+	}
+	if o.shard.requested() {
+		return o.verifyShard(ctx, s, client, arg, ref, vopts)
 	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
@@ -123,7 +133,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if rep.Failed() > 0 {
 		return errFailed
 	}
-	return nil
+	return o.results.write(ref, tree)
 }
 
 // options turn the flags into library options: the policy (key, trust,
@@ -230,8 +240,11 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attes
 		verdicts[v.Node] = v
 	}
 	printTree(s.out, tree, func(n *walk.Node) string {
-		v := verdicts[n]
-		if v.Passed() {
+		v, ok := verdicts[n]
+		switch {
+		case !ok:
+			return "(another shard's)"
+		case v.Passed():
 			return "✓"
 		}
 		return "✗ " + v.Reasons()

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/nestattest/nestattest/internal/sample"
+	"github.com/nestattest/nestattest/test/harness"
+)
+
+// tokenRegistry is distribution with `auth: token` behind a token server
+// whose ACL lets `builder` pull and push org/ko-build and below and list
+// the catalog, and lets `reader` pull there.
+func tokenRegistry(t *testing.T, lifetime time.Duration, sparse bool) (*harness.Registry, *harness.TokenServer) {
+	t.Helper()
+	ts := harness.NewTokenServer(t, harness.TokenOptions{Lifetime: lifetime, Users: map[string]harness.TokenUser{
+		"builder": {Password: "builder-pass", ACL: harness.ACL{harness.AllowRepositories("org/ko-build/**", "pull", "push"), harness.AllowCatalog()}},
+		"reader":  {Password: "reader-pass", ACL: harness.ACL{harness.AllowRepositories("org/ko-build/**", "pull")}},
+	}})
+	reg := harness.Distribution(t, harness.DistributionOptions{Tokens: ts, SparseIndexes: sparse})
+	return reg, ts
+}
+
+// as runs nestattest with user's docker config.
+func as(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, user string, env []string, args ...string) harness.Result {
+	t.Helper()
+	return harness.RunEnv(t, append(env, "DOCKER_CONFIG="+ts.DockerConfig(t, reg.Host, user)), harness.Binary(t), args...)
+}
+
+// pushChildren pushes n two-platform images as org/ko-build/c<i>:latest,
+// as builder.
+func pushChildren(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, n int) {
+	t.Helper()
+	t.Setenv("DOCKER_CONFIG", ts.DockerConfig(t, reg.Host, "builder"))
+	for i := range n {
+		idx, err := sample.Index(fmt.Sprint("child", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo, err := name.NewRepository(reg.Ref(fmt.Sprintf("org/ko-build/c%02d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		catalogWriteIndex(t, repo, idx)
+	}
+}
+
+// TestTokenAuthTree runs the main cases under token auth, on a registry
+// that checks index children: discover 24 children and compose the parent
+// (mirroring them), walk, sign and verify a 73-node tree over 25
+// repositories; cosign verifies every node. It counts the token requests
+// of each command from the token server's log.
+func TestTokenAuthTree(t *testing.T) {
+	reg, ts := tokenRegistry(t, 5*time.Minute, false)
+	pushChildren(t, ts, reg, 24)
+	k := newKeyPair(t, "cosign")
+	parent := reg.Ref("org/ko-build:latest")
+	counts := map[string]int{}
+	run := func(what string, args ...string) harness.Result {
+		t.Helper()
+		ts.Reset()
+		r := as(t, ts, reg, "builder", k.env(), args...)
+		counts[what] = len(ts.TokenRequests())
+		if r.Code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s\ntoken requests:\n%s", what, r.Code, r.Stdout, r.Stderr, tokenLog(ts))
+		}
+		return r
+	}
+	run("catalog --discover", "catalog", "--discover", parent)
+	tree := run("tree", "tree", "-o", "json", parent)
+	nodes := decodeTree(t, tree.Stdout)
+	run("sign", "sign", "--tlog-upload=false", "--key", k.key, parent)
+	run("verify", "verify", "--key", k.pub, "--insecure-ignore-tlog", "--require-root", parent)
+	t.Logf("%d nodes in %d repositories; token requests: %v", nodes.Summary.Nodes, nodes.Summary.Repositories, counts)
+	for what, n := range counts {
+		// At most one token request per 50 repositories a command, and one
+		// more for the root's repository, read before its children are known.
+		if n > 2 {
+			t.Errorf("%s made %d token requests for %d repositories", what, n, nodes.Summary.Repositories)
+		}
+	}
+	t.Setenv("DOCKER_CONFIG", ts.DockerConfig(t, reg.Host, "reader"))
+	for _, node := range nodes.refs() {
+		cosignVerify(t, k.pub, node)
+	}
+}
+
+// TestTokenAuthShortTokens signs with five-second tokens, slowly (one job):
+// the run outlives many tokens and completes, each token renewed once.
+func TestTokenAuthShortTokens(t *testing.T) {
+	reg, ts := tokenRegistry(t, 5*time.Second, true)
+	tag := pushWideAs(t, ts, reg, "org/ko-build/wide", 6, 3) // 25 nodes, 7 repositories
+	k := newKeyPair(t, "cosign")
+	ts.Reset()
+	start := time.Now()
+	r := as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, "-j", "1", tag)
+	took := time.Since(start)
+	requests := ts.TokenRequests()
+	t.Logf("sign took %v with five-second tokens: %d token requests", took.Round(time.Millisecond), len(requests))
+	if r.Code != 0 {
+		t.Fatalf("sign: exit %d\n%s%s\n%s", r.Code, r.Stdout, r.Stderr, tokenLog(ts))
+	}
+	if took < 10*time.Second {
+		t.Logf("the run took less than two token lifetimes; renewal is only lightly exercised")
+	}
+	// A token lives five seconds and is renewed half a second before its
+	// end: about one request per 4.5 seconds, and one more for the root.
+	if limit := int(took/(4500*time.Millisecond)) + 2; len(requests) > limit {
+		t.Errorf("%d token requests in %v, want at most %d\n%s", len(requests), took, limit, tokenLog(ts))
+	}
+}
+
+// TestTokenAuthRefusedRepository: builder may read but not write one
+// child: sign reports that repository refused for push once, signs
+// everything else and exits 1; a re-run with credentials that may write
+// there completes the tree.
+func TestTokenAuthRefusedRepository(t *testing.T) {
+	reg, ts := tokenRegistry(t, 5*time.Minute, true)
+	tag := pushWideAs(t, ts, reg, "org/ko-build/wide", 6, 3)
+	ts.SetUser("builder", harness.TokenUser{Password: "builder-pass", ACL: harness.ACL{
+		harness.AllowRepositories("org/ko-build/wide", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c000", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c001", "pull"),
+		harness.AllowRepositories("org/ko-build/wide/c002", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c003", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c004", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c005", "pull", "push"),
+	}})
+	k := newKeyPair(t, "cosign")
+	r := as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, tag)
+	refusal := "push to org/ko-build/wide/c001 refused by the registry: the credentials for " + reg.Host + " may not push there"
+	if r.Code != 1 || strings.Count(r.Stderr, refusal) != 1 || !strings.Contains(r.Stdout, "21 written") {
+		t.Fatalf("exit %d; want 1, the refusal once, the 21 other nodes written\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	ts.SetUser("builder", harness.TokenUser{Password: "builder-pass", ACL: harness.ACL{harness.AllowRepositories("org/ko-build/**", "pull", "push")}})
+	r = as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, tag)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "4 written, 21 present") {
+		t.Fatalf("re-run with write access: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// pushWideAs pushes sample.Wide into ns as builder.
+func pushWideAs(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, ns string, children, leaves int) string {
+	t.Helper()
+	t.Setenv("DOCKER_CONFIG", ts.DockerConfig(t, reg.Host, "builder"))
+	return pushWideTo(t, reg, ns, children, leaves)
+}
+
+func tokenLog(ts *harness.TokenServer) string {
+	var b strings.Builder
+	for _, r := range ts.TokenRequests() {
+		fmt.Fprintln(&b, r)
+	}
+	return b.String()
+}
