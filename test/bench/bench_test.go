@@ -3,15 +3,17 @@
 // when asked (`make bench`, or NESTATTEST_BENCH=1), on the real
 // distribution registry v3.1.2 behind a counting proxy.
 //
-// For trees of 10, 100 and 1,000 nodes it prints, in one run: the time of
-// `nestattest sign` and of a `cosign sign` + `cosign attest` loop over the
-// same nodes (on a copy of the tree), the time of `nestattest verify` and
-// of a `cosign verify` + `cosign verify-attestation` loop, their ratios,
-// registry requests per newly signed node and the requests and writes of a
-// re-run (counted by a proxy on another copy of the tree; the timed runs go
-// straight to the registry), and peak RSS. A 10,000-node tree measures peak RSS of tree, sign
-// and verify. NESTATTEST_BENCH_SIZES (e.g. "10,100") and
-// NESTATTEST_BENCH_BIG=0 narrow the run.
+// For each environment (the registry's storage in memory, on disk, and in
+// memory with 20ms added to every request, as a remote registry would
+// take) and for trees of 100 and 1,000 nodes it prints, in one run: the
+// time of `nestattest sign` and of a `cosign sign` + `cosign attest` loop
+// over the same nodes (on a copy of the tree), the time of `nestattest
+// verify` and of a `cosign verify` + `cosign verify-attestation` loop,
+// their ratios, requests a node, under latency the floor (requests x
+// latency / --jobs) and signing at several --jobs, the writes of a re-run
+// and peak RSS. A 10,000-node tree measures peak RSS of tree, sign and
+// verify. NESTATTEST_BENCH_SIZES (e.g. "100"), NESTATTEST_BENCH_ENVS
+// (e.g. "memory,20ms") and NESTATTEST_BENCH_BIG=0 narrow the run.
 package bench
 
 import (
@@ -138,7 +140,7 @@ func sizes(t *testing.T) []int {
 	s := os.Getenv("NESTATTEST_BENCH_SIZES")
 	switch s {
 	case "":
-		return []int{10, 100, 1000}
+		return []int{100, 1000}
 	case "none":
 		return nil
 	}
@@ -153,12 +155,41 @@ func sizes(t *testing.T) []int {
 	return out
 }
 
+// environment is where one series of the benchmark runs: the registry's
+// storage in memory or on disk, and the latency added to every request.
+type environment struct {
+	name    string
+	storage string // a directory for the registry's storage; "" for the test's temporary directory
+	latency time.Duration
+}
+
+func environments(t *testing.T) []environment {
+	all := []environment{
+		{"memory", shm(), 0},
+		{"disk", "", 0},
+		{"20ms", shm(), 20 * time.Millisecond},
+	}
+	want := os.Getenv("NESTATTEST_BENCH_ENVS")
+	if want == "" {
+		return all
+	}
+	var out []environment
+	for _, e := range all {
+		if strings.Contains(","+want+",", ","+e.name+",") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestBench prints, for each environment and tree size, nestattest sign and
+// verify beside the cosign loops, their ratios, the requests a node, and
+// under added latency the floor: requests x latency / jobs.
 func TestBench(t *testing.T) {
 	if os.Getenv("NESTATTEST_BENCH") == "" {
-		t.Skip("the benchmark runs with NESTATTEST_BENCH=1 (make bench)")
+		harness.Missing(t, "the benchmark runs with NESTATTEST_BENCH=1 (make bench)")
+		return
 	}
-	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: storageDir()})
-	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
 	bin, cosign := harness.Binary(t), harness.Tool(t, "cosign")
 	k := newKeys(t)
 	pred := filepath.Join(t.TempDir(), "provenance.json")
@@ -166,49 +197,79 @@ func TestBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	tuf := []string{"TUF_ROOT=" + t.TempDir()}
-	fmt.Printf("\n%-6s | %-9s %-10s %-7s | %-9s %-10s %-7s | %-9s %-9s | %-8s %-8s %-8s\n",
-		"nodes", "sign", "cosign", "ratio", "verify", "cosign", "ratio", "req/node", "re-run", "RSS sign", "RSS ver.", "re-run w")
-	for _, n := range sizes(t) {
-		// Timed runs go straight to the registry; the counting proxy sees
-		// a third copy of the tree, signed the same way.
-		mine, nodes := pushTree(t, reg.Host, fmt.Sprintf("bench/n%d/mine", n), n)
-		_, theirs := pushTree(t, reg.Host, fmt.Sprintf("bench/n%d/cosign", n), n)
-		counted, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/n%d/counted", n), n)
+	fmt.Printf("\n%-7s %-6s | %-8s %-9s %-6s %-8s | %-8s %-9s %-6s %-8s | %-8s %-8s | %-7s %-7s\n",
+		"env", "nodes", "sign", "cosign", "ratio", "floor", "verify", "cosign", "ratio", "floor", "req/node", "ver.req", "RSS sign", "re-run w")
+	for _, e := range environments(t) {
+		reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: e.storage})
+		proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{Latency: e.latency})
+		for _, n := range sizes(t) {
+			// Every run goes through the proxy, which counts the requests
+			// and adds the environment's latency.
+			mine, nodes := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/mine", e.name, n), n)
+			_, theirs := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/cosign", e.name, n), n)
 
-		sign := must(t, timed(t, env, bin, "sign", "--key", k.key, mine), "nestattest sign")
-		rerun := must(t, timed(t, env, bin, "sign", "--key", k.key, mine), "nestattest sign again")
-		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, mine), "nestattest verify")
-		proxy.Reset()
-		must(t, timed(t, env, bin, "sign", "--key", k.key, counted), "nestattest sign, counted")
-		signReqs := proxy.Counts()
-		proxy.Reset()
-		must(t, timed(t, env, bin, "sign", "--key", k.key, counted), "nestattest sign again, counted")
-		rerunCounts := proxy.Counts()
+			proxy.Reset()
+			sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign")
+			signReqs := proxy.Counts()
+			proxy.Reset()
+			must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign again")
+			rerun := proxy.Counts()
+			proxy.Reset()
+			verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", mine), "nestattest verify")
+			verifyReqs := proxy.Counts()
 
-		var cosignSign, cosignVerify time.Duration
-		for _, node := range theirs {
-			start := time.Now()
-			must(t, timed(t, append(env, tuf...), cosign, "sign", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", node), "cosign sign")
-			must(t, timed(t, append(env, tuf...), cosign, "attest", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", "--type", "slsaprovenance1", "--predicate", pred, node), "cosign attest")
-			cosignSign += time.Since(start)
+			var cosignSign, cosignVerify time.Duration
+			for _, node := range theirs {
+				start := time.Now()
+				must(t, timed(t, append(env, tuf...), cosign, "sign", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", node), "cosign sign")
+				must(t, timed(t, append(env, tuf...), cosign, "attest", "--key", k.key, "--tlog-upload=false", "--allow-insecure-registry", "--type", "slsaprovenance1", "--predicate", pred, node), "cosign attest")
+				cosignSign += time.Since(start)
+			}
+			for _, node := range nodes {
+				start := time.Now()
+				must(t, timed(t, tuf, cosign, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", node), "cosign verify")
+				must(t, timed(t, tuf, cosign, "verify-attestation", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", "--type", "slsaprovenance1", node), "cosign verify-attestation")
+				cosignVerify += time.Since(start)
+			}
+			floor := func(c harness.Counts) string {
+				if e.latency == 0 {
+					return "-"
+				}
+				return round(time.Duration(c.Total) * e.latency / time.Duration(walkJobs))
+			}
+			fmt.Printf("%-7s %-6d | %-8s %-9s %-6.0f %-8s | %-8s %-9s %-6.0f %-8s | %-8.2f %-8.2f | %-7.1f %-7d\n", e.name, n,
+				round(sign.took), round(cosignSign), cosignSign.Seconds()/sign.took.Seconds(), floor(signReqs),
+				round(verify.took), round(cosignVerify), cosignVerify.Seconds()/verify.took.Seconds(), floor(verifyReqs),
+				float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), sign.rssMiB, rerun.Writes())
+			fmt.Printf("        sign requests: %v\n        verify requests: %v\n", signReqs.ByKind, verifyReqs.ByKind)
+			if rerun.Writes() != 0 {
+				t.Errorf("%s, %d nodes: the re-run made %d writes", e.name, n, rerun.Writes())
+			}
 		}
-		for _, node := range nodes {
-			start := time.Now()
-			must(t, timed(t, tuf, cosign, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", node), "cosign verify")
-			must(t, timed(t, tuf, cosign, "verify-attestation", "--key", k.pub, "--insecure-ignore-tlog", "--allow-insecure-registry", "--type", "slsaprovenance1", node), "cosign verify-attestation")
-			cosignVerify += time.Since(start)
-		}
-		fmt.Printf("%-6d | %-9s %-10s %-7.1f | %-9s %-10s %-7.1f | %-9.2f %-9s | %-8.1f %-8.1f %-8d\n", n,
-			round(sign.took), round(cosignSign), cosignSign.Seconds()/sign.took.Seconds(),
-			round(verify.took), round(cosignVerify), cosignVerify.Seconds()/verify.took.Seconds(),
-			float64(signReqs.Total)/float64(n), round(rerun.took), sign.rssMiB, verify.rssMiB, rerunCounts.Writes())
-		fmt.Printf("       sign requests: %v\n       re-run requests: %v\n", signReqs.ByKind, rerunCounts.ByKind)
-		if rerunCounts.Writes() != 0 {
-			t.Errorf("%d nodes: the re-run made %d writes", n, rerunCounts.Writes())
+		if e.latency > 0 {
+			jobsSeries(t, e, proxy, bin, k)
 		}
 	}
 	if os.Getenv("NESTATTEST_BENCH_BIG") != "0" {
+		reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: shm()})
 		big(t, reg.Host, bin, k)
+	}
+}
+
+// walkJobs is --jobs' default, which the floors assume.
+const walkJobs = walk.DefaultJobs
+
+// jobsSeries signs a 1,000-node tree under latency at several --jobs, to
+// choose the default.
+func jobsSeries(t *testing.T, e environment, proxy *harness.Proxy, bin string, k keys) {
+	t.Helper()
+	fmt.Printf("\n%s, 1,000 nodes, sign by --jobs:\n", e.name)
+	for _, jobs := range []int{4, 8, 16, 32} {
+		tag, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/jobs%d", e.name, jobs), 1000)
+		proxy.Reset()
+		r := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, "--jobs", fmt.Sprint(jobs), tag), "nestattest sign --jobs")
+		c := proxy.Counts()
+		fmt.Printf("  --jobs %-3d %-8s requests %-6d floor %s\n", jobs, round(r.took), c.Total, round(time.Duration(c.Total)*e.latency/time.Duration(jobs)))
 	}
 }
 
@@ -219,8 +280,8 @@ func big(t *testing.T, host, bin string, k keys) {
 	fmt.Printf("\n10,000-node tree pushed in %s\n", round(time.Since(start)))
 	for _, args := range [][]string{
 		{"tree", tag},
-		{"sign", "--key", k.key, tag},
-		{"verify", "--key", k.pub, tag},
+		{"sign", "--tlog-upload=false", "--key", k.key, tag},
+		{"verify", "--key", k.pub, "--insecure-ignore-tlog", tag},
 	} {
 		r := must(t, timed(t, env, bin, args...), args[0])
 		fmt.Printf("%-7s 10,000 nodes: %-9s peak RSS %.1f MiB\n", args[0], round(r.took), r.rssMiB)
@@ -230,17 +291,12 @@ func big(t *testing.T, host, bin string, k keys) {
 	}
 }
 
-// storageDir puts the registry's storage in memory where the machine has
+// shm puts the registry's storage in memory where the machine has
 // /dev/shm: both nestattest and the cosign loops make the same blob uploads
 // and manifest writes a node, and on a small VM the disk under them, not
-// either tool, would be what is measured. NESTATTEST_BENCH_STORAGE=disk
-// keeps it on disk.
-func storageDir() string {
-	if os.Getenv("NESTATTEST_BENCH_STORAGE") == "disk" {
-		return ""
-	}
+// either tool, would otherwise be what is measured.
+func shm() string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		fmt.Println("registry storage: /dev/shm (NESTATTEST_BENCH_STORAGE=disk for the disk)")
 		return "/dev/shm"
 	}
 	return ""

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Proxy is a loopback reverse proxy in front of a registry: it counts and
@@ -25,6 +26,8 @@ type Proxy struct {
 	upstream  string
 	transport *http.Transport
 	forward   *httputil.ReverseProxy
+
+	latency time.Duration
 
 	mu       sync.Mutex
 	refuse   func(*http.Request) (int, bool)
@@ -41,6 +44,9 @@ type ProxyOptions struct {
 	Refuse func(r *http.Request) (status int, refuse bool)
 	// Faults, if set, injects faults.
 	Faults *Faults
+	// Latency is added before every request is answered, as a registry
+	// across a network would take: a benchmark's remote-like registry.
+	Latency time.Duration
 }
 
 // Counts are the requests a proxy has received, refused and faulted ones
@@ -74,9 +80,9 @@ func NewProxy(t testing.TB, upstream string, opts ProxyOptions) *Proxy {
 	if err != nil {
 		t.Fatalf("proxy upstream %q: %v", upstream, err)
 	}
-	p := &Proxy{upstream: upstream, refuse: opts.Refuse, faults: newInjector(opts.Faults)}
+	p := &Proxy{upstream: upstream, refuse: opts.Refuse, faults: newInjector(opts.Faults), latency: opts.Latency}
 	p.counts = newCounts()
-	p.transport = &http.Transport{DisableCompression: true}
+	p.transport = &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}
 	p.forward = &httputil.ReverseProxy{
 		Rewrite:        func(r *httputil.ProxyRequest) { r.SetURL(target) },
 		Transport:      p.transport,
@@ -152,6 +158,13 @@ func (p *Proxy) Reset() {
 // ServeHTTP records a request, then refuses it, injects a fault or
 // forwards it to the registry.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.latency > 0 {
+		select {
+		case <-time.After(p.latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	rt := parseRoute(r.URL.Path)
 	if rt.kind == kindUpload {
 		r.Body = &countingBody{ReadCloser: r.Body, p: p}
