@@ -134,19 +134,9 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 
 // addSignature writes a signature unless the signer's is there.
 func (r *run) addSignature(ctx context.Context, store Store, sub Subject, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet) (Outcome, error) {
-	found, err := r.owned(ctx, ofKind(entries, KindSignature), ptype, payload)
-	if err != nil || found {
-		return sent.present(key), err
-	}
-	signed, err := r.signPayload(ctx, sub, KindSignature, ptype, payload)
-	if err != nil {
-		return Failed, err
-	}
-	sent.add(key)
-	if err := store.Add(ctx, signed); err != nil {
-		return Failed, err
-	}
-	return Written, nil
+	return r.add(ctx, store, ofKind(entries, KindSignature), ptype, payload, key, sent, func() (*Signed, error) {
+		return r.signPayload(ctx, sub, KindSignature, ptype, payload)
+	})
 }
 
 // attestation adds the node's attestation in store unless the signer's
@@ -157,11 +147,19 @@ func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation
 		return Failed, err
 	}
 	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()}
-	found, err := r.owned(ctx, ofKind(entries, KindAttestation), PayloadInToto, stmt)
+	return r.add(ctx, store, ofKind(entries, KindAttestation), PayloadInToto, stmt, key, sent, func() (*Signed, error) {
+		return att.signed(ctx)
+	})
+}
+
+// add stores what sign makes of payload unless entries hold the signer's
+// own: present (written, when this run sent it before), or written.
+func (r *run) add(ctx context.Context, store Store, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet, sign func() (*Signed, error)) (Outcome, error) {
+	found, err := r.owned(ctx, entries, ptype, payload)
 	if err != nil || found {
 		return sent.present(key), err
 	}
-	signed, err := att.signed(ctx)
+	signed, err := sign()
 	if err != nil {
 		return Failed, err
 	}
