@@ -1,0 +1,302 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nestattest/nestattest/test/harness"
+)
+
+// chains is Tekton Chains' own signer (test/consumers: chains-sign runs
+// Chains' TaskRun reconciler) with its signing-secrets: a cosign key pair
+// in the layout Chains mounts.
+type chains struct {
+	bin     string
+	secrets string
+	keys    keyPair
+}
+
+func newChains(t *testing.T) chains {
+	t.Helper()
+	k := newKeyPair(t, "cosign")
+	if err := os.WriteFile(filepath.Join(k.dir, "cosign.password"), []byte(k.password), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return chains{bin: harness.Tool(t, "chains-sign"), secrets: k.dir, keys: k}
+}
+
+// chainsConfig has Chains sign image results with its x509 signer on the
+// cosign key and store SLSA v1.0 provenance (slsa/v2alpha4, the newest
+// format of the Chains the proxy serves) next to the image, no
+// transparency log.
+const chainsConfig = `artifacts.taskrun.format: slsa/v2alpha4
+artifacts.taskrun.storage: oci
+artifacts.taskrun.signer: x509
+artifacts.oci.format: simplesigning
+artifacts.oci.storage: oci
+artifacts.oci.signer: x509
+storage.oci.repository.insecure: "true"
+transparency.enabled: "false"
+`
+
+// sign has Chains sign and attest what a completed TaskRun's IMAGE_URL and
+// IMAGE_DIGEST name.
+func (c chains) sign(t *testing.T, url, digest string) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, tr := filepath.Join(dir, "chains-config.yaml"), filepath.Join(dir, "taskrun.yaml")
+	if err := os.WriteFile(cfg, []byte(chainsConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tr, []byte(fmt.Sprintf(completedTaskRun, url, digest)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := harness.Run(t, c.bin, "--config", cfg, "--signing-secrets", c.secrets, "--taskrun", tr)
+	if r.Code != 0 {
+		t.Fatalf("chains-sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// completedTaskRun is the build-side Task's run, done, its type-hinted
+// results naming the parent: IMAGE_URL (%s) and IMAGE_DIGEST (%s).
+const completedTaskRun = `apiVersion: tekton.dev/v1
+kind: TaskRun
+metadata:
+  name: build-ko
+  namespace: build
+  uid: 6f1e2d3c-4b5a-4968-8776-5a4b3c2d1e0f
+spec:
+  serviceAccountName: builder
+  taskRef:
+    name: nestattest
+    kind: Task
+status:
+  podName: build-ko-pod
+  startTime: "2026-11-30T03:04:05Z"
+  completionTime: "2026-11-30T03:05:06Z"
+  conditions:
+  - type: Succeeded
+    status: "True"
+    reason: Succeeded
+    lastTransitionTime: "2026-11-30T03:05:06Z"
+  steps:
+  - name: sign
+    container: step-sign
+    imageID: ghcr.io/nestattest/nestattest@sha256:0000000000000000000000000000000000000000000000000000000000000001
+  results:
+  - name: IMAGE_URL
+    type: string
+    value: %s
+  - name: IMAGE_DIGEST
+    type: string
+    value: %s
+  taskSpec:
+    results:
+    - name: IMAGE_URL
+      type: string
+    - name: IMAGE_DIGEST
+      type: string
+    steps:
+    - name: sign
+      image: ghcr.io/nestattest/nestattest:latest
+      args: ["catalog", "--from", "ko-refs.txt", "parent:latest"]
+`
+
+// predicateOf is the predicate of the one slsaprovenance1 attestation
+// cosign verifies on ref with key, byte for byte, and its subject digest.
+func predicateOf(t *testing.T, pub, ref string) (predicate []byte, subject string) {
+	t.Helper()
+	r := cosign(t, nil, "verify-attestation", "--key", pub, "--type", "slsaprovenance1", "--insecure-ignore-tlog", "--allow-insecure-registry", ref)
+	if r.Code != 0 {
+		t.Fatalf("cosign verify-attestation %s: exit %d\n%s", ref, r.Code, r.Stderr)
+	}
+	var env struct{ Payload string }
+	if err := json.Unmarshal([]byte(lastLine(r.Stdout)), &env); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Subject []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		Predicate json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil || len(st.Subject) != 1 {
+		t.Fatalf("statement %s: %v", payload, err)
+	}
+	return st.Predicate, "sha256:" + st.Subject[0].Digest["sha256"]
+}
+
+// chainsPolicy is a ClusterImagePolicy for every repository of the
+// registry: signed with the trusted key, and carrying provenance whose
+// builder is Tekton Chains.
+func chainsPolicy(t *testing.T, host string, pub []byte) string {
+	t.Helper()
+	return writeFile(t, "cip.yaml", fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: chains-provenance
+spec:
+  images:
+  - glob: "%s/org/ko-build/**"
+  authorities:
+  - name: trusted
+    key:
+      hashAlgorithm: sha256
+      data: |
+        %s
+    attestations:
+    - name: chains-provenance
+      predicateType: https://slsa.dev/provenance/v1
+      policy:
+        type: cue
+        data: |
+          predicateType: "https://slsa.dev/provenance/v1"
+          predicate: runDetails: builder: id: "https://tekton.dev/chains/v2"
+`, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")))
+}
+
+// admitted runs policy-tester on ref.
+func admitted(t *testing.T, policy, ref string) bool {
+	t.Helper()
+	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Tool(t, "policy-tester"), "--policy", policy, "--image", ref)
+	return r.Code == 0
+}
+
+// propagateArgs propagate Chains' provenance as the trusted signer, who
+// here is Chains' own key: propagate runs where that key lives.
+func propagateArgs(c chains, ref string, extra ...string) []string {
+	return append([]string{"propagate", "--source-key", c.keys.pub, "--source-insecure-ignore-tlog",
+		"--key", c.keys.key, "--tlog-upload=false", ref}, extra...)
+}
+
+// TestPropagateChainsProvenance: Chains' own code signs and attests the
+// ko-shaped tree's parent; policy-tester refuses the children; propagate
+// gives every node Chains' predicate unchanged with the node as subject;
+// cosign returns it on every child, policy-tester admits every child; a
+// re-run writes nothing.
+func TestPropagateChainsProvenance(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tree := pushKo(t, reg, "org/ko-build")
+	c := newChains(t)
+	c.sign(t, reg.Ref("org/ko-build:latest"), tree.root.DigestStr())
+	chainsPredicate, _ := predicateOf(t, c.keys.pub, tree.root.String())
+	pubPEM, err := os.ReadFile(c.keys.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := chainsPolicy(t, reg.Host, pubPEM)
+	nodes := treeOf(t, tree.tag).refs()
+	if !admitted(t, policy, nodes[0]) {
+		t.Fatalf("policy-tester refuses the parent Chains attested")
+	}
+	for _, child := range nodes[1:] {
+		if admitted(t, policy, child) {
+			t.Fatalf("policy-tester admits %s before propagate", child)
+		}
+	}
+
+	r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag)...)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "12 written") {
+		t.Fatalf("propagate: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	for _, child := range nodes[1:] {
+		pred, subject := predicateOf(t, c.keys.pub, child)
+		if !bytes.Equal(pred, chainsPredicate) {
+			t.Errorf("%s: the predicate differs from Chains':\n%s\n%s", child, pred, chainsPredicate)
+		}
+		if !strings.HasSuffix(child, "@"+subject) {
+			t.Errorf("%s: subject %s", child, subject)
+		}
+		if !admitted(t, policy, child) {
+			t.Errorf("policy-tester refuses %s after propagate", child)
+		}
+	}
+	doc, vr := verifyTree(t, c.keys.pub, tree.tag, "--require-root")
+	if vr.Code != 0 {
+		t.Errorf("nestattest verify --require-root: exit %d %v", vr.Code, doc.failures())
+	}
+	if r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag)...); r.Code != 0 || !strings.Contains(r.Stdout, "nothing to write") {
+		t.Errorf("re-run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestPropagateRefuses: a root attested by another key, a root whose
+// provenance names another digest, and a parent retagged after Chains
+// signed it are each refused, with nothing written.
+func TestPropagateRefuses(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	c := newChains(t)
+	crane := func(args ...string) {
+		t.Helper()
+		if r := harness.Run(t, harness.Tool(t, "crane"), append(args, "--insecure")...); r.Code != 0 {
+			t.Fatalf("crane %v: %s", args, r.Stderr)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		setup  func(t *testing.T, tree *koTree, nodes []string, ns string)
+		reason string
+	}{
+		{"attested by another key", func(t *testing.T, tree *koTree, _ []string, _ string) {
+			newChains(t).sign(t, tree.tag, tree.root.DigestStr())
+		}, "no valid signature"},
+		{"provenance of another digest", func(t *testing.T, tree *koTree, nodes []string, _ string) {
+			c.sign(t, tree.tag, tree.root.DigestStr())
+			child := strings.SplitN(nodes[1], "@", 2)
+			c.sign(t, child[0], child[1])
+			crane("copy", attTag(nodes[1]), attTag(nodes[0]))
+		}, "provenance for another subject"},
+		{"retagged after Chains signed", func(t *testing.T, tree *koTree, _ []string, ns string) {
+			c.sign(t, tree.tag, tree.root.DigestStr())
+			other := pushWideTo(t, reg, ns+"-other", 2, 2)
+			crane("copy", other, tree.tag)
+		}, "no valid signature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "org/ko-build/" + strings.ReplaceAll(tc.name, " ", "-")
+			tree := pushKo(t, reg, ns)
+			nodes := treeOf(t, tree.tag).refs()
+			tc.setup(t, tree, nodes, ns)
+			proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+			r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, strings.Replace(tree.tag, reg.Host, proxy.Host, 1))...)
+			if r.Code != 1 || !strings.Contains(r.Stderr, "nothing written") || !strings.Contains(r.Stderr, tc.reason) {
+				t.Errorf("exit %d, want 1 with %q\n%s%s", r.Code, tc.reason, r.Stdout, r.Stderr)
+			}
+			if w := proxy.Counts().Writes(); w != 0 {
+				t.Errorf("%d writes", w)
+			}
+		})
+	}
+}
+
+// TestPropagateWaits: --wait polls until Chains has attested the root, and
+// gives up cleanly when it does not in time.
+func TestPropagateWaits(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tree := pushKo(t, reg, "org/ko-build")
+	c := newChains(t)
+	start := time.Now()
+	r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag, "--wait", "3s")...)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "waited 3s") || time.Since(start) > time.Minute {
+		t.Errorf("no provenance in time: exit %d after %v\n%s", r.Code, time.Since(start), r.Stderr)
+	}
+	done := make(chan harness.Result)
+	go func() { done <- harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag, "--wait", "2m")...) }()
+	time.Sleep(3 * time.Second)
+	c.sign(t, tree.tag, tree.root.DigestStr())
+	r = <-done
+	if r.Code != 0 || !strings.Contains(r.Stderr, "waiting for the builder's provenance") || !strings.Contains(r.Stdout, "12 written") {
+		t.Errorf("provenance during the wait: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
