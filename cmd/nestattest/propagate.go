@@ -151,7 +151,9 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 		return errInterrupted
 	}
 	what := fmt.Sprintf("%s provenance of the root", sources[0].PredicateType)
-	return runReport{output: o.output, results: o.results, verbose: o.verbose}.write(s, ref, arg, tree, rep, what, signing.stats())
+	// Chains signed the root: no IMAGE_URL/IMAGE_DIGEST, which would have it
+	// sign the root again.
+	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true}.write(s, ref, arg, tree, rep, what, signing.stats())
 }
 
 // sourceOptions are the verify options for the builder's signatures.

@@ -19,6 +19,9 @@ type runReport struct {
 	output  outputOptions
 	results resultOptions
 	verbose bool
+	// counts writes NODES and WRITTEN as Tekton results instead of the
+	// root's IMAGE_URL and IMAGE_DIGEST.
+	counts bool
 }
 
 // write reports rep for the tree under ref (arg as the user named it);
@@ -61,6 +64,7 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
 		},
 		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
+		counts:  o.counts,
 	})
 	if err != nil {
 		return err

@@ -40,6 +40,10 @@ type results struct {
 	outputs map[string]string
 	summary string
 	report  any
+	// counts, instead of IMAGE_URL and IMAGE_DIGEST, are the Tekton results:
+	// NODES and WRITTEN, for a run whose root Chains must not sign again
+	// (propagate).
+	counts bool
 }
 
 // imageURL is the IMAGE_URL result for a root: its repository and tag, or
@@ -55,11 +59,15 @@ func imageURL(ref name.Reference) string {
 // write hands the results on: files in the results directory, the report,
 // and under GitHub Actions $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY.
 func (o *resultOptions) write(r results) error {
-	if o.dir != "" {
-		if err := writeFileAtomic(filepath.Join(o.dir, resultImageURL), []byte(imageURL(r.root))); err != nil {
-			return err
+	files := map[string]string{resultImageURL: imageURL(r.root), resultImageDigest: r.digest}
+	if r.counts {
+		files = map[string]string{"NODES": r.outputs["nodes"], "WRITTEN": r.outputs["written"]}
+	}
+	for name, value := range files {
+		if o.dir == "" {
+			break
 		}
-		if err := writeFileAtomic(filepath.Join(o.dir, resultImageDigest), []byte(r.digest)); err != nil {
+		if err := writeFileAtomic(filepath.Join(o.dir, name), []byte(value)); err != nil {
 			return err
 		}
 	}
