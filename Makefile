@@ -23,3 +23,51 @@ docker-registry:
 	  $$sudo apt-get update -qq >/dev/null 2>&1 && \
 	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null 2>&1; \
 	} || echo "make: docker-registry is not installed; its end-to-end tests will skip"
+
+# The release (docs/releasing.md), against any registry:
+#   make release REGISTRY=127.0.0.1:5000/rel VERSION=v0.1.0 KEY=cosign.key
+# builds the binaries (with checksums) and the multi-arch image with ko (an
+# SBOM per image), pushes the image to $(REGISTRY)/nestattest, signs and
+# attests the image index and every platform image with nestattest itself,
+# verifies them, and signs the checksums; everything lands in $(DIST).
+# COSIGN_PASSWORD is the key's password. CHECK_STAMP=1 (the release
+# workflow) refuses a build that is not what the tree was stamped with.
+#   make stamp VERSION=v0.1.0
+# builds the same, pushes nothing, and stamps the image digest and the
+# binaries' sums into the tree; make stamp-samples REVISION=<commit> points
+# the samples at the commit that carries them.
+VERSION ?= v0.0.0-dev
+REGISTRY ?= ghcr.io/nestattest
+KEY ?= cosign.key
+DIST ?= $(CURDIR)/dist
+KO ?= $(firstword $(wildcard $(TOOLS)/ko) ko)
+COSIGN ?= $(firstword $(wildcard $(TOOLS)/cosign) cosign)
+RELEASE_ENV = GO=$(GO) VERSION=$(VERSION) REGISTRY=$(REGISTRY) KEY=$(KEY) DIST=$(DIST) KO=$(KO) COSIGN=$(COSIGN)
+
+.PHONY: release stamp stamp-samples check-stamp docs
+
+release:
+	$(RELEASE_ENV) ./release/release.sh release
+
+stamp:
+	$(RELEASE_ENV) ./release/release.sh stamp
+
+stamp-samples:
+	@test -n "$(REVISION)" || { echo "make stamp-samples REVISION=<commit>" >&2; exit 2; }
+	$(GO) run ./internal/release/stamp -revision $(REVISION)
+	$(GO) run ./internal/release/stamp -check
+
+check-stamp:
+	$(GO) run ./internal/release/stamp -check
+
+# The command reference, docs/commands/*.md, generated from the cobra
+# commands; `go test ./cmd/nestattest` fails when it is out of date.
+docs:
+	NESTATTEST_UPDATE_DOCS=1 $(GO) test -count=1 -run '^TestCommandDocs$$' ./cmd/nestattest
+
+# The benchmark against cosign loops on the real registry (docs/testing.md):
+# about an hour; NESTATTEST_BENCH_SIZES=10,100 and NESTATTEST_BENCH_BIG=0
+# narrow it.
+.PHONY: bench
+bench: tools
+	NESTATTEST_BENCH=1 NESTATTEST_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 120m -run '^TestBench$$' -v ./test/bench

@@ -88,6 +88,9 @@ var shipInputFlags = map[string]string{
 	"allow-insecure-registry": "--allow-insecure-registry",
 	"allow-missing":           "--allow-missing",
 	"jobs":                    "--jobs",
+	"format":                  "--format",
+	"install":                 "the binary",
+	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
 }
 
@@ -127,7 +130,7 @@ func TestActionInputsAreSignFlags(t *testing.T) {
 				t.Errorf("input %s: the sign step does not pass $%s as %s", in, env, flag)
 			}
 		}
-		if in != "nestattest-path" && sign.Env[env] != "${{ inputs."+in+" }}" {
+		if flag != "the binary" && sign.Env[env] != "${{ inputs."+in+" }}" {
 			t.Errorf("input %s: env %s = %q, want ${{ inputs.%s }}", in, env, sign.Env[env], in)
 		}
 	}
@@ -278,8 +281,8 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 		r.inputs[name] = v
 	}
 	r.run(t, a)
-	if v := r.outputs["install"]["path"]; !strings.HasPrefix(v, r.temp) {
-		t.Errorf("the install step built %q, not into $RUNNER_TEMP", v)
+	if v := r.outputs["build"]["path"]; !strings.HasPrefix(v, r.temp) {
+		t.Errorf("the build step built %q, not into $RUNNER_TEMP", v)
 	}
 	got := map[string]string{}
 	for name, o := range a.Outputs {
@@ -317,7 +320,7 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 		children = append(children, path+"=@"+strings.SplitN(ref, "@", 2)[1])
 	}
 	r.inputs["from"], r.inputs["key"], r.inputs["private-key"], r.inputs["children"] = "", "", string(key), strings.Join(children, "\n")
-	r.inputs["nestattest-path"] = r.outputs["install"]["path"]
+	r.inputs["nestattest-path"] = r.outputs["build"]["path"]
 	r.run(t, a)
 	if d := r.outputs["sign"]["digest"]; d != root.Digest {
 		t.Errorf("second run: digest %s, want %s", d, root.Digest)
@@ -398,7 +401,7 @@ func TestDockerfileBuildsWhatTheREADMEInstalls(t *testing.T) {
 	}
 	build, final := stages[0], stages[1]
 	for i, s := range stages {
-		if from := s[0]; !regexp.MustCompile(`^FROM \$\{[A-Z_]+\}( AS \w+)?$`).MatchString(from) {
+		if from := s[0]; !regexp.MustCompile(`^FROM (--platform=\$BUILDPLATFORM )?\$\{[A-Z_]+\}( AS \w+)?$`).MatchString(from) {
 			t.Errorf("stage %d: %q: the base image must be a build argument", i, from)
 		}
 	}
