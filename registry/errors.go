@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -47,10 +50,23 @@ func (e *statusError) Error() string {
 
 func (e *statusError) Unwrap() []error { return []error{e.sentinel, e.err} }
 
+// maxErrorBody is the most of an error answer's body read.
+const maxErrorBody = 64 << 10
+
 // checkStatus returns nil when resp has one of the wanted statuses, else
 // the registry's error, matching ErrNotFound for 404 and ErrDenied for 401
 // and 403.
 func checkStatus(resp *http.Response, want ...int) error {
+	if slices.Contains(want, resp.StatusCode) {
+		return nil
+	}
+	// The status is the answer: an error body that breaks off (a 404 cut
+	// short) still means what its status says, so read what arrives and
+	// let go-containerregistry parse that.
+	body := resp.Body
+	b, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
+	body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
 	err := transport.CheckError(resp, want...)
 	if err == nil {
 		return nil

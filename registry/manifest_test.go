@@ -120,3 +120,25 @@ func TestRefusesRedirectToAnotherHost(t *testing.T) {
 		t.Fatalf("error %v, want a refused redirect", err)
 	}
 }
+
+// TestErrorBodyCutShort: a 404 whose body breaks off is still "not found",
+// and a 401 still "denied": the status is the answer, not the body.
+func TestErrorBodyCutShort(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{{http.StatusNotFound, ErrNotFound}, {http.StatusForbidden, ErrDenied}} {
+		host := hostile(t, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Length", "200")
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"MANIFEST_UNK`))
+			// Returning leaves the answer short of its Content-Length: the
+			// server closes the connection, and the client reads EOF early.
+		})
+		_, err := testClient().GetManifest(context.Background(), mustRef(t, host+"/org/app:sha256-abc.att"), MaxManifestBytes)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("HTTP %d cut short: %v; want %v", tc.status, err, tc.want)
+		}
+	}
+}

@@ -112,7 +112,7 @@ func catalogNested(t *testing.T, reg *harness.Registry, namespace string) name.R
 // latest, and returns it by digest.
 func catalogWriteIndex(t *testing.T, repo name.Repository, idx v1.ImageIndex) name.Digest {
 	t.Helper()
-	if err := remote.WriteIndex(repo.Tag("latest"), idx); err != nil {
+	if err := remote.WriteIndex(repo.Tag("latest"), idx, fixtureAuth...); err != nil {
 		t.Fatalf("push %s: %v", repo, err)
 	}
 	d, err := idx.Digest()

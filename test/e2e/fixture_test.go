@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/test/harness"
@@ -150,8 +152,12 @@ func repositories(lines []string) map[string]bool {
 // registry wants an index's children in its repository, so scoped
 // children's manifests are also put there.
 func pusher(reg *harness.Registry) sample.Pusher {
-	return sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: reg.Name == "in-memory"}
+	return sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: reg.Name == "in-memory", Options: fixtureAuth}
 }
+
+// fixtureAuth authenticates fixture pushes with the docker config the test
+// set (DOCKER_CONFIG), as the registry under token auth needs.
+var fixtureAuth = []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 
 // pushWide pushes sample.Wide into ns and returns the root tag.
 func pushWide(t *testing.T, host, ns string, children, leaves int) string {

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/sigstore-go/pkg/root"
 
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/test/harness"
@@ -41,12 +46,13 @@ func identityFlags(s *harness.Sigstore) []string {
 func cosignVerifyKeyless(t *testing.T, s *harness.Sigstore, ref, format string) {
 	t.Helper()
 	common := append(identityFlags(s), "--allow-insecure-registry")
+	v2 := append([]string{"--new-bundle-format"}, common...)
 	if format == "legacy" {
 		common = append(common, "--insecure-ignore-tlog")
-	}
-	v2 := common
-	if format == "bundle" {
-		v2 = append([]string{"--new-bundle-format"}, common...)
+		// cosign v2 takes a trusted root only for bundles: for the legacy
+		// layout it is given the same CAs as PEM files.
+		roots, tsa := legacyTrust(t, s)
+		v2 = append(dropFlag(common, "--trusted-root"), "--ca-roots", roots, "--timestamp-certificate-chain", tsa)
 	}
 	for _, run := range []struct {
 		name string
@@ -141,8 +147,11 @@ func TestKeylessTree(t *testing.T) {
 	}
 }
 
-// tamperBundle replaces ref's signature bundle with a copy whose signed
-// statement has one byte more: its signature no longer holds.
+// tamperBundle replaces each of ref's bundles, its signature's and its
+// attestation's, with a copy whose signed statement has one byte more: no
+// signature holds. (cosign v3's verify accepts any bundle of the digest,
+// an attestation's too, so tampering with the signature's alone would not
+// show that cosign refuses it.)
 func tamperBundle(t *testing.T, ref string) {
 	t.Helper()
 	ctx := context.Background()
@@ -158,10 +167,6 @@ func tamperBundle(t *testing.T, ref string) {
 	}
 	var kept []v1.Descriptor
 	for _, desc := range refs {
-		if desc.Annotations["dev.sigstore.bundle.predicateType"] != "https://sigstore.dev/cosign/sign/v1" {
-			kept = append(kept, desc)
-			continue
-		}
 		m, err := c.GetManifest(ctx, d.Repository.Digest(desc.Digest.String()), registry.MaxManifestBytes)
 		if err != nil {
 			t.Fatal(err)
@@ -217,4 +222,58 @@ func replaceFlag(args []string, flag, value string) []string {
 		}
 	}
 	return out
+}
+
+// dropFlag is args without flag and its value.
+func dropFlag(args []string, flag string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == flag {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// legacyTrust writes the stack's Fulcio roots and its TSA's chain (leaf
+// first) from the trusted root as PEM files, for cosign v2's --ca-roots
+// and --timestamp-certificate-chain.
+func legacyTrust(t *testing.T, s *harness.Sigstore) (roots, tsa string) {
+	t.Helper()
+	tr, err := root.NewTrustedRootFromPath(s.TrustedRootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, certs []*x509.Certificate) string {
+		var b bytes.Buffer
+		for _, c := range certs {
+			_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+		}
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var cas, chain []*x509.Certificate
+	for _, ca := range tr.FulcioCertificateAuthorities() {
+		if f, ok := ca.(*root.FulcioCertificateAuthority); ok {
+			cas = append(cas, f.Root)
+		}
+	}
+	for _, ta := range tr.TimestampingAuthorities() {
+		if a, ok := ta.(*root.SigstoreTimestampingAuthority); ok {
+			if a.Leaf != nil {
+				chain = append(chain, a.Leaf)
+			}
+			chain = append(append(chain, a.Intermediates...), a.Root)
+			break
+		}
+	}
+	if len(cas) == 0 || len(chain) == 0 {
+		t.Fatalf("%s holds no Fulcio CA or no TSA", s.TrustedRootPath)
+	}
+	return write("fulcio-roots.pem", cas), write("tsa-chain.pem", chain)
 }

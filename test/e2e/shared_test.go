@@ -27,8 +27,8 @@ func TestSignSharedDigest(t *testing.T) {
 			// Every run goes through the proxy: the host is in what is signed,
 			// and the re-run's writes are counted there.
 			proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
-			shared, sharedTime := signChildren(t, reg, proxy.Host, k, "org/same", n, func(int) string { return "same" })
-			distinct, distinctTime := signChildren(t, reg, proxy.Host, k, "org/distinct", n, func(i int) string { return fmt.Sprint("app", i) })
+			shared, sharedTime, sharedArgs := signChildren(t, reg, proxy.Host, k, "org/same", n, func(int) string { return "same" })
+			distinct, distinctTime, _ := signChildren(t, reg, proxy.Host, k, "org/distinct", n, func(i int) string { return fmt.Sprint("app", i) })
 			t.Logf("%d children: shared digest %v (%s), distinct digests %v (%s); ratio %.2f",
 				n, sharedTime.Round(time.Millisecond), shared, distinctTime.Round(time.Millisecond), distinct, sharedTime.Seconds()/distinctTime.Seconds())
 
@@ -50,7 +50,7 @@ func TestSignSharedDigest(t *testing.T) {
 				}
 			}
 			proxy.Reset()
-			r := harness.RunEnv(t, k.env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", k.key, proxy.Host+"/org/same:latest")
+			r := harness.RunEnv(t, k.env(), harness.Binary(t), sharedArgs...)
 			if r.Code != 0 || proxy.Counts().Writes() != 0 || !strings.Contains(r.Stdout, "nothing to write") {
 				t.Errorf("re-run: exit %d, %d writes\n%s%s", r.Code, proxy.Counts().Writes(), r.Stdout, r.Stderr)
 			}
@@ -60,9 +60,9 @@ func TestSignSharedDigest(t *testing.T) {
 
 // signChildren pushes n children into ns/c<i>, each the image content(i)
 // names, composes and signs the parent in one sign run, checks that the
-// report's counts are what the registry holds, and returns the summary
-// and the time the run took.
-func signChildren(t *testing.T, reg *harness.Registry, host string, k keyPair, ns string, n int, content func(int) string) (string, time.Duration) {
+// report's counts are what the registry holds, and returns the summary,
+// the time the run took and the command's arguments (without --report).
+func signChildren(t *testing.T, reg *harness.Registry, host string, k keyPair, ns string, n int, content func(int) string) (string, time.Duration, []string) {
 	t.Helper()
 	parent := catalogRepo(t, reg.Ref(ns))
 	signed := catalogRepo(t, host+"/"+ns)
@@ -76,9 +76,10 @@ func signChildren(t *testing.T, reg *harness.Registry, host string, k keyPair, n
 		catalogWriteIndex(t, parent.Registry.Repo(parent.RepositoryStr(), path), idx)
 		args = append(args, "--child", path+"=:latest")
 	}
+	args = append([]string{"sign", "--tlog-upload=false", "--key", k.key, signed.Tag("latest").String()}, args...)
 	report := filepath.Join(t.TempDir(), "report.json")
 	start := time.Now()
-	r := harness.RunEnv(t, k.env(), harness.Binary(t), append([]string{"sign", "--tlog-upload=false", "--key", k.key, "--report", report, signed.Tag("latest").String()}, args...)...)
+	r := harness.RunEnv(t, k.env(), harness.Binary(t), append(args, "--report", report)...)
 	took := time.Since(start)
 	if r.Code != 0 {
 		t.Fatalf("sign %s: exit %d\n%s%s", ns, r.Code, r.Stdout, r.Stderr)
@@ -114,7 +115,7 @@ func signChildren(t *testing.T, reg *harness.Registry, host string, k keyPair, n
 	if total != doc.Summary.AttestationsWritten {
 		t.Errorf("summary %d attestations written, the nodes %d", doc.Summary.AttestationsWritten, total)
 	}
-	return strings.TrimSpace(r.Stdout), took
+	return strings.TrimSpace(r.Stdout), took, args
 }
 
 // layerCount is the number of layers of the image at tag.

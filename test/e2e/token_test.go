@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/test/harness"
@@ -31,13 +33,28 @@ func as(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, user strin
 	return harness.RunEnv(t, append(env, "DOCKER_CONFIG="+ts.DockerConfig(t, reg.Host, user)), harness.Binary(t), args...)
 }
 
-// pushChildren pushes n two-platform images as org/ko-build/c<i>:latest,
-// as builder.
-func pushChildren(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, n int) {
+// pushChildren pushes 24 images as org/ko-build/c<i>:latest, as builder:
+// each for linux/amd64, linux/arm64 and linux/s390x, the first three for
+// linux/ppc64le too. Composed under a parent, that is 100 nodes in 25
+// repositories.
+func pushChildren(t *testing.T, ts *harness.TokenServer, reg *harness.Registry) {
 	t.Helper()
 	t.Setenv("DOCKER_CONFIG", ts.DockerConfig(t, reg.Host, "builder"))
-	for i := range n {
-		idx, err := sample.Index(fmt.Sprint("child", i))
+	for i := range 24 {
+		content := fmt.Sprint("child", i)
+		platforms := []v1.Platform{{OS: "linux", Architecture: "s390x"}}
+		if i < 3 {
+			platforms = append(platforms, v1.Platform{OS: "linux", Architecture: "ppc64le"})
+		}
+		var extra []mutate.IndexAddendum
+		for _, p := range platforms {
+			img, err := sample.Image(content, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			extra = append(extra, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		}
+		idx, err := sample.Index(content, extra...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,12 +68,12 @@ func pushChildren(t *testing.T, ts *harness.TokenServer, reg *harness.Registry, 
 
 // TestTokenAuthTree runs the main cases under token auth, on a registry
 // that checks index children: discover 24 children and compose the parent
-// (mirroring them), walk, sign and verify a 73-node tree over 25
+// (mirroring them), walk, sign and verify a 100-node tree over 25
 // repositories; cosign verifies every node. It counts the token requests
 // of each command from the token server's log.
 func TestTokenAuthTree(t *testing.T) {
 	reg, ts := tokenRegistry(t, 5*time.Minute, false)
-	pushChildren(t, ts, reg, 24)
+	pushChildren(t, ts, reg)
 	k := newKeyPair(t, "cosign")
 	parent := reg.Ref("org/ko-build:latest")
 	counts := map[string]int{}
@@ -76,6 +93,9 @@ func TestTokenAuthTree(t *testing.T) {
 	run("sign", "sign", "--tlog-upload=false", "--key", k.key, parent)
 	run("verify", "verify", "--key", k.pub, "--insecure-ignore-tlog", "--require-root", parent)
 	t.Logf("%d nodes in %d repositories; token requests: %v", nodes.Summary.Nodes, nodes.Summary.Repositories, counts)
+	if nodes.Summary.Nodes != 100 || nodes.Summary.Repositories != 25 {
+		t.Errorf("the tree has %d nodes in %d repositories, want 100 in 25", nodes.Summary.Nodes, nodes.Summary.Repositories)
+	}
 	for what, n := range counts {
 		// At most one token request per 50 repositories a command, and one
 		// more for the root's repository, read before its children are known.
