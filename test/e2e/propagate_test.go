@@ -292,7 +292,9 @@ func TestPropagateWaits(t *testing.T) {
 		t.Errorf("no provenance in time: exit %d after %v\n%s", r.Code, time.Since(start), r.Stderr)
 	}
 	done := make(chan harness.Result)
-	go func() { done <- harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag, "--wait", "2m")...) }()
+	go func() {
+		done <- harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag, "--wait", "2m")...)
+	}()
 	time.Sleep(3 * time.Second)
 	c.sign(t, tree.tag, tree.root.DigestStr())
 	r = <-done
