@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nestattest/nestattest/test/harness"
+)
+
+// TestBenchKeyless signs trees of 100 and 1,000 nodes keylessly against
+// the local sigstore stack (real Fulcio, rekor-tiles and the timestamp
+// authority), in the bundle layout, beside the loop a user would otherwise
+// run: the cosign v3 CLI's `cosign sign` and `cosign attest` on every node
+// against the same services. It prints both times, their ratio and the
+// requests a node to Fulcio, Rekor, the TSA and the registry. It is the
+// environment "keyless" of NESTATTEST_BENCH_ENVS.
+func TestBenchKeyless(t *testing.T) {
+	if os.Getenv("NESTATTEST_BENCH") == "" {
+		harness.Missing(t, "the benchmark runs with NESTATTEST_BENCH=1 (make bench)")
+		return
+	}
+	if want := os.Getenv("NESTATTEST_BENCH_ENVS"); want != "" && !strings.Contains(","+want+",", ",keyless,") {
+		t.Logf("NESTATTEST_BENCH_ENVS=%s leaves out keyless", want)
+		return
+	}
+	bin, cosign := harness.Binary(t), harness.Tool(t, "cosign3")
+	s := harness.StartSigstore(t, harness.SigstoreOptions{})
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: shm()})
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	pred := filepath.Join(t.TempDir(), "provenance.json")
+	if err := os.WriteFile(pred, []byte(`{"buildDefinition":{"buildType":"https://example.test/b","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.test"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	services := []string{"--signing-config", s.SigningConfigPath, "--trusted-root", s.TrustedRootPath, "--insecure-skip-verify"}
+	cosignEnv := append([]string{"TUF_ROOT=" + t.TempDir()}, env...)
+
+	fmt.Printf("\nkeyless, bundle layout, registry storage in memory\n%-6s | %-9s %-9s %-6s | %-28s | %-28s | %-8s %-8s\n",
+		"nodes", "sign", "cosign", "ratio", "nestattest cert/entry/tsa", "cosign cert/entry/tsa", "req/node", "cosign")
+	for _, n := range sizes(t) {
+		mine, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/keyless/n%d/mine", n), n)
+		_, theirs := pushTree(t, proxy.Host, fmt.Sprintf("bench/keyless/n%d/cosign", n), n)
+
+		before := s.Requests()
+		proxy.Reset()
+		sign := must(t, timed(t, nil, bin, append(append([]string{"sign", "--identity-token", s.Token(t), "--format", "bundle"}, services...), mine)...), "nestattest sign")
+		mineReqs, mineReg := s.Requests(), proxy.Counts()
+
+		var loop time.Duration
+		proxy.Reset()
+		for _, node := range theirs {
+			// A token per command, as a CI job's would be fresh.
+			tok := s.Token(t)
+			start := time.Now()
+			common := append(append([]string{"--identity-token", tok, "--allow-insecure-registry"}, services...), node)
+			must(t, timed(t, cosignEnv, cosign, append([]string{"sign"}, common...)...), "cosign sign")
+			must(t, timed(t, cosignEnv, cosign, append([]string{"attest", "--type", "slsaprovenance1", "--predicate", pred}, common...)...), "cosign attest")
+			loop += time.Since(start)
+		}
+		theirReqs, theirReg := s.Requests(), proxy.Counts()
+		per := func(a, b harness.SigstoreCounts) string {
+			return fmt.Sprintf("%.2f/%.2f/%.2f", float64(b.Certificates-a.Certificates)/float64(n),
+				float64(b.Entries-a.Entries)/float64(n), float64(b.Timestamps-a.Timestamps)/float64(n))
+		}
+		fmt.Printf("%-6d | %-9s %-9s %-6.1f | %-28s | %-28s | %-8.2f %-8.2f\n", n, round(sign.took), round(loop),
+			loop.Seconds()/sign.took.Seconds(), per(before, mineReqs), per(mineReqs, theirReqs),
+			float64(mineReg.Total)/float64(n), float64(theirReg.Total)/float64(n))
+		if theirReqs.Refused+mineReqs.Refused > 0 {
+			t.Errorf("the services refused %d requests", theirReqs.Refused)
+		}
+	}
+}
