@@ -10,6 +10,18 @@ replace github.com/golang/glog => github.com/jdolitsky/glog v0.0.0-2022072917223
 // knative deps require to use an old k8s.io/gengo so we need to replace these ones
 replace k8s.io/code-generator => k8s.io/code-generator v0.29.4
 
+// Not in policy-controller's go.mod: proxy.golang.org refuses the version of
+// go-containerregistry's authn modules it requires (403 "This module version
+// is not available"). These are the newest versions it serves whose Go files
+// are those of v0.0.0-20260317232201-3888fb8f8738 (only go.mod and go.sum
+// differ, with older requirements); k8schain's next served version,
+// v0.0.0-20260414223304-7a662782a11f, changes its code (another ACR helper)
+// and raises go-containerregistry and k8s.io.
+replace (
+	github.com/google/go-containerregistry/pkg/authn/k8schain v0.0.0-20260317232201-3888fb8f8738 => github.com/google/go-containerregistry/pkg/authn/k8schain v0.0.0-20260312205200-e9163014982e
+	github.com/google/go-containerregistry/pkg/authn/kubernetes v0.0.0-20260317232201-3888fb8f8738 => github.com/google/go-containerregistry/pkg/authn/kubernetes v0.0.0-20260224031529-85f2bf5f7303
+)
+
 tool github.com/sigstore/policy-controller/cmd/tester
 
 require (

@@ -363,6 +363,10 @@ func (f *fixture) policy(t *testing.T, builderID string) string {
 	return p
 }
 
+// chainsConfig: slsa/v2alpha4 is the newest of Chains v0.22.0's SLSA v1.0
+// formats (it has slsa/v1, i.e. SLSA v0.2, slsa/v2alpha3 and slsa/v2alpha4);
+// its oci storage writes cosign's tags, <alg>-<hex>.sig and .att, and has no
+// storage.oci.encoding-format.
 const chainsConfig = `apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -376,7 +380,6 @@ data:
   artifacts.oci.storage: oci
   artifacts.oci.signer: x509
   storage.oci.repository.insecure: "true"
-  storage.oci.encoding-format: dsse
   transparency.enabled: "false"
 `
 
