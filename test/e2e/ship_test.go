@@ -89,6 +89,7 @@ var shipInputFlags = map[string]string{
 	"allow-missing":           "--allow-missing",
 	"jobs":                    "--jobs",
 	"format":                  "--format",
+	"tlog-upload":             "--tlog-upload",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
@@ -277,7 +278,7 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 	for name, in := range a.Inputs {
 		r.inputs[name] = in.Default
 	}
-	for name, v := range map[string]string{"reference": ko.Tag, "from": ko.RefsFile + "\n", "key": k.key, "password": k.password, "report": report} {
+	for name, v := range map[string]string{"reference": ko.Tag, "from": ko.RefsFile + "\n", "key": k.key, "password": k.password, "report": report, "tlog-upload": "false"} {
 		r.inputs[name] = v
 	}
 	r.run(t, a)

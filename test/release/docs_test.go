@@ -13,11 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-
-	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/test/harness"
-	"github.com/nestattest/nestattest/walk"
 )
 
 // A block is a fenced code block of a Markdown page, with the docs-test
@@ -187,24 +183,8 @@ func newSandbox(t *testing.T) *sandbox {
 	if r := harness.RunEnv(t, s.env, harness.Binary(t), "generate-key-pair", "--output-key-prefix", filepath.Join(s.dir, "cosign")); r.Code != 0 {
 		t.Fatalf("generate-key-pair: %s", r.Stderr)
 	}
-	parent, err := name.NewRepository(reg.Ref("org/ko-build"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	children, err := sample.KoChildren(walk.AnnotationRepository)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
-	var refs strings.Builder
-	for _, c := range children {
-		d, err := p.Push(parent.Registry.Repo(parent.RepositoryStr(), c.Path), c.Index, "latest")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(&refs, d)
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, "ko-refs.txt"), []byte(refs.String()), 0o644); err != nil {
+	refs := strings.Join(pushKoSample(t, reg, reg.Host), "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(s.dir, "ko-refs.txt"), []byte(refs), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -19,7 +19,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/test/harness"
+	"github.com/nestattest/nestattest/walk"
 )
 
 // platforms are the platforms the release builds, as .ko.yaml lists them.
@@ -134,6 +136,52 @@ func tarLayer(t *testing.T, files map[string]string, dirs ...string) v1.Layer {
 		t.Fatal(err)
 	}
 	return layer
+}
+
+// pushKoSample pushes, below <host>/org/ko-build, what ko would have:
+// app1 and app3 (two-platform indexes) and app2 (a two-platform index that
+// also lists the further-scoped app2/plugins, whose copy app2's own
+// repository holds so that registries that check index children accept
+// app2), each tagged latest (app2/plugins only by digest), and returns their references as ko prints
+// them, through host (the registry, or a front for it).
+func pushKoSample(t *testing.T, reg *harness.Registry, host string) []string {
+	t.Helper()
+	parent, err := name.NewRepository(reg.Ref("org/ko-build"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(p string) name.Repository { return parent.Registry.Repo(parent.RepositoryStr(), p) }
+	plugins, err := sample.Index("plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, err := plugins.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(at("app2/plugins").Digest(pd.String()), plugins); err != nil {
+		t.Fatal(err)
+	}
+	var refs []string
+	for _, app := range []string{"app1", "app2", "app3"} {
+		var extra []mutate.IndexAddendum
+		if app == "app2" {
+			extra = append(extra, mutate.IndexAddendum{Add: plugins, Descriptor: v1.Descriptor{Annotations: map[string]string{walk.AnnotationRepository: "plugins"}}})
+		}
+		idx, err := sample.Index(app, extra...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.WriteIndex(at(app).Tag("latest"), idx); err != nil {
+			t.Fatal(err)
+		}
+		d, err := idx.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, strings.Replace(at(app).Digest(d.String()).String(), reg.Host, host, 1))
+	}
+	return refs
 }
 
 // keyPair is a cosign key pair made by `nestattest generate-key-pair`.
