@@ -371,7 +371,9 @@ func (f *flights) do(key string, fn func() (Outcome, error)) (out Outcome, first
 	}
 }
 
-// onceMap computes a value once per key.
+// onceMap computes a value once per key. A failure is shared by the calls
+// that waited for it and then forgotten: the next call, a node's retry,
+// computes it again.
 type onceMap[K comparable, V any] struct {
 	mu sync.Mutex
 	m  map[K]*onceEntry[V]
@@ -394,6 +396,15 @@ func (o *onceMap[K, V]) do(k K, fn func() (V, error)) (V, error) {
 		o.m[k] = e
 	}
 	o.mu.Unlock()
-	e.once.Do(func() { e.v, e.err = fn() })
+	e.once.Do(func() {
+		e.v, e.err = fn()
+		if e.err != nil {
+			o.mu.Lock()
+			if o.m[k] == e {
+				delete(o.m, k)
+			}
+			o.mu.Unlock()
+		}
+	})
 	return e.v, e.err
 }
