@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -16,39 +17,43 @@ import (
 // shardOptions make sign and verify work on one shard of a plan: --plan
 // PLAN --shard ID.
 type shardOptions struct {
-	plan  string
+	plan string
+	id   string // --shard as given
+	// shard is --shard's id, once checked; read the shard's document, once
+	// read.
 	shard int
-	// read is the shard's document, once read.
-	read *plan.Shard
+	read  *plan.Shard
 }
-
-// noShard is --shard's default: not given.
-const noShard = -1
 
 func (o *shardOptions) addFlags(cmd *cobra.Command, verb string) {
 	cmd.Flags().StringVar(&o.plan, "plan", "",
-		"a plan `nestattest plan` made (its PLAN result, repository@sha256:…): "+verb+" only the nodes of --shard, without walking the tree")
-	cmd.Flags().IntVar(&o.shard, "shard", noShard, "the shard of --plan to "+verb+": one of the plan's SHARDS ids")
+		"the `PLAN` nestattest plan made (its PLAN result, repository@sha256:…): "+verb+" only the nodes of --shard, without walking the tree")
+	cmd.Flags().StringVar(&o.id, "shard", "", "the shard of --plan to "+verb+", an `ID` of the plan's SHARDS")
 }
 
 // requested reports whether --plan or --shard was given.
-func (o *shardOptions) requested() bool { return o.plan != "" || o.shard != noShard }
+func (o *shardOptions) requested() bool { return o.plan != "" || o.id != "" }
 
 // check refuses --plan without --shard and the reverse, a shard id no plan
 // has, and composing a root (which plan does not see) with a plan.
 func (o *shardOptions) check(composing bool) error {
-	switch {
-	case !o.requested():
+	if !o.requested() {
 		return nil
+	}
+	n, err := strconv.Atoi(o.id)
+	switch {
 	case o.plan == "":
 		return usagef("--shard needs --plan")
-	case o.shard == noShard:
+	case o.id == "":
 		return usagef("--plan needs --shard")
-	case o.shard < 0 || o.shard >= plan.MaxShards:
-		return usageError{fmt.Errorf("%w: --shard %d; shards are 0 to %d at most", plan.ErrShardRange, o.shard, plan.MaxShards-1)}
+	case err != nil || strconv.Itoa(n) != o.id:
+		return usagef("--shard %q: want a shard id, 0 to the plan's last", o.id)
+	case n < 0 || n >= plan.MaxShards:
+		return usageError{fmt.Errorf("%w: --shard %d; shards are 0 to %d at most", plan.ErrShardRange, n, plan.MaxShards-1)}
 	case composing:
 		return usagef("--plan works on a tree already planned: compose it (--child, --from, --discover) before nestattest plan, not with --plan")
 	}
+	o.shard = n
 	return nil
 }
 
