@@ -91,10 +91,14 @@ func (p *Plan) Split() int {
 
 // Repositories returns the number of repositories each shard's nodes are in.
 func (p *Plan) Repositories() []int {
-	seen := map[[2]any]bool{}
+	type key struct {
+		shard int
+		path  string
+	}
+	seen := map[key]bool{}
 	out := make([]int, p.Shards)
 	for _, e := range p.Entries {
-		k := [2]any{e.Shard, e.Path}
+		k := key{e.Shard, e.Path}
 		if !seen[k] {
 			seen[k] = true
 			out[e.Shard]++

@@ -136,14 +136,9 @@ func Load(ctx context.Context, c *registry.Client, ref name.Digest, root name.Re
 	if _, err := h.Layer(s); err != nil {
 		return nil, nil, err
 	}
-	var m *registry.Manifest
-	d, byDigest := root.(name.Digest)
-	digest, _ := v1.NewHash(d.DigestStr())
-	if !byDigest {
-		if m, err = c.GetManifest(ctx, root, walk.MaxManifestBytes); err != nil {
-			return nil, nil, fmt.Errorf("resolve %s: %w", root, err)
-		}
-		digest = m.Digest
+	digest, m, err := resolve(ctx, c, root)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := h.For(root.Context(), digest); err != nil {
 		return nil, nil, err
@@ -157,4 +152,18 @@ func Load(ctx context.Context, c *registry.Client, ref name.Digest, root name.Re
 		return nil, nil, err
 	}
 	return tree, doc, Confirm(ctx, c, tree.Nodes, jobs, m)
+}
+
+// resolve returns the digest root names: a digest as it is, with no
+// request; a tag by fetching its manifest, which it returns too.
+func resolve(ctx context.Context, c walk.Fetcher, root name.Reference) (v1.Hash, *registry.Manifest, error) {
+	if d, ok := root.(name.Digest); ok {
+		h, err := v1.NewHash(d.DigestStr())
+		return h, nil, err
+	}
+	m, err := c.GetManifest(ctx, root, walk.MaxManifestBytes)
+	if err != nil {
+		return v1.Hash{}, nil, fmt.Errorf("resolve %s: %w", root, err)
+	}
+	return m.Digest, m, nil
 }
