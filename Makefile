@@ -4,14 +4,20 @@
 GO ?= go
 TOOLS := $(CURDIR)/.tools/bin
 
-.PHONY: test tools docker-registry
+.PHONY: test tools consumers docker-registry
 
-test: tools docker-registry
+test: tools consumers docker-registry
+	$(GO) vet -tags bench ./test/bench/...
 	NESTATTEST_E2E=require NESTATTEST_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 60m ./...
 
 # The pinned registry, cosign, crane and oras, built into .tools/bin.
 tools:
 	GO=$(GO) ./test/tools.sh
+
+# The consumers' own programs, built from their modules: Tekton Chains'
+# signer (chains-sign) and policy-controller's policy-tester, into .tools/bin.
+consumers:
+	GO=$(GO) ./test/consumers/build.sh
 
 # Debian's docker-registry (distribution 2.8.2), a second real registry for
 # the end-to-end tests: installed with apt when it can be (as root, or with
@@ -70,4 +76,4 @@ docs:
 # narrow it.
 .PHONY: bench
 bench: tools
-	NESTATTEST_BENCH=1 NESTATTEST_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 120m -run '^TestBench$$' -v ./test/bench
+	NESTATTEST_TOOLS=$(TOOLS) $(GO) test -tags bench -count=1 -timeout 180m -run '^TestBench' -v ./test/bench

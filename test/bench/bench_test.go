@@ -1,19 +1,5 @@
-// Package bench measures nestattest against what a user would otherwise
-// run: loops of the real cosign CLI over every node of a tree. It runs only
-// when asked (`make bench`, or NESTATTEST_BENCH=1), on the real
-// distribution registry v3.1.2 behind a counting proxy.
-//
-// For each environment (the registry's storage in memory, on disk, and in
-// memory with 20ms added to every request, as a remote registry would
-// take) and for trees of 100 and 1,000 nodes it prints, in one run: the
-// time of `nestattest sign` and of a `cosign sign` + `cosign attest` loop
-// over the same nodes (on a copy of the tree), the time of `nestattest
-// verify` and of a `cosign verify` + `cosign verify-attestation` loop,
-// their ratios, requests a node, under latency the floor (requests x
-// latency / --jobs) and signing at several --jobs, the writes of a re-run
-// and peak RSS. A 10,000-node tree measures peak RSS of tree, sign and
-// verify. NESTATTEST_BENCH_SIZES (e.g. "100"), NESTATTEST_BENCH_ENVS
-// (e.g. "memory,20ms") and NESTATTEST_BENCH_BIG=0 narrow the run.
+//go:build bench
+
 package bench
 
 import (
@@ -186,10 +172,6 @@ func environments(t *testing.T) []environment {
 // verify beside the cosign loops, their ratios, the requests a node, and
 // under added latency the floor: requests x latency / jobs.
 func TestBench(t *testing.T) {
-	if os.Getenv("NESTATTEST_BENCH") == "" {
-		harness.Missing(t, "the benchmark runs with NESTATTEST_BENCH=1 (make bench)")
-		return
-	}
 	bin, cosign := harness.Binary(t), harness.Tool(t, "cosign")
 	k := newKeys(t)
 	pred := filepath.Join(t.TempDir(), "provenance.json")

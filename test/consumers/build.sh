@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the consumers' own programs the end-to-end tests run against, into
-# DIR ($1, default <repo>/.tools/bin):
+# Builds the consumers' own programs the end-to-end tests run against, once
+# per machine, into $NESTATTEST_TOOLS_CACHE (default
+# $HOME/.cache/nestattest/tools) under <name>/<version>-<stamp>/, and links
+# them into DIR ($1, default <repo>/.tools/bin), so a fresh clone reuses
+# them:
 #
 #   chains-sign    Tekton Chains v0.22.0's controller code (its reconcilers,
 #                  ObjectSigner, x509/KMS signers, formats and storage) run on
@@ -15,8 +18,8 @@
 # GOFLAGS=-mod=mod and the go command's own GOPROXY: every module comes from
 # the module proxy, checked against the committed go.sum. Versions the proxy
 # refuses are not used (see README.md). A binary is kept when `go version -m`
-# names the pinned version and its stamp (a hash of its module's go.mod,
-# go.sum and non-test Go files) is unchanged.
+# names the pinned version; its stamp (a hash of its module's go.mod, go.sum
+# and non-test Go files) is in its cache path, so any change rebuilds it.
 #
 # Cold (empty module and build caches, GOPROXY=https://proxy.golang.org,direct),
 # the two builds, run together on two cores shared with other work (load
@@ -29,8 +32,8 @@ out="${1:-$root/.tools/bin}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 GO="${GO:-go}"
-logs="${NESTATTEST_TOOLS_CACHE:-$HOME/.cache/nestattest/tools}"
-mkdir -p "$logs"
+cache="${NESTATTEST_TOOLS_CACHE:-$HOME/.cache/nestattest/tools}"
+mkdir -p "$cache"
 export GOWORK=off GOFLAGS=-mod=mod
 
 # built_version FILE MODULE: MODULE and its version as FILE's build information names them.
@@ -43,26 +46,31 @@ stamp() {
   (cd "$here/$1" && find . -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat go.mod go.sum) | sha256sum | cut -c1-16
 }
 
-# build NAME DIR PACKAGE MODULE VERSION
+# build NAME DIR PACKAGE MODULE VERSION: build into the cache, under
+# NAME/VERSION-STAMP, unless that binary is there, then link it into DIR.
 build() {
-  local name="$1" dir="$2" pkg="$3" want="$4 $5" exe="$out/$1" s log="$logs/consumers-$1.log"
+  local name="$1" dir="$2" pkg="$3" want="$4 $5" s
   s="$(stamp "$dir")"
-  if [ -x "$exe" ] && [ "$(built_version "$exe" "$4")" = "$want" ] && [ "$(cat "$exe.version" 2>/dev/null)" = "$want $s" ]; then
+  local cached="$cache/$name/$5-$s" log="$cache/$name/$5-$s.log"
+  local exe="$cached/$name"
+  mkdir -p "$cached"
+  if [ -x "$exe" ] && [ "$(built_version "$exe" "$4")" = "$want" ]; then
     echo "consumers: $name ($want) present"
-    return 0
+  else
+    echo "consumers: building $name ($want)"
+    local start=$SECONDS
+    if ! (cd "$here/$dir" && "$GO" build -buildvcs=false -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
+      echo "consumers: building $name failed:" >&2
+      tail -40 "$log" >&2
+      rm -f "$exe.tmp"
+      return 1
+    fi
+    [ "$(built_version "$exe.tmp" "$4")" = "$want" ] || { echo "consumers: $exe is not built from $want" >&2; return 1; }
+    mv "$exe.tmp" "$exe"
+    echo "consumers: built $name in $((SECONDS - start))s"
   fi
-  echo "consumers: building $name ($want)"
-  local start=$SECONDS
-  if ! (cd "$here/$dir" && "$GO" build -buildvcs=false -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
-    echo "consumers: building $name failed:" >&2
-    tail -40 "$log" >&2
-    rm -f "$exe.tmp"
-    return 1
-  fi
-  [ "$(built_version "$exe.tmp" "$4")" = "$want" ] || { echo "consumers: $exe is not built from $want" >&2; return 1; }
-  mv "$exe.tmp" "$exe"
-  echo "$want $s" >"$exe.version"
-  echo "consumers: built $name in $((SECONDS - start))s"
+  ln -sfn "$exe" "$out/$name"
+  echo "$want $s" >"$out/$name.version"
 }
 
 build chains-sign chains ./cmd/chains-sign github.com/tektoncd/chains v0.22.0 &

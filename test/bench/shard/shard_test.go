@@ -279,7 +279,7 @@ func TestShardBench(t *testing.T) {
 	start := time.Now()
 	runs := make([]proc, len(p.Shards))
 	pool.ForEach(len(p.Shards), parallel, func(i int) {
-		runs[i] = runTracked(t, a, "shard "+p.Shards[i], false, "sign", "--tlog-upload=false", "--key", key, "-o", "json",
+		runs[i] = runTracked(t, a, "shard "+p.Shards[i], true, "sign", "--tlog-upload=false", "--key", key, "-o", "json",
 			"--plan", p.Plan, "--shard", p.Shards[i], tags[0])
 	})
 	wall := time.Since(start)
