@@ -230,8 +230,10 @@ type Result struct {
 	// Mirror is the mode; Mirrored says whether children were mirrored.
 	Mirror   Mirror `json:"mirror"`
 	Mirrored bool   `json:"mirrored"`
-	// Pushed says whether the parent was pushed (not with DryRun).
-	Pushed bool `json:"pushed"`
+	// Pushed says whether the parent was pushed (not with DryRun); Present
+	// that its tag already named this index, so nothing was pushed.
+	Pushed  bool `json:"pushed"`
+	Present bool `json:"present,omitempty"`
 	// Children are the entries of the parent index, sorted by path.
 	Children []ChildResult `json:"children"`
 	// Skipped are discovered repositories left out for lack of the tag.

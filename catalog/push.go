@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,11 +29,17 @@ func (r *run) push(ctx context.Context, raw []byte, res []*resolved, out *Result
 	return r.refused(r.putParent(ctx, raw, out))
 }
 
-// putParent puts the parent index at its tag.
+// putParent puts the parent index at its tag, unless the tag already
+// names this very index: a re-run writes nothing.
 func (r *run) putParent(ctx context.Context, raw []byte, out *Result) error {
 	var n registry.Counter
 	defer func() { out.Requests += n.Count() }()
-	if _, err := r.opts.Client.PutManifest(registry.WithCounter(ctx, &n), r.parent, out.MediaType, raw); err != nil {
+	ctx = registry.WithCounter(ctx, &n)
+	if m, err := r.opts.Client.GetManifest(ctx, r.parent, registry.MaxManifestBytes); err == nil && bytes.Equal(m.Raw, raw) {
+		out.Present = true
+		return nil
+	}
+	if _, err := r.opts.Client.PutManifest(ctx, r.parent, out.MediaType, raw); err != nil {
 		return err
 	}
 	out.Pushed = true

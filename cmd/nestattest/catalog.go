@@ -270,6 +270,8 @@ func printCatalog(w io.Writer, res *catalog.Result) {
 
 func catalogStatus(res *catalog.Result) string {
 	switch {
+	case res.Present:
+		return "unchanged (the tag already names it)"
 	case !res.Pushed:
 		return "composed (not pushed)"
 	case res.Mirrored:

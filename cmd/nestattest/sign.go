@@ -177,7 +177,11 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 	if err != nil {
 		return nil, nil, fmt.Errorf("compose %s, nothing signed: %w", tag, err)
 	}
-	fmt.Fprintf(s.err, "composed %s: %d children\n", d, len(res.Children))
+	if res.Present {
+		fmt.Fprintf(s.err, "composed %s: %d children, unchanged (the tag already names it)\n", d, len(res.Children))
+	} else {
+		fmt.Fprintf(s.err, "composed %s: %d children\n", d, len(res.Children))
+	}
 	return d, res, nil
 }
 

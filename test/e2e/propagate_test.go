@@ -148,13 +148,14 @@ metadata:
   name: chains-provenance
 spec:
   images:
-  - glob: "%s/org/ko-build/**"
+  - glob: "%[1]s/org/ko-build"
+  - glob: "%[1]s/org/ko-build/**"
   authorities:
   - name: trusted
     key:
       hashAlgorithm: sha256
       data: |
-        %s
+        %[2]s
     attestations:
     - name: chains-provenance
       predicateType: https://slsa.dev/provenance/v1
@@ -166,11 +167,11 @@ spec:
 `, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")))
 }
 
-// admitted runs policy-tester on ref.
-func admitted(t *testing.T, policy, ref string) bool {
+// admitted runs policy-tester on ref, and says why it refused.
+func admitted(t *testing.T, policy, ref string) (bool, string) {
 	t.Helper()
 	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Tool(t, "policy-tester"), "--policy", policy, "--image", ref)
-	return r.Code == 0
+	return r.Code == 0, lastLines(r.Stdout+r.Stderr, 5)
 }
 
 // propagateArgs propagate Chains' provenance as the trusted signer, who
@@ -197,11 +198,11 @@ func TestPropagateChainsProvenance(t *testing.T) {
 	}
 	policy := chainsPolicy(t, reg.Host, pubPEM)
 	nodes := treeOf(t, tree.tag).refs()
-	if !admitted(t, policy, nodes[0]) {
-		t.Fatalf("policy-tester refuses the parent Chains attested")
+	if ok, why := admitted(t, policy, nodes[0]); !ok {
+		t.Fatalf("policy-tester refuses the parent Chains attested:\n%s", why)
 	}
 	for _, child := range nodes[1:] {
-		if admitted(t, policy, child) {
+		if ok, _ := admitted(t, policy, child); ok {
 			t.Fatalf("policy-tester admits %s before propagate", child)
 		}
 	}
@@ -218,8 +219,8 @@ func TestPropagateChainsProvenance(t *testing.T) {
 		if !strings.HasSuffix(child, "@"+subject) {
 			t.Errorf("%s: subject %s", child, subject)
 		}
-		if !admitted(t, policy, child) {
-			t.Errorf("policy-tester refuses %s after propagate", child)
+		if ok, why := admitted(t, policy, child); !ok {
+			t.Errorf("policy-tester refuses %s after propagate:\n%s", child, why)
 		}
 	}
 	doc, vr := verifyTree(t, c.keys.pub, tree.tag, "--require-root")
@@ -245,31 +246,36 @@ func TestPropagateRefuses(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		setup  func(t *testing.T, tree *koTree, nodes []string, ns string)
+		setup  func(t *testing.T, reg *harness.Registry, tree *koTree, nodes []string, ns string)
 		reason string
 	}{
-		{"attested by another key", func(t *testing.T, tree *koTree, _ []string, _ string) {
+		{"attested by another key", func(t *testing.T, _ *harness.Registry, tree *koTree, _ []string, _ string) {
 			newChains(t).sign(t, tree.tag, tree.root.DigestStr())
 		}, "no valid signature"},
-		{"provenance of another digest", func(t *testing.T, tree *koTree, nodes []string, _ string) {
+		{"provenance of another digest", func(t *testing.T, _ *harness.Registry, tree *koTree, nodes []string, _ string) {
 			c.sign(t, tree.tag, tree.root.DigestStr())
 			child := strings.SplitN(nodes[1], "@", 2)
 			c.sign(t, child[0], child[1])
 			crane("copy", attTag(nodes[1]), attTag(nodes[0]))
 		}, "provenance for another subject"},
-		{"retagged after Chains signed", func(t *testing.T, tree *koTree, _ []string, ns string) {
+		{"retagged after Chains signed", func(t *testing.T, reg *harness.Registry, tree *koTree, _ []string, ns string) {
 			c.sign(t, tree.tag, tree.root.DigestStr())
 			other := pushWideTo(t, reg, ns+"-other", 2, 2)
 			crane("copy", other, tree.tag)
 		}, "no valid signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := "org/ko-build/" + strings.ReplaceAll(tc.name, " ", "-")
-			tree := pushKo(t, reg, ns)
-			nodes := treeOf(t, tree.tag).refs()
-			tc.setup(t, tree, nodes, ns)
+			// Everything goes through the proxy, whose host is in what
+			// Chains signs; it counts propagate's writes.
 			proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
-			r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, strings.Replace(tree.tag, reg.Host, proxy.Host, 1))...)
+			via := *reg
+			via.Host = proxy.Host
+			ns := "org/ko-build/" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-")
+			tree := pushKo(t, &via, ns)
+			nodes := treeOf(t, tree.tag).refs()
+			tc.setup(t, &via, tree, nodes, ns)
+			proxy.Reset()
+			r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), propagateArgs(c, tree.tag)...)
 			if r.Code != 1 || !strings.Contains(r.Stderr, "nothing written") || !strings.Contains(r.Stderr, tc.reason) {
 				t.Errorf("exit %d, want 1 with %q\n%s%s", r.Code, tc.reason, r.Stdout, r.Stderr)
 			}
