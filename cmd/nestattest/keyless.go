@@ -64,6 +64,24 @@ func (o *signingOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept a keyless certificate without a signed certificate timestamp (private instances without a CT log; tests)")
 }
 
+// given says whether a flag was given a value. An empty value, such as
+// `--rekor-url=$(params.REKOR_URL)` in a Tekton step whose param was left
+// at its default "", is no value: the flag's default, or the signing
+// config's service, applies. An empty --key already means no key
+// (keyless).
+func given(cmd *cobra.Command, name string) bool {
+	f := cmd.Flags().Lookup(name)
+	return f != nil && f.Changed && f.Value.String() != ""
+}
+
+// orDefault is v, or def when v is empty.
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
 // signing is what a run signs with: the signer, its witnesses, and what
 // to say about them.
 type signing struct {
@@ -147,13 +165,9 @@ func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, 
 	if err != nil {
 		return nil, usagef("--trusted-root %s: %v", o.trustedRoot, err)
 	}
-	fulcio := o.fulcioURL
-	if sc != nil && !cmd.Flags().Changed("fulcio-url") {
-		svc, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), sign.FulcioAPIVersions, time.Now())
-		if err != nil {
-			return nil, usagef("--signing-config %s: no Fulcio to use: %v", o.signingConfig, err)
-		}
-		fulcio = svc.URL
+	fulcio, err := o.fulcio(cmd, sc)
+	if err != nil {
+		return nil, err
 	}
 	tokens, err := o.tokenSource(s)
 	if err != nil {
@@ -169,31 +183,62 @@ func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, 
 	return signer, nil
 }
 
+// fulcio is the certificate authority keyless signing asks: --fulcio-url
+// when given a value, else the signing config's, else cosign's default.
+func (o *signingOptions) fulcio(cmd *cobra.Command, sc *root.SigningConfig) (string, error) {
+	if sc == nil || given(cmd, "fulcio-url") {
+		return orDefault(o.fulcioURL, defaultFulcioURL), nil
+	}
+	svc, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), sign.FulcioAPIVersions, time.Now())
+	if err != nil {
+		return "", usagef("--signing-config %s: no Fulcio to use: %v", o.signingConfig, err)
+	}
+	return svc.URL, nil
+}
+
+// tsa is the timestamp authority every signature is countersigned by:
+// --timestamp-server-url when given a value, else the signing config's;
+// empty for none.
+func (o *signingOptions) tsa(cmd *cobra.Command, sc *root.SigningConfig, now time.Time) string {
+	if sc == nil || given(cmd, "timestamp-server-url") {
+		return o.tsaURL
+	}
+	svcs, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), sign.TimestampAuthorityAPIVersions, now)
+	if err == nil && len(svcs) > 0 {
+		return svcs[0].URL
+	}
+	return ""
+}
+
+// rekor is the transparency log every signature is logged in:
+// --rekor-url (a Rekor v1) when given a value, else the signing config's
+// log (v1 or v2), else cosign's default; nil with --tlog-upload=false.
+func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now time.Time) (*sign.RekorOptions, error) {
+	if !o.tlogUpload {
+		return nil, nil
+	}
+	rekor := &sign.RekorOptions{BaseURL: orDefault(o.rekorURL, defaultRekorURL), Retries: 3, Version: 1}
+	if sc != nil && !given(cmd, "rekor-url") {
+		svcs, err := root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
+		if err != nil || len(svcs) == 0 {
+			return nil, usagef("--signing-config %s names no transparency log; with none, pass --tlog-upload=false", o.signingConfig)
+		}
+		rekor.BaseURL, rekor.Version = svcs[0].URL, svcs[0].MajorAPIVersion
+	}
+	return rekor, nil
+}
+
 // witnesses adds the transparency log and the timestamp authority the
 // flags and the signing config name.
 func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g *signing) error {
 	now := time.Now()
-	tsa := o.tsaURL
-	if sc != nil && !cmd.Flags().Changed("timestamp-server-url") {
-		svcs, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), sign.TimestampAuthorityAPIVersions, now)
-		if err == nil && len(svcs) > 0 {
-			tsa = svcs[0].URL
-		}
-	}
-	if tsa != "" {
+	if tsa := o.tsa(cmd, sc, now); tsa != "" {
 		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3})}
 		g.witnesses = append(g.witnesses, g.tsa)
 	}
-	if !o.tlogUpload {
-		return nil
-	}
-	rekor := &sign.RekorOptions{BaseURL: o.rekorURL, Retries: 3, Version: 1}
-	if sc != nil && !cmd.Flags().Changed("rekor-url") {
-		svcs, err := root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
-		if err != nil || len(svcs) == 0 {
-			return usagef("--signing-config %s names no transparency log; with none, pass --tlog-upload=false", o.signingConfig)
-		}
-		rekor.BaseURL, rekor.Version = svcs[0].URL, svcs[0].MajorAPIVersion
+	rekor, err := o.rekor(cmd, sc, now)
+	if err != nil || rekor == nil {
+		return err
 	}
 	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor)}
 	g.witnesses = append(g.witnesses, g.tlog)

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/spf13/cobra"
+)
+
+// A signing config v0.2 naming one Fulcio, one Rekor v2 log and one TSA.
+const testSigningConfig = `{
+  "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
+  "caUrls": [{"url": "https://fulcio.config.example", "majorApiVersion": 1, "validFor": {"start": "2020-01-01T00:00:00Z"}, "operator": "test"}],
+  "oidcUrls": [{"url": "https://oauth2.config.example", "majorApiVersion": 1, "validFor": {"start": "2020-01-01T00:00:00Z"}, "operator": "test"}],
+  "rekorTlogUrls": [{"url": "https://rekor.config.example", "majorApiVersion": 2, "validFor": {"start": "2020-01-01T00:00:00Z"}, "operator": "test"}],
+  "rekorTlogConfig": {"selector": "ANY"},
+  "tsaUrls": [{"url": "https://tsa.config.example/api/v1/timestamp", "majorApiVersion": 1, "validFor": {"start": "2020-01-01T00:00:00Z"}, "operator": "test"}],
+  "tsaConfig": {"selector": "ANY"}
+}`
+
+// TestEmptyServiceFlagsAreUnset: a Tekton step passes every flag, each
+// param left at its default "" as an empty value (--rekor-url=). An empty
+// value is no value: cosign's default applies, or the signing config's
+// service; only a value given overrides the signing config.
+func TestEmptyServiceFlagsAreUnset(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "signing_config.json")
+	if err := os.WriteFile(path, []byte(testSigningConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := root.NewSigningConfigFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := []string{"--key=", "--fulcio-url=", "--rekor-url=", "--timestamp-server-url=", "--trusted-root=", "--signing-config="}
+	for _, tc := range []struct {
+		name               string
+		args               []string
+		sc                 *root.SigningConfig
+		fulcio, rekor, tsa string
+		rekorVersion       uint32
+		noTlog             bool
+	}{
+		{name: "nothing given", fulcio: defaultFulcioURL, rekor: defaultRekorURL, rekorVersion: 1},
+		{name: "empty values", args: empty, fulcio: defaultFulcioURL, rekor: defaultRekorURL, rekorVersion: 1},
+		{name: "empty values, signing config", args: empty, sc: sc,
+			fulcio: "https://fulcio.config.example", rekor: "https://rekor.config.example", rekorVersion: 2, tsa: "https://tsa.config.example/api/v1/timestamp"},
+		{name: "values", args: []string{"--fulcio-url=https://f.example", "--rekor-url=https://r.example", "--timestamp-server-url=https://t.example"},
+			fulcio: "https://f.example", rekor: "https://r.example", rekorVersion: 1, tsa: "https://t.example"},
+		{name: "values override the signing config", sc: sc, args: []string{"--fulcio-url=https://f.example", "--rekor-url=https://r.example", "--timestamp-server-url=https://t.example"},
+			fulcio: "https://f.example", rekor: "https://r.example", rekorVersion: 1, tsa: "https://t.example"},
+		{name: "no transparency log", args: append(empty, "--tlog-upload=false"), fulcio: defaultFulcioURL, noTlog: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var o signingOptions
+			cmd := &cobra.Command{Use: "sign"}
+			o.addFlags(cmd)
+			if err := cmd.ParseFlags(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if o.key.key != "" {
+				t.Errorf("--key=%q, want empty: keyless", o.key.key)
+			}
+			fulcio, err := o.fulcio(cmd, tc.sc)
+			if err != nil || fulcio != tc.fulcio {
+				t.Errorf("Fulcio %q (%v), want %q", fulcio, err, tc.fulcio)
+			}
+			if tsa := o.tsa(cmd, tc.sc, time.Now()); tsa != tc.tsa {
+				t.Errorf("TSA %q, want %q", tsa, tc.tsa)
+			}
+			rekor, err := o.rekor(cmd, tc.sc, time.Now())
+			switch {
+			case err != nil:
+				t.Errorf("Rekor: %v", err)
+			case tc.noTlog && rekor != nil:
+				t.Errorf("Rekor %+v, want none", rekor)
+			case !tc.noTlog && (rekor == nil || rekor.BaseURL != tc.rekor || rekor.Version != tc.rekorVersion):
+				t.Errorf("Rekor %+v, want %s v%d", rekor, tc.rekor, tc.rekorVersion)
+			}
+		})
+	}
+}
+
+// TestEmptyKeyIsKeyless: --key= (a KEY param left empty) signs keylessly,
+// as no --key does, rather than failing on a key named "".
+func TestEmptyKeyIsKeyless(t *testing.T) {
+	for _, args := range [][]string{
+		{"sign", "--key=", "127.0.0.1:1/org/ko-build:latest"},
+		{"sign", "--key=", "--fulcio-url=", "--rekor-url=", "--timestamp-server-url=", "--signing-config=", "--trusted-root=", "127.0.0.1:1/org/ko-build:latest"},
+	} {
+		code, stdout, stderr := execute(args...)
+		if want := "keyless signing (no --key) needs --trusted-root"; code != ExitUsage || !strings.Contains(stdout+stderr, want) {
+			t.Errorf("%v: exit %d, want %d with %q\n%s%s", args, code, ExitUsage, want, stdout, stderr)
+		}
+	}
+}
