@@ -19,25 +19,28 @@ func (r *run) push(ctx context.Context, raw []byte, res []*resolved, out *Result
 			return err
 		}
 	}
-	err := r.putParent(ctx, raw, out)
+	err := r.putParent(ctx, raw, out, true)
 	if err == nil || r.opts.Mirror != MirrorAuto || !childrenUnknown(err) {
 		return r.refused(err)
 	}
 	if err := r.mirror(ctx, res, out); err != nil {
 		return err
 	}
-	return r.refused(r.putParent(ctx, raw, out))
+	// The tag was just found not to name this index: put it straight away.
+	return r.refused(r.putParent(ctx, raw, out, false))
 }
 
-// putParent puts the parent index at its tag, unless the tag already
-// names this very index: a re-run writes nothing.
-func (r *run) putParent(ctx context.Context, raw []byte, out *Result) error {
+// putParent puts the parent index at its tag, unless (with check) the tag
+// already names this very index: a re-run writes nothing.
+func (r *run) putParent(ctx context.Context, raw []byte, out *Result, check bool) error {
 	var n registry.Counter
 	defer func() { out.Requests += n.Count() }()
 	ctx = registry.WithCounter(ctx, &n)
-	if m, err := r.opts.Client.GetManifest(ctx, r.parent, registry.MaxManifestBytes); err == nil && bytes.Equal(m.Raw, raw) {
-		out.Present = true
-		return nil
+	if check {
+		if m, err := r.opts.Client.GetManifest(ctx, r.parent, registry.MaxManifestBytes); err == nil && bytes.Equal(m.Raw, raw) {
+			out.Present = true
+			return nil
+		}
 	}
 	if _, err := r.opts.Client.PutManifest(ctx, r.parent, out.MediaType, raw); err != nil {
 		return err

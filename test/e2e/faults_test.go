@@ -186,8 +186,14 @@ func TestSignInterrupted(t *testing.T) {
 		t.Fatalf("re-run: exit %d\n%s", r.Code, r.Stderr)
 	}
 	t.Logf("re-run: %s", strings.TrimSpace(r.Stdout))
-	if d := verifyJSON(t, k.pub, tag); d.Summary.Failed != 0 || d.Summary.Passed != 1000 {
-		t.Errorf("after the re-run: %+v", d.Summary)
+	if d := verifyJSON(t, k.pub, ref); d.Summary.Failed != 0 || d.Summary.Passed != 1000 {
+		var some []string
+		for node, why := range d.failures() {
+			if len(some) < 3 {
+				some = append(some, node+": "+why)
+			}
+		}
+		t.Errorf("after the re-run: %+v, e.g. %q", d.Summary, some)
 	}
 }
 
