@@ -77,3 +77,4 @@ docs:
 .PHONY: bench
 bench: tools
 	NESTATTEST_TOOLS=$(TOOLS) $(GO) test -tags bench -count=1 -timeout 180m -run '^TestBench' -v ./test/bench
+	NESTATTEST_TOOLS=$(TOOLS) $(GO) test -tags bench -count=1 -timeout 60m -run '^(TestShardBench|TestPlanBench)$$' -v ./test/bench/shard

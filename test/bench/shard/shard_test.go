@@ -1,22 +1,5 @@
-// Package shard measures sharded signing at scale: `nestattest plan`, then
-// `nestattest sign --plan --shard` processes a few at a time, beside one
-// unsharded `nestattest sign` of an identical copy of the tree, on the real
-// distribution registry v3.1.2 behind a proxy that counts every request and
-// byte by the process that made it. It runs only when asked
-// (NESTATTEST_BENCH=1), as test/bench does.
-//
-// TestShardBench (10,000 nodes by default, sample.Wide 99×100, in 16
-// shards 4 at a time) checks that every node is signed exactly once (no
-// node in two shards' reports, none missed, one .sig and one .att layer
-// each), that `verify` of the whole tree passes, and that the shards'
-// requests are the unsharded run's plus what reading the plan costs; it
-// prints the per-shard wall times, requests and bytes beside the
-// unsharded run. TestPlanBench plans a 100,000-node tree (sample.Wide
-// 271×368) and reports its time and peak RSS.
-//
-// NESTATTEST_SHARD_SHAPE=children,leaves, NESTATTEST_SHARDS and
-// NESTATTEST_SHARD_PARALLEL change the first; NESTATTEST_PLAN_SHAPE the
-// second.
+//go:build bench
+
 package shard
 
 import (
@@ -47,12 +30,6 @@ import (
 // env unlocks the key; the password is redacted from output, so it must
 // not be a word of a repository's name.
 var env = []string{"COSIGN_PASSWORD=shard-bench-password-7f3a"}
-
-func gate(t *testing.T) {
-	if os.Getenv("NESTATTEST_BENCH") == "" {
-		t.Skip("the sharding benchmark runs with NESTATTEST_BENCH=1")
-	}
-}
 
 // shape reads "children,leaves" from an environment variable.
 func shape(t *testing.T, key string, children, leaves int) (int, int) {
@@ -260,7 +237,6 @@ func keyPair(t *testing.T) (key, pub string) {
 }
 
 func TestShardBench(t *testing.T) {
-	gate(t)
 	children, leaves := shape(t, "NESTATTEST_SHARD_SHAPE", 99, 100)
 	shards, parallel := intEnv(t, "NESTATTEST_SHARDS", 16), intEnv(t, "NESTATTEST_SHARD_PARALLEL", 4)
 	reg := registryHost(t)
@@ -446,7 +422,6 @@ func accounting(t *testing.T, p planDoc, whole proc, runs []proc, reports []sign
 // straight to the registry, then its requests and bytes through the
 // counting proxy (the plan then already there).
 func TestPlanBench(t *testing.T) {
-	gate(t)
 	children, leaves := shape(t, "NESTATTEST_PLAN_SHAPE", 271, 368)
 	n := 1 + children*(1+leaves)
 	reg := registryHost(t)
