@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -88,12 +89,18 @@ func needRoot(t testing.TB) {
 }
 
 // taskRun is one run of a Task: what the TaskRun says, the StepActions it
-// can reference, and the Secrets its volumes and workspaces name.
+// can reference, the Secrets and ConfigMaps its volumes and workspaces name
+// (by name), and the issuer of the ServiceAccount tokens its projected
+// volumes ask for.
 type taskRun struct {
 	task        *v1.Task
 	run         *v1.TaskRun
 	stepActions []*v1beta1.StepAction
 	secrets     map[string]map[string][]byte
+	// token mints the ServiceAccount's token for an audience, valid for
+	// expiry, as the kubelet asks the API server for a projected
+	// serviceAccountToken; nil when the test gives the pod none.
+	token func(audience string, expiry time.Duration) string
 }
 
 // podRun is a TaskRun's pod, run as the kubelet would run it as far as
@@ -109,6 +116,7 @@ type podRun struct {
 	term       map[string]string        // container name: its termination message
 	exit       map[string]int           // container name: its exit code
 	output     map[string]string        // container name: what it printed
+	token      func(audience string, expiry time.Duration) string
 }
 
 // newPod resolves the TaskRun's Task, substitutes its variables and builds
@@ -117,7 +125,7 @@ func newPod(t *testing.T, r taskRun) *podRun {
 	t.Helper()
 	ctx := context.Background()
 	r.run.Namespace = "default"
-	p := &podRun{t: t, root: t.TempDir(), term: map[string]string{}, exit: map[string]int{}, output: map[string]string{}}
+	p := &podRun{t: t, root: t.TempDir(), term: map[string]string{}, exit: map[string]int{}, output: map[string]string{}, token: r.token}
 	spec, vols, err := resolve(ctx, r)
 	if err != nil {
 		t.Fatalf("resolve the TaskRun: %v", err)
@@ -267,6 +275,34 @@ func (p *podRun) volume(v corev1.Volume, secrets map[string]map[string][]byte) {
 				t.Fatalf("volume %s: Secret %s has no key %s", v.Name, v.Secret.SecretName, it.Key)
 			}
 			write(t, filepath.Join(dir, it.Path), string(b), 0o644)
+		}
+	case v.ConfigMap != nil:
+		mkdir(t, dir, 0o755)
+		data, ok := secrets[v.ConfigMap.Name]
+		if !ok {
+			t.Fatalf("volume %s: no ConfigMap %s", v.Name, v.ConfigMap.Name)
+		}
+		for k, b := range data {
+			write(t, filepath.Join(dir, k), string(b), 0o644)
+		}
+	case v.Projected != nil:
+		// What the kubelet projects: here only ServiceAccount tokens, each
+		// for its audience and lifetime (Kubernetes' default, an hour,
+		// when none is asked for), readable by the container's user.
+		mkdir(t, dir, 0o755)
+		for _, src := range v.Projected.Sources {
+			sat := src.ServiceAccountToken
+			if sat == nil || src.Secret != nil || src.ConfigMap != nil || src.DownwardAPI != nil || src.ClusterTrustBundle != nil {
+				t.Fatalf("volume %s: a projected source other than a serviceAccountToken, which this test does not emulate", v.Name)
+			}
+			if p.token == nil {
+				t.Fatalf("volume %s: a ServiceAccount token for %q, and the test gives the pod none", v.Name, sat.Audience)
+			}
+			expiry := time.Hour
+			if sat.ExpirationSeconds != nil {
+				expiry = time.Duration(*sat.ExpirationSeconds) * time.Second
+			}
+			write(t, filepath.Join(dir, sat.Path), p.token(sat.Audience, expiry), 0o644)
 		}
 	case v.DownwardAPI != nil:
 		mkdir(t, dir, 0o755)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -228,8 +229,15 @@ func checkStatus(t *testing.T, s v1.TaskRunStatus, url, digest string) {
 // public key of the Secret.
 func (f *fixture) verify(t *testing.T, ref string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), "verify", "--key", f.pub, "--insecure-ignore-tlog", "-o", "json", ref)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+f.dockerDir)
+	f.verifyWith(t, ref, nil, "--key", f.pub, "--insecure-ignore-tlog")
+}
+
+// verifyWith checks every node of the tree with `nestattest verify`, whom
+// to trust given by args, env added to the environment.
+func (f *fixture) verifyWith(t *testing.T, ref string, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(staticBinaries(t), "nestattest"), append(append([]string{"verify", "-o", "json"}, args...), ref)...)
+	cmd.Env = append(append(os.Environ(), "DOCKER_CONFIG="+f.dockerDir), env...)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("verify %s: %v\n%s", ref, err, out)
@@ -246,25 +254,112 @@ func (f *fixture) verify(t *testing.T, ref string) {
 	}
 }
 
+// keyless is the local sigstore stack (Fulcio, a Rekor v2 log, a timestamp
+// authority, an OIDC issuer) a TaskRun's pod signs keylessly against.
+type keyless struct {
+	*harness.Sigstore
+}
+
+// startKeyless starts the stack and gives the fixture the ConfigMap
+// sigstore-trust with its trusted_root.json and signing_config.json, what
+// the Task's sigstore workspace binds.
+func (f *fixture) startKeyless(t *testing.T) keyless {
+	t.Helper()
+	s := harness.StartSigstore(t, harness.SigstoreOptions{})
+	trust := map[string][]byte{}
+	for file, path := range map[string]string{"trusted_root.json": s.TrustedRootPath, "signing_config.json": s.SigningConfigPath} {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust[file] = b
+	}
+	f.secrets["sigstore-trust"] = trust
+	return keyless{s}
+}
+
+// token stands for the kubelet projecting the TaskRun ServiceAccount's
+// token: signed by the stack's issuer (the cluster's, for Fulcio), for the
+// audience and lifetime the projection asks for. The stack's Fulcio takes
+// its issuer as an email issuer, so the token carries the identity as
+// email too.
+func (k keyless) token(t *testing.T) func(audience string, expiry time.Duration) string {
+	return func(audience string, expiry time.Duration) string {
+		return k.OIDC.Mint(t, harness.IDToken{Email: k.Identity, Subject: "system:serviceaccount:default:default",
+			Audience: audience, Expiry: time.Now().Add(expiry)})
+	}
+}
+
+// identity is whom a keylessly signed tree must be signed by: the
+// ServiceAccount's identity from the stack's issuer, the certificate
+// chaining to the stack's Fulcio (no CT log, so no SCT), the signing time
+// from its timestamp authority.
+func (k keyless) identity() []string {
+	return []string{"--certificate-identity", k.Identity, "--certificate-oidc-issuer", k.Issuer,
+		"--trusted-root", k.TrustedRootPath, "--insecure-ignore-sct", "--use-signed-timestamps"}
+}
+
+// cosignVerify checks refs with the real cosign CLI (v3), by the keyless
+// identity: the signature and the SLSA v1.0 provenance, with their
+// timestamps and, for bundles, their Rekor v2 entries. The legacy layout
+// cannot carry a Rekor v2 entry (cosign's annotation holds a Rekor v1
+// signed entry timestamp): there the timestamp alone gives the signing
+// time (--insecure-ignore-tlog), as test/e2e checks it.
+func (f *fixture) cosignVerify(t *testing.T, k keyless, format string, refs ...string) {
+	t.Helper()
+	env := []string{"DOCKER_CONFIG=" + f.dockerDir, "TUF_ROOT=" + t.TempDir()}
+	args := append(k.identity(), "--allow-insecure-registry")
+	if format == "legacy" {
+		args = append(args, "--insecure-ignore-tlog")
+	}
+	for _, ref := range refs {
+		for _, cmd := range [][]string{{"verify"}, {"verify-attestation", "--type", "slsaprovenance1"}} {
+			r := harness.RunEnv(t, env, harness.Tool(t, "cosign3"), append(append(cmd, args...), ref)...)
+			if r.Code != 0 {
+				t.Errorf("cosign %s %s: exit %d\n%s", cmd[0], ref, r.Code, r.Stderr)
+			}
+		}
+	}
+}
+
+// firstChild is the first reference ko wrote.
+func (f *fixture) firstChild() string {
+	ref, _, _ := strings.Cut(f.refs, "\n")
+	return ref
+}
+
 // TestTaskRunsTheSignCommandLine runs the Task as a TaskRun's pod would:
 // Tekton substitutes the params, builds the pod, and the entrypoint runs the
-// step's exact command line against the real registry. First with the
-// references ko wrote into the source workspace (compose, then sign), then
-// with no child source (sign what is there).
+// step's exact command line against the real registry. First keyless, as
+// the Task signs by default: the kubelet's projected ServiceAccount token,
+// a certificate from a real Fulcio, every signature logged in a real Rekor
+// v2 log and timestamped, the trust material from the sigstore workspace;
+// the tree is then checked by identity with nestattest and cosign. Then
+// with no child source (sign what is there: nothing to write). Then with
+// both workspaces unbound and a KMS key (local-kms, its credentials in the
+// environment as workload identity puts them there): no key in the pod.
 func TestTaskRunsTheSignCommandLine(t *testing.T) {
 	needRoot(t)
 	f := newFixture(t)
+	k := f.startKeyless(t)
 	tag := f.parent + ":latest"
-	run := func(params v1.Params, ws []v1.WorkspaceBinding) (*podRun, *v1.TaskRun) {
+	run := func(params v1.Params, ws []v1.WorkspaceBinding, env ...string) (*podRun, *v1.TaskRun) {
 		tr := &v1.TaskRun{
 			ObjectMeta: metav1.ObjectMeta{Name: "nestattest-run"},
 			Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: "nestattest"}, Params: params, Workspaces: ws},
 		}
-		p := newPod(t, taskRun{task: loadTask(t), run: tr, secrets: f.secrets})
+		p := newPod(t, taskRun{task: loadTask(t), run: tr, secrets: f.secrets, token: k.token(t)})
 		if len(ws) > 0 {
 			write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
 		}
-		p.run()
+		for _, c := range p.containers() {
+			for _, m := range c.VolumeMounts {
+				if strings.Contains(m.Name, "signing-secrets") || strings.Contains(m.MountPath, "signing-secrets") {
+					t.Errorf("container %s mounts %s at %s: the build-side Task mounts no signing key", c.Name, m.Name, m.MountPath)
+				}
+			}
+		}
+		p.run(env...)
 		for name, code := range p.exit {
 			if code != 0 {
 				t.Fatalf("container %s exited %d:\n%s", name, code, p.output[name])
@@ -272,12 +367,25 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 		}
 		return p, tr
 	}
+	// The trust material from the sigstore workspace; the local Fulcio
+	// has no certificate transparency log, so its certificates carry no
+	// SCT to check (--insecure-skip-verify).
+	keylessParams := v1.Params{
+		{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("/etc/sigstore/signing_config.json")},
+		{Name: "TRUSTED_ROOT", Value: *v1.NewStructuredValues("/etc/sigstore/trusted_root.json")},
+		{Name: "FORMAT", Value: *v1.NewStructuredValues("bundle")},
+		{Name: "EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}},
+	}
+	ws := append(workspaces(), v1.WorkspaceBinding{Name: "sigstore", ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: "sigstore-trust"}}})
 
-	p, tr := run(v1.Params{
+	before := k.Requests()
+	params := append(v1.Params{
 		{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)},
 		{Name: "CHILDREN", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--from=ko-refs.txt"}}},
 		{Name: "REPORT", Value: *v1.NewStructuredValues("nestattest-report.json")},
-	}, workspaces())
+	}, keylessParams...)
+	p, tr := run(params, ws)
 	digest := f.checkResults(t, p.hostPath("/tekton/results"), tag)
 	checkTermination(t, p.results(stepContainer("sign")), result.TaskRunResultType, tag, digest)
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
@@ -294,27 +402,55 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 	if f.challenged.Load() == 0 || f.authorized.Load() == 0 {
 		t.Errorf("the registry front challenged %d and admitted %d requests: the credentials were not used", f.challenged.Load(), f.authorized.Load())
 	}
-	f.verify(t, tag)
+	// One certificate for the run; a signature and an attestation for each
+	// node and each of the 9 nodes below it mirrored into the parent's
+	// repository, each logged and timestamped.
+	after := k.Requests()
+	if after.Certificates-before.Certificates != 1 || after.Entries-before.Entries != 38 || after.Timestamps-before.Timestamps != 38 {
+		t.Errorf("sigstore: %+v then %+v; want 1 certificate, 38 entries and 38 timestamps", before, after)
+	}
+	f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--format", "bundle")...)
+	f.cosignVerify(t, k, "bundle", tag+"@"+digest, f.firstChild())
 
-	// No child source: sign the tree the tag already is; nothing to write.
-	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)}}, workspaces())
+	// The same TaskRun again (a retry): the parent is in place and every
+	// node signed and attested by this identity; nothing to write, nothing
+	// logged.
+	p, tr = run(params, ws)
 	if again := f.checkResults(t, p.hostPath("/tekton/results"), tag); again != digest {
 		t.Errorf("second run: IMAGE_DIGEST %s, want %s", again, digest)
 	}
 	if out := p.output[stepContainer("sign")]; !strings.Contains(out, "nothing to write") {
 		t.Errorf("second run wrote again:\n%s", out)
 	}
+	if d := k.Requests(); d.Entries != after.Entries || d.Timestamps != after.Timestamps {
+		t.Errorf("second run logged or timestamped: %+v then %+v", after, d)
+	}
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
 
-	// Both workspaces are optional: unbound, the step runs in the image's
+	// Every workspace is optional: unbound, the step runs in the image's
 	// working directory with the credentials of $HOME/.docker (none, so the
-	// registry itself, which asks for none), and writes no report.
+	// registry itself, which asks for none), and writes no report. No child
+	// source: it signs the tree the tag already is. A KMS key signs,
+	// reached with credentials from the environment, as IRSA or GKE
+	// workload identity provide them; no transparency log, every signature
+	// timestamped, in the default legacy layout.
+	kms := harness.StartKMS(t, harness.KMSOptions{})
 	direct := f.upstream + "/org/ko-build:latest"
-	p, tr = run(v1.Params{{Name: "IMAGE", Value: *v1.NewStructuredValues(direct)}}, nil)
+	p, tr = run(v1.Params{
+		{Name: "IMAGE", Value: *v1.NewStructuredValues(direct)},
+		{Name: "KEY", Value: *v1.NewStructuredValues(kms.KeyRef())},
+		{Name: "TLOG_UPLOAD", Value: *v1.NewStructuredValues("false")},
+		{Name: "TIMESTAMP_SERVER_URL", Value: *v1.NewStructuredValues(k.TSAURL + "/api/v1/timestamp")},
+	}, nil, kms.Env()...)
 	if again := f.checkResults(t, p.hostPath("/tekton/results"), direct); again != digest {
 		t.Errorf("unbound workspaces: IMAGE_DIGEST %s, want %s", again, digest)
 	}
 	checkStatus(t, p.taskRunStatus(tr), direct, digest)
+	if n := kms.Counts()[harness.KMSSign]; n == 0 {
+		t.Errorf("KMS: no Sign requests (%v)", kms.Counts())
+	}
+	f.verifyWith(t, direct, kms.Env(), "--key", kms.KeyRef(), "--insecure-ignore-tlog", "--format", "legacy",
+		"--trusted-root", k.TrustedRootPath, "--use-signed-timestamps")
 }
 
 // TestStepActionResultsLiftedToTaskResults runs the sample Task that uses
@@ -340,13 +476,24 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 		}
 	}
 	task.Spec.Steps = steps
+	// The sample signs keylessly with its trusted root in the source
+	// workspace; here with the local stack's, and its signing config. The
+	// local Fulcio has no CT log: no SCT to check.
+	k := f.startKeyless(t)
+	steps[0].Params = append(steps[0].Params, v1.Param{Name: "EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}})
 	tr := &v1.TaskRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "build-and-nestattest-run"},
 		Spec: v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: task.Name}, Workspaces: workspaces(),
-			Params: v1.Params{{Name: "PARENT", Value: *v1.NewStructuredValues(f.parent)}}},
+			Params: v1.Params{
+				{Name: "PARENT", Value: *v1.NewStructuredValues(f.parent)},
+				{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("signing_config.json")},
+			}},
 	}
-	p := newPod(t, taskRun{task: task, run: tr, stepActions: []*v1beta1.StepAction{loadStepAction(t)}, secrets: f.secrets})
+	p := newPod(t, taskRun{task: task, run: tr, stepActions: []*v1beta1.StepAction{loadStepAction(t)}, secrets: f.secrets, token: k.token(t)})
 	write(t, filepath.Join(p.workspacePath("source"), "ko-refs.txt"), f.refs, 0o644)
+	for file, b := range f.secrets["sigstore-trust"] {
+		write(t, filepath.Join(p.workspacePath("source"), file), string(b), 0o644)
+	}
 	p.run()
 	sign := stepContainer("sign")
 	if p.exit[sign] != 0 {
@@ -356,5 +503,8 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 	digest := f.checkResults(t, p.hostPath("/tekton/steps/step-sign/results"), tag)
 	checkTermination(t, p.results(sign), result.StepResultType, tag, digest)
 	checkStatus(t, p.taskRunStatus(tr), tag, digest)
-	f.verify(t, tag)
+	// The sample's default layout, legacy: its signatures cannot carry the
+	// Rekor v2 log's entries, so the timestamps give the signing time.
+	f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--insecure-ignore-tlog")...)
+	f.cosignVerify(t, k, "legacy", tag+"@"+digest, f.firstChild())
 }
