@@ -28,8 +28,8 @@ type Policy struct {
 	Types []string
 	// Annotations must all be in every node's signature.
 	Annotations map[string]string
-	// RequireRoot requires every signature to bind its node to the tree's
-	// root with AnnotationRoot.
+	// RequireRoot requires the signature of every node below the root to
+	// bind it to the tree's root with AnnotationRoot.
 	RequireRoot bool
 }
 

@@ -239,6 +239,7 @@ func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, en
 	var others []string
 	var annotated, verified bool
 	var last error
+	want := v.wanted(sub)
 	for _, e := range ofKind(entries, KindSignature) {
 		s, err := v.load(ctx, sub, e)
 		if err != nil {
@@ -258,7 +259,7 @@ func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, en
 			others = append(others, repo)
 			continue
 		}
-		if hasAnnotations(ann, v.annotations) {
+		if hasAnnotations(ann, want) {
 			c.OK = true
 			return c
 		}
@@ -270,11 +271,28 @@ func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, en
 	case !verified:
 		c.Reason, c.Detail, c.Err = "no signature the policy accepts", detail(last), ErrUnsigned
 	case annotated:
-		c.Reason, c.Err = "signed, but without "+formatAnnotations(v.annotations), ErrAnnotations
+		c.Reason, c.Err = "signed, but without "+formatAnnotations(want), ErrAnnotations
 	default:
 		c.Reason, c.Err = fmt.Sprintf("signed for another repository (%s), not %s: a signature copied from elsewhere", strings.Join(others, ", "), sub.Repository.Name()), ErrCopied
 	}
 	return c
+}
+
+// wanted are the annotations sub's signature must carry. The root itself
+// need not name the root: its signature is over the root's digest, so it
+// is bound already (Tekton Chains, which signs the root of a propagated
+// tree, adds no such annotation).
+func (v *verifier) wanted(sub Subject) map[string]string {
+	if _, ok := v.annotations[AnnotationRoot]; !ok || sub.Digest().String() != v.root {
+		return v.annotations
+	}
+	out := make(map[string]string, len(v.annotations))
+	for k, val := range v.annotations {
+		if k != AnnotationRoot {
+			out[k] = val
+		}
+	}
+	return out
 }
 
 // load reads an entry; a legacy signature whose payload is one nestattest

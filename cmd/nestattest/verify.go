@@ -70,7 +70,7 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
-	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require every signature to bind its node to this root ("+attest.AnnotationRoot+")")
+	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require the signature of every node below this root to bind it to the root ("+attest.AnnotationRoot+")")
 	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", false, "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)")
 	cmd.Flags().StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (subject alternative name) the signing certificate must name")
 	cmd.Flags().StringVar(&o.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression the certificate's identity must match")

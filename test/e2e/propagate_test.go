@@ -11,8 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/nestattest/nestattest/test/harness"
 )
+
+// mustRef parses a reference the test made.
+func mustRef(t *testing.T, ref string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
 
 // chains is Tekton Chains' own signer (test/consumers: chains-sign runs
 // Chains' TaskRun reconciler) with its signing-secrets: a cosign key pair
@@ -148,7 +161,7 @@ metadata:
   name: chains-provenance
 spec:
   images:
-  - glob: "%[1]s/org/ko-build"
+  - glob: "%[1]s/org/ko-build@*"
   - glob: "%[1]s/org/ko-build/**"
   authorities:
   - name: trusted
@@ -171,7 +184,7 @@ spec:
 func admitted(t *testing.T, policy, ref string) (bool, string) {
 	t.Helper()
 	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Tool(t, "policy-tester"), "--policy", policy, "--image", ref)
-	return r.Code == 0, lastLines(r.Stdout+r.Stderr, 5)
+	return r.Code == 0, lastLines(r.Stdout+r.Stderr, 40)
 }
 
 // propagateArgs propagate Chains' provenance as the trusted signer, who
@@ -260,8 +273,15 @@ func TestPropagateRefuses(t *testing.T) {
 		}, "provenance for another subject"},
 		{"retagged after Chains signed", func(t *testing.T, reg *harness.Registry, tree *koTree, _ []string, ns string) {
 			c.sign(t, tree.tag, tree.root.DigestStr())
-			other := pushWideTo(t, reg, ns+"-other", 2, 2)
-			crane("copy", other, tree.tag)
+			// Another tree's parent index, put at the tag by its raw
+			// manifest (its children stay in their own repositories).
+			other, err := remote.Get(mustRef(t, pushWideTo(t, reg, ns+"-other", 2, 2)), fixtureAuth...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.Put(mustRef(t, tree.tag), other, fixtureAuth...); err != nil {
+				t.Fatal(err)
+			}
 		}, "no valid signature"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
