@@ -1,6 +1,10 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +13,8 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
+
+	"github.com/nestattest/nestattest/registry"
 )
 
 // A signing config v0.2 naming one Fulcio, one Rekor v2 log and one TSA.
@@ -95,5 +101,47 @@ func TestEmptyKeyIsKeyless(t *testing.T) {
 		if want := "keyless signing (no --key) needs --trusted-root"; code != ExitUsage || !strings.Contains(stdout+stderr, want) {
 			t.Errorf("%v: exit %d, want %d with %q\n%s%s", args, code, ExitUsage, want, stdout, stderr)
 		}
+	}
+}
+
+// TestGitHubActionsToken: in a GitHub Actions job with `id-token: write`,
+// the token comes from ACTIONS_ID_TOKEN_REQUEST_URL for audience sigstore,
+// asked with the request token; it is then a secret every output is
+// redacted of. Without the permission, the error says which one.
+func TestGitHubActionsToken(t *testing.T) {
+	const jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm9yZy9yZXBvIn0.c2lnbmF0dXJl"
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.URL.Query().Get("api-version")+" "+r.URL.Query().Get("audience")+" "+r.Header.Get("Authorization"))
+		if r.Header.Get("Authorization") != "bearer request-token" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		fmt.Fprintf(w, `{"count":1,"value":%q}`, jwt)
+	}))
+	defer srv.Close()
+	t.Setenv(envIDToken, "")
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", srv.URL+"/token?api-version=2.0")
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+	s := streams{secrets: &registry.Secrets{}}
+	o := &signingOptions{}
+	src, err := o.tokenSource(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := src(context.Background())
+	if err != nil || tok != jwt {
+		t.Fatalf("token %q, %v", tok, err)
+	}
+	if len(asked) != 1 || asked[0] != "2.0 sigstore bearer request-token" {
+		t.Errorf("asked %q, want api-version kept, audience sigstore, the request token", asked)
+	}
+	if got := s.secrets.Redact("token " + jwt); strings.Contains(got, jwt) {
+		t.Errorf("the token is not redacted: %q", got)
+	}
+
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong")
+	if _, err := src(context.Background()); err == nil || !strings.Contains(err.Error(), "id-token: write") {
+		t.Errorf("refused: %v", err)
 	}
 }
