@@ -13,6 +13,7 @@ import (
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
+	triggersv1beta1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
@@ -62,8 +63,9 @@ func yamlFiles(t testing.TB) []string {
 	return out
 }
 
-// decodeStrict decodes one Kubernetes object into the Tekton (or core) type
-// its apiVersion and kind name: unknown and duplicate fields are errors.
+// decodeStrict decodes one Kubernetes object into the Tekton, Tekton
+// Triggers (or core) type its apiVersion and kind name: unknown and
+// duplicate fields are errors.
 func decodeStrict(path string) (manifest, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -87,6 +89,12 @@ func decodeStrict(path string) (manifest, error) {
 		obj = &v1.TaskRun{}
 	case "v1 ConfigMap":
 		obj = &corev1.ConfigMap{}
+	case "triggers.tekton.dev/v1beta1 EventListener":
+		obj = &triggersv1beta1.EventListener{}
+	case "triggers.tekton.dev/v1beta1 TriggerBinding":
+		obj = &triggersv1beta1.TriggerBinding{}
+	case "triggers.tekton.dev/v1beta1 TriggerTemplate":
+		obj = &triggersv1beta1.TriggerTemplate{}
 	default:
 		return manifest{}, fmt.Errorf("%s %s: not a kind this catalog ships", meta.APIVersion, meta.Kind)
 	}
@@ -96,8 +104,8 @@ func decodeStrict(path string) (manifest, error) {
 	return manifest{path: path, kind: meta.Kind, obj: obj}, nil
 }
 
-// defaultAndValidate runs Tekton's defaulting and validation, as its
-// admission webhook does on create.
+// defaultAndValidate runs Tekton's (or Tekton Triggers') defaulting and
+// validation, as its admission webhook does on create.
 func defaultAndValidate(ctx context.Context, obj any) error {
 	ctx = apis.WithinCreate(ctx)
 	type tekton interface {
@@ -143,8 +151,9 @@ func rel(t testing.TB, p string) string {
 }
 
 // TestCatalogYAMLValid: every YAML under task/ and stepaction/ decodes
-// strictly into tektoncd/pipeline v1.14.0's types and passes their
-// defaulting and validation.
+// strictly into tektoncd/pipeline v1.14.0's types (tektoncd/triggers
+// v0.33.0's for the Triggers samples) and passes their defaulting and
+// validation.
 func TestCatalogYAMLValid(t *testing.T) {
 	ms := manifests(t)
 	kinds := map[string]int{}
@@ -156,7 +165,7 @@ func TestCatalogYAMLValid(t *testing.T) {
 			}
 		})
 	}
-	for _, k := range []string{"Task", "StepAction", "Pipeline", "PipelineRun", "TaskRun", "ConfigMap"} {
+	for _, k := range []string{"Task", "StepAction", "Pipeline", "PipelineRun", "TaskRun", "ConfigMap", "EventListener", "TriggerBinding", "TriggerTemplate"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s under task/ or stepaction/", k)
 		}
@@ -168,14 +177,15 @@ func TestCatalogYAMLValid(t *testing.T) {
 // it, and the metadata Artifact Hub and the Tekton Hub read.
 func TestCatalogLayout(t *testing.T) {
 	semver := regexp.MustCompile(`^\d+\.\d+\.\d+$`)
-	for _, kind := range catalogDirs {
-		dir := filepath.Join(moduleRoot(t), kind, "nestattest")
-		for _, f := range []string{"nestattest.yaml", "README.md", "samples"} {
+	for _, res := range []struct{ kind, name string }{{"task", "nestattest"}, {"stepaction", "nestattest"}, {"task", "nestattest-propagate"}} {
+		kind, name := res.kind, res.name
+		dir := filepath.Join(moduleRoot(t), kind, name)
+		for _, f := range []string{name + ".yaml", "README.md", "samples"} {
 			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-				t.Errorf("%s/nestattest: %v", kind, err)
+				t.Errorf("%s/%s: %v", kind, name, err)
 			}
 		}
-		m, err := decodeStrict(filepath.Join(dir, "nestattest.yaml"))
+		m, err := decodeStrict(filepath.Join(dir, name+".yaml"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +197,7 @@ func TestCatalogLayout(t *testing.T) {
 			}
 		}
 		remarshal(t, m.obj, &meta)
-		if meta.Metadata.Name != "nestattest" {
+		if meta.Metadata.Name != name {
 			t.Errorf("%s: metadata.name %q, want the file's name", rel(t, m.path), meta.Metadata.Name)
 		}
 		if v := meta.Metadata.Labels["app.kubernetes.io/version"]; !semver.MatchString(v) {
@@ -370,6 +380,10 @@ func TestCatalogReferences(t *testing.T) {
 			s.check(t, where, []any{sp.Image, sp.Command, sp.Args, sp.Script, sp.Env, sp.WorkingDir, sp.VolumeMounts, sp.SecurityContext})
 		case *v1.Pipeline:
 			checkPipeline(t, where, o.Spec)
+		case *v1.PipelineRun:
+			if o.Spec.PipelineSpec != nil {
+				checkPipeline(t, where, *o.Spec.PipelineSpec)
+			}
 		}
 	}
 }
@@ -382,6 +396,11 @@ func checkPipeline(t *testing.T, where string, spec v1.PipelineSpec) {
 		s.tasks[pt.Name] = map[string]bool{}
 		if pt.TaskRef != nil && slices.ContainsFunc(pt.TaskRef.Params, func(p v1.Param) bool { return p.Value.StringVal == "task/nestattest/nestattest.yaml" }) {
 			s.tasks[pt.Name] = taskResults(t)
+		}
+		if pt.TaskRef != nil && slices.ContainsFunc(pt.TaskRef.Params, func(p v1.Param) bool {
+			return p.Value.StringVal == "task/nestattest-propagate/nestattest-propagate.yaml"
+		}) {
+			s.tasks[pt.Name] = set(loadPropagate(t).Spec.Results, func(r v1.TaskResult) string { return r.Name })
 		}
 		if pt.TaskSpec != nil {
 			checkTask(t, where+" task "+pt.Name, pt.TaskSpec.TaskSpec)
