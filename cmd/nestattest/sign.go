@@ -52,10 +52,12 @@ attests the whole tree: one step for a Tekton Task or a workflow.
 
 Exit codes: 0 every node signed and attested; 1 some nodes failed or the tree
 could not be read; 2 bad flags, reference, key, password or predicate.`,
-		Example: `  COSIGN_PASSWORD=… nestattest sign --key cosign.key quay.io/org/ko-build:latest
-  nestattest sign --key /etc/signing-secrets --results-dir /tekton/results quay.io/org/ko-build:latest
-  nestattest sign --key cosign.key --predicate sbom.spdx.json --type spdxjson quay.io/org/ko-build@sha256:…
-  nestattest sign --key /etc/signing-secrets --from ko-refs.txt --results-dir /tekton/results quay.io/org/ko-build:v1`,
+		Example: `  # keyless: one Fulcio certificate for the whole tree (GitHub Actions' token, or a projected one)
+  nestattest sign --identity-token-file /var/run/sigstore/cosign/oidc-token --results-dir /tekton/results quay.io/org/ko-build:latest
+  # a KMS key, through the cloud's workload identity: no key material where the build runs
+  nestattest sign --key awskms:///alias/nestattest --from ko-refs.txt --results-dir /tekton/results quay.io/org/ko-build:v1
+  COSIGN_PASSWORD=… nestattest sign --key cosign.key --tlog-upload=false quay.io/org/ko-build:latest
+  nestattest sign --key cosign.key --predicate sbom.spdx.json --type spdxjson quay.io/org/ko-build@sha256:…`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
 	}
