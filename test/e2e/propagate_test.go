@@ -31,7 +31,6 @@ func mustRef(t *testing.T, ref string) name.Reference {
 // Chains' TaskRun reconciler) with its signing-secrets: a cosign key pair
 // in the layout Chains mounts.
 type chains struct {
-	bin     string
 	secrets string
 	keys    keyPair
 }
@@ -42,85 +41,16 @@ func newChains(t *testing.T) chains {
 	if err := os.WriteFile(filepath.Join(k.dir, "cosign.password"), []byte(k.password), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return chains{bin: harness.Tool(t, "chains-sign"), secrets: k.dir, keys: k}
+	harness.Tool(t, "chains-sign")
+	return chains{secrets: k.dir, keys: k}
 }
-
-// chainsConfig has Chains sign image results with its x509 signer on the
-// cosign key and store SLSA v1.0 provenance (slsa/v2alpha4, the newest
-// format of the Chains the proxy serves) next to the image, no
-// transparency log.
-const chainsConfig = `artifacts.taskrun.format: slsa/v2alpha4
-artifacts.taskrun.storage: oci
-artifacts.taskrun.signer: x509
-artifacts.oci.format: simplesigning
-artifacts.oci.storage: oci
-artifacts.oci.signer: x509
-storage.oci.repository.insecure: "true"
-transparency.enabled: "false"
-`
 
 // sign has Chains sign and attest what a completed TaskRun's IMAGE_URL and
-// IMAGE_DIGEST name.
+// IMAGE_DIGEST name (harness.ChainsSign).
 func (c chains) sign(t *testing.T, url, digest string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg, tr := filepath.Join(dir, "chains-config.yaml"), filepath.Join(dir, "taskrun.yaml")
-	if err := os.WriteFile(cfg, []byte(chainsConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tr, []byte(fmt.Sprintf(completedTaskRun, url, digest)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r := harness.Run(t, c.bin, "--config", cfg, "--signing-secrets", c.secrets, "--taskrun", tr)
-	if r.Code != 0 {
-		t.Fatalf("chains-sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-	}
+	harness.ChainsSign(t, c.secrets, "", url, digest)
 }
-
-// completedTaskRun is the build-side Task's run, done, its type-hinted
-// results naming the parent: IMAGE_URL (%s) and IMAGE_DIGEST (%s).
-const completedTaskRun = `apiVersion: tekton.dev/v1
-kind: TaskRun
-metadata:
-  name: build-ko
-  namespace: build
-  uid: 6f1e2d3c-4b5a-4968-8776-5a4b3c2d1e0f
-spec:
-  serviceAccountName: builder
-  taskRef:
-    name: nestattest
-    kind: Task
-status:
-  podName: build-ko-pod
-  startTime: "2026-11-30T03:04:05Z"
-  completionTime: "2026-11-30T03:05:06Z"
-  conditions:
-  - type: Succeeded
-    status: "True"
-    reason: Succeeded
-    lastTransitionTime: "2026-11-30T03:05:06Z"
-  steps:
-  - name: sign
-    container: step-sign
-    imageID: ghcr.io/nestattest/nestattest@sha256:0000000000000000000000000000000000000000000000000000000000000001
-  results:
-  - name: IMAGE_URL
-    type: string
-    value: %s
-  - name: IMAGE_DIGEST
-    type: string
-    value: %s
-  taskSpec:
-    results:
-    - name: IMAGE_URL
-      type: string
-    - name: IMAGE_DIGEST
-      type: string
-    steps:
-    - name: sign
-      image: ghcr.io/nestattest/nestattest:latest
-      args: ["catalog", "--from", "ko-refs.txt", "parent:latest"]
-`
 
 // predicateOf is the predicate of the one slsaprovenance1 attestation
 // cosign verifies on ref with key, byte for byte, and its subject digest.
