@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
@@ -20,6 +21,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
+	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -37,6 +39,11 @@ type VerifyOptions struct {
 	Layout Layout
 	// Jobs is how many nodes are verified at once.
 	Jobs int
+	// Mirrors also checks a node where catalog mirrored it into the root's
+	// repository, as sign with Mirrors signs it there; Client looks for
+	// the mirrored copies.
+	Mirrors bool
+	Client  *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
 }
@@ -47,6 +54,9 @@ type Check struct {
 	OK   bool   `json:"ok"`
 	// Layout is where it was checked.
 	Layout Layout `json:"layout,omitempty"`
+	// Mirror is the repository of the mirrored copy checked, with Mirrors;
+	// empty for the node's own repository.
+	Mirror string `json:"mirror,omitempty"`
 	// Reason says briefly why it failed.
 	Reason string `json:"reason,omitempty"`
 	// Detail is the verifier's own words, when it said more.
@@ -147,6 +157,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 
 type verifier struct {
 	opts        VerifyOptions
+	tops        onceMap[*walk.Node, bool] // children of the root mirrored
 	co          *cosign.CheckOpts
 	uris        []string
 	annotations map[string]string
@@ -156,6 +167,9 @@ type verifier struct {
 func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if (opts.Layout != LayoutBundle && opts.Legacy == nil) || (opts.Layout != LayoutLegacy && opts.Bundle == nil) {
 		return nil, errors.New("attest: Verify needs the store of each layout it reads")
+	}
+	if opts.Mirrors && opts.Client == nil {
+		return nil, errors.New("attest: Verify with Mirrors needs a Client")
 	}
 	co, err := opts.Policy.checkOpts()
 	if err != nil {
@@ -186,17 +200,59 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 		return Verdict{Node: n, Checks: []Check{{Name: "read", OK: true, Reason: "missing from its repository (--allow-missing)"}}}
 	}
 	sub := Subject{Repository: n.Repository, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
-	layout, entries, layouts, err := v.read(ctx, sub)
-	verdict := Verdict{Node: n, Layouts: layouts}
-	if err != nil {
-		verdict.Checks = []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable}}
+	verdict := Verdict{Node: n}
+	verdict.Checks, verdict.Layouts = v.checks(ctx, sub)
+	if !v.opts.Mirrors {
 		return verdict
 	}
-	verdict.Checks = append(verdict.Checks, v.signature(ctx, sub, layout, entries))
-	for i, uri := range v.uris {
-		verdict.Checks = append(verdict.Checks, v.attestation(ctx, sub, layout, entries, v.opts.Policy.Types[i], uri))
+	mirror, err := v.mirror(ctx, n)
+	switch {
+	case err != nil:
+		verdict.Checks = append(verdict.Checks, Check{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable})
+	case mirror != nil:
+		sub.Repository = *mirror
+		checks, _ := v.checks(ctx, sub)
+		for i := range checks {
+			checks[i].Name += " (mirrored copy)"
+			checks[i].Mirror = mirror.Name()
+		}
+		verdict.Checks = append(verdict.Checks, checks...)
 	}
 	return verdict
+}
+
+// checks verifies sub's signature and attestations in its repository.
+func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) {
+	layout, entries, layouts, err := v.read(ctx, sub)
+	if err != nil {
+		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable}}, layouts
+	}
+	checks := []Check{v.signature(ctx, sub, layout, entries)}
+	for i, uri := range v.uris {
+		checks = append(checks, v.attestation(ctx, sub, layout, entries, v.opts.Policy.Types[i], uri))
+	}
+	return checks, layouts
+}
+
+// mirror is the repository where catalog mirrored n, if it did: the
+// root's, looked up once per child of the root, as sign looks.
+func (v *verifier) mirror(ctx context.Context, n *walk.Node) (*name.Repository, error) {
+	repo, ok := catalog.MirrorRepository(n)
+	if !ok {
+		return nil, nil
+	}
+	top := topChild(n)
+	there, err := v.tops.do(top, func() (bool, error) {
+		ok, err := v.opts.Client.HasManifest(ctx, repo, top.Descriptor)
+		if err != nil {
+			return false, fmt.Errorf("look for a mirrored copy in %s: %w", repo, err)
+		}
+		return ok, nil
+	})
+	if err != nil || !there {
+		return nil, err
+	}
+	return &repo, nil
 }
 
 // read lists what the subject carries and picks the layout to verify:

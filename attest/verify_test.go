@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -161,5 +162,52 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 	rep, err := Verify(context.Background(), tree, vopts)
 	if err != nil || rep.Failed() != len(tree.Nodes)-1 || !rep.Verdicts[0].Passed() || !strings.Contains(rep.Verdicts[1].Reasons(), AnnotationRoot) {
 		t.Fatalf("with --require-root: %d failed, %q, %v", rep.Failed(), rep.Verdicts[1].Reasons(), err)
+	}
+}
+
+// TestVerifyMirrors: with Mirrors, a node's mirrored copy in the root's
+// repository is checked too, and named where it fails; a tree signed
+// without mirrors fails there until sign signs the copies.
+func TestVerifyMirrors(t *testing.T) {
+	r := newTestRegistry(t)
+	c := registry.NewClient(registry.Options{})
+	tree := pushKo(t, r, c)
+	s := loadTestKey(t)
+	opts := signOpts(c, s)
+	opts.Mirrors = false
+	if _, err := Sign(context.Background(), tree, opts); err != nil {
+		t.Fatal(err)
+	}
+	vopts := verifyOpts(c, keyPolicy(s))
+	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
+		t.Fatalf("without mirrors: %q, %v", failures(rep), err)
+	}
+	vopts.Mirrors, vopts.Client = true, c
+	rep, err := Verify(context.Background(), tree, vopts)
+	if err != nil || rep.Failed() != len(tree.Nodes)-1 || !rep.Verdicts[0].Passed() {
+		t.Fatalf("mirrors unsigned: %d failed, %v", rep.Failed(), err)
+	}
+	root := tree.Root.Repository.Name()
+	for _, v := range rep.Verdicts[1:] {
+		var failed []Check
+		for _, c := range v.Checks {
+			if !c.OK {
+				failed = append(failed, c)
+			}
+		}
+		if len(failed) == 0 || failed[0].Mirror != root || !strings.HasSuffix(failed[0].Name, "(mirrored copy)") || !errors.Is(failed[0].Err, ErrUnsigned) {
+			t.Errorf("%s: failed checks %+v, want the mirrored copy in %s named", v.Node.Digest(), failed, root)
+		}
+	}
+	opts.Mirrors = true
+	if _, err := Sign(context.Background(), tree, opts); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Verify(context.Background(), tree, vopts)
+	if err != nil || rep.Failed() != 0 {
+		t.Fatalf("mirrors signed: %q, %v", failures(rep), err)
+	}
+	if n := len(rep.Verdicts[1].Checks); n != 4 {
+		t.Errorf("%d checks for a mirrored node, want its own two and its copy's two", n)
 	}
 }

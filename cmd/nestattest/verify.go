@@ -25,6 +25,7 @@ type verifyOptions struct {
 	signatureOnly bool
 	annotations   []string
 	requireRoot   bool
+	mirrors       bool
 	ignoreTlog    bool
 	verbose       bool
 	identity      attest.CertificateIdentity
@@ -70,6 +71,7 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
+	cmd.Flags().BoolVar(&o.mirrors, "mirrors", false, "also verify each node's mirrored copy in the root's repository, where catalog mirrored it and sign --mirrors signed it")
 	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require the signature of every node below this root to bind it to the root ("+attest.AnnotationRoot+")")
 	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", false, "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)")
 	cmd.Flags().StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (subject alternative name) the signing certificate must name")
@@ -184,7 +186,8 @@ func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest
 	if !o.ignoreTlog && o.trustedRoot == "" {
 		return attest.VerifyOptions{}, usagef("checking transparency-log entries needs the trusted root of your Rekor (--trusted-root trusted_root.json); for a tree signed with --tlog-upload=false, pass --insecure-ignore-tlog, as to cosign")
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs}, nil
+	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs,
+		Mirrors: o.mirrors, Client: c}, nil
 }
 
 // loadTrustedRoot reads a sigstore trusted root; none without a path.

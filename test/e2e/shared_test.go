@@ -54,6 +54,20 @@ func TestSignSharedDigest(t *testing.T) {
 			if r.Code != 0 || proxy.Counts().Writes() != 0 || !strings.Contains(r.Stdout, "nothing to write") {
 				t.Errorf("re-run: exit %d, %d writes\n%s%s", r.Code, proxy.Counts().Writes(), r.Stdout, r.Stderr)
 			}
+			// verify --mirrors checks every node where it stands and its
+			// mirrored copy in the root's repository.
+			doc := verifyJSON(t, k.pub, sharedArgs[4], "--mirrors")
+			mirrored := 0
+			for _, node := range doc.Nodes {
+				for _, c := range node.Checks {
+					if c.Mirror != "" && c.OK {
+						mirrored++
+					}
+				}
+			}
+			if doc.Summary.Failed != 0 || mirrored != 2*(len(doc.Nodes)-1) {
+				t.Errorf("verify --mirrors: %+v, %d checks of mirrored copies passed, want %d", doc.Summary, mirrored, 2*(len(doc.Nodes)-1))
+			}
 		})
 	}
 }

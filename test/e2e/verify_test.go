@@ -25,8 +25,8 @@ type verifyDoc struct {
 		Passed                   bool
 		Layouts                  []string
 		Checks                   []struct {
-			Name, Layout, Reason string
-			OK                   bool
+			Name, Layout, Reason, Mirror string
+			OK                           bool
 		}
 	}
 	Summary struct{ Nodes, Passed, Failed int }
