@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -84,6 +85,7 @@ type pipelineRun struct {
 	pr      *v1.PipelineRun
 	spec    *v1.PipelineSpec // params, context and workspaces applied
 	secrets map[string]map[string][]byte
+	token   func(audience string, expiry time.Duration) string // the ServiceAccount's projected tokens
 }
 
 // taskRun runs one TaskRun of a pipeline task as a pod (the reconciler's
@@ -97,7 +99,7 @@ func (r *pipelineRun) taskRun(pt *v1.PipelineTask, spec *v1.TaskSpec, name strin
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
 		Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: task.Name}, Params: append(params, pt.Params...), Workspaces: r.workspaces(pt)},
 	}
-	p := newPod(t, taskRun{task: task, run: tr, secrets: r.secrets})
+	p := newPod(t, taskRun{task: task, run: tr, secrets: r.secrets, token: r.token})
 	p.run()
 	for c, code := range p.exit {
 		if code != 0 {
@@ -131,10 +133,16 @@ func (r *pipelineRun) workspaces(pt *v1.PipelineTask) []v1.WorkspaceBinding {
 // names the TaskRuns, Matrix.FanOut makes each one's params, as
 // createTaskRuns does), every fanned-out TaskRun run as its pod, then
 // verify, whose IMAGE_URL and IMAGE_DIGEST become the Pipeline's results.
-// Every node is signed by exactly one shard and the tree verifies.
+// The shards sign keylessly, as the sample does by default: each its own
+// certificate from the local Fulcio for the kubelet's projected
+// ServiceAccount token, every signature in a Rekor v2 log and timestamped,
+// the trust material from the sigstore workspace (a ConfigMap); no Secret
+// is mounted. Every node is signed by exactly one shard and the tree
+// verifies by that identity.
 func TestShardedPipelineFansOut(t *testing.T) {
 	needRoot(t)
 	f := newFixture(t)
+	k := f.startKeyless(t)
 	tag := f.parent + ":latest"
 	compose(t, f, tag)
 	ctx := context.Background()
@@ -146,9 +154,20 @@ func TestShardedPipelineFansOut(t *testing.T) {
 			Params: v1.Params{
 				{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)},
 				{Name: "SHARDS", Value: *v1.NewStructuredValues("3")},
+				{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("/etc/sigstore/signing_config.json")},
+				{Name: "TRUSTED_ROOT", Value: *v1.NewStructuredValues("/etc/sigstore/trusted_root.json")},
+				{Name: "FORMAT", Value: *v1.NewStructuredValues("bundle")},
+				{Name: "CERTIFICATE_IDENTITY", Value: *v1.NewStructuredValues(k.Identity)},
+				{Name: "CERTIFICATE_OIDC_ISSUER", Value: *v1.NewStructuredValues(k.Issuer)},
+				// The local Fulcio has no CT log: no SCT to check.
+				{Name: "SIGN_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}},
+				{Name: "VERIFY_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-ignore-sct", "--use-signed-timestamps", "--require-root"}}},
 			},
-			Workspaces: []v1.WorkspaceBinding{{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-push",
-				Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}}},
+			Workspaces: []v1.WorkspaceBinding{
+				{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-push",
+					Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}},
+				{Name: "sigstore", ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "sigstore-trust"}}},
+			},
 		},
 	}
 	p.SetDefaults(ctx)
@@ -161,7 +180,8 @@ func TestShardedPipelineFansOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec = prresources.ApplyWorkspaces(prresources.ApplyContexts(spec, p.Name, pr), pr)
-	r := &pipelineRun{t: t, f: f, pr: pr, spec: spec, secrets: f.secrets}
+	r := &pipelineRun{t: t, f: f, pr: pr, spec: spec, secrets: f.secrets, token: k.token(t)}
+	before := k.Requests()
 
 	// plan: one TaskRun; its results as the reconciler reads them.
 	planPT := spec.Tasks[0]
@@ -200,6 +220,11 @@ func TestShardedPipelineFansOut(t *testing.T) {
 			t.Errorf("TaskRun %s: matrix param %+v, want SHARD=%s", name, got, shards.ArrayVal[i])
 		}
 		pod, _ := r.taskRun(rpt.PipelineTask, rpt.ResolvedTask.TaskSpec, name, combos[i])
+		for _, v := range pod.pod.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName != "registry-push" {
+				t.Errorf("TaskRun %s mounts Secret %s: a shard signs with no key in the pod", name, v.Secret.SecretName)
+			}
+		}
 		out := pod.output[stepContainer("sign")]
 		m := regexp.MustCompile(`shard (\d+) of 3 of plan \S+: (\d+) nodes? of 10`).FindStringSubmatch(out)
 		if m == nil || m[1] != shards.ArrayVal[i] {
@@ -216,6 +241,9 @@ func TestShardedPipelineFansOut(t *testing.T) {
 	}
 	if total != 10 {
 		t.Errorf("the shards signed %v, %d nodes; the tree has 10", signed, total)
+	}
+	if after := k.Requests(); after.Certificates-before.Certificates != 3 {
+		t.Errorf("sigstore: %+v then %+v; want a certificate per shard, 3", before, after)
 	}
 
 	// verify: the whole tree, then IMAGE_URL and IMAGE_DIGEST.
@@ -235,7 +263,7 @@ func TestShardedPipelineFansOut(t *testing.T) {
 	if got["IMAGE_URL"] != tag || got["IMAGE_DIGEST"] != digest {
 		t.Errorf("PipelineRun results %v, want IMAGE_URL %s and IMAGE_DIGEST %s", got, tag, digest)
 	}
-	f.verify(t, tag)
+	f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--format", "bundle")...)
 }
 
 // compose pushes the parent of the fixture's children at tag, with
