@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
+
+	"github.com/nestattest/nestattest/test/harness"
 )
 
 // shardedSample is the sharded Pipeline sample: plan, a Matrix of sign
@@ -86,6 +88,7 @@ type pipelineRun struct {
 	spec    *v1.PipelineSpec // params, context and workspaces applied
 	secrets map[string]map[string][]byte
 	token   func(audience string, expiry time.Duration) string // the ServiceAccount's projected tokens
+	env     []string                                           // more environment, as workload identity gives it
 }
 
 // taskRun runs one TaskRun of a pipeline task as a pod (the reconciler's
@@ -100,7 +103,7 @@ func (r *pipelineRun) taskRun(pt *v1.PipelineTask, spec *v1.TaskSpec, name strin
 		Spec:       v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: task.Name}, Params: append(params, pt.Params...), Workspaces: r.workspaces(pt)},
 	}
 	p := newPod(t, taskRun{task: task, run: tr, secrets: r.secrets, token: r.token})
-	p.run()
+	p.run(r.env...)
 	for c, code := range p.exit {
 		if code != 0 {
 			t.Fatalf("TaskRun %s: container %s exited %d:\n%s", name, c, code, p.output[c])
@@ -136,14 +139,58 @@ func (r *pipelineRun) workspaces(pt *v1.PipelineTask) []v1.WorkspaceBinding {
 // The shards sign keylessly, as the sample does by default: each its own
 // certificate from the local Fulcio for the kubelet's projected
 // ServiceAccount token, every signature in a Rekor v2 log and timestamped,
-// the trust material from the sigstore workspace (a ConfigMap); no Secret
-// is mounted. Every node is signed by exactly one shard and the tree
-// verifies by that identity.
+// the trust material from the sigstore workspace (a ConfigMap); then, on a
+// tree of their own, with a KMS key (local-kms) reached with credentials
+// from the environment, as workload identity puts them there, verify
+// reading its public key the same way. No Secret but the registry's is
+// mounted. Every node is signed by exactly one shard and the tree verifies
+// by that identity.
 func TestShardedPipelineFansOut(t *testing.T) {
 	needRoot(t)
-	f := newFixture(t)
-	k := f.startKeyless(t)
-	tag := f.parent + ":latest"
+	t.Run("keyless", func(t *testing.T) {
+		f := newFixture(t)
+		k := f.startKeyless(t)
+		tag := f.parent + ":latest"
+		before := k.Requests()
+		runSharded(t, f, tag, k.token(t), nil, v1.Params{
+			{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("/etc/sigstore/signing_config.json")},
+			{Name: "TRUSTED_ROOT", Value: *v1.NewStructuredValues("/etc/sigstore/trusted_root.json")},
+			{Name: "FORMAT", Value: *v1.NewStructuredValues("bundle")},
+			{Name: "CERTIFICATE_IDENTITY", Value: *v1.NewStructuredValues(k.Identity)},
+			{Name: "CERTIFICATE_OIDC_ISSUER", Value: *v1.NewStructuredValues(k.Issuer)},
+			// The local Fulcio has no CT log: no SCT to check.
+			{Name: "SIGN_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}},
+			{Name: "VERIFY_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-ignore-sct", "--use-signed-timestamps", "--require-root"}}},
+		}, v1.WorkspaceBinding{Name: "sigstore", ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "sigstore-trust"}}})
+		if after := k.Requests(); after.Certificates-before.Certificates != 3 {
+			t.Errorf("sigstore: %+v then %+v; want a certificate per shard, 3", before, after)
+		}
+		f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--format", "bundle")...)
+	})
+	t.Run("kms", func(t *testing.T) {
+		f := newFixture(t)
+		kms := harness.StartKMS(t, harness.KMSOptions{})
+		tag := f.parent + ":latest"
+		// The kubelet projects the token whatever signs; here nothing reads it.
+		token := func(string, time.Duration) string { return "unused" }
+		runSharded(t, f, tag, token, kms.Env(), v1.Params{
+			{Name: "KEY", Value: *v1.NewStructuredValues(kms.KeyRef())},
+			{Name: "TLOG_UPLOAD", Value: *v1.NewStructuredValues("false")},
+			{Name: "INSECURE_IGNORE_TLOG", Value: *v1.NewStructuredValues("true")},
+		})
+		if n := kms.Counts()[harness.KMSSign]; n == 0 {
+			t.Errorf("KMS: no Sign requests (%v)", kms.Counts())
+		}
+		f.verifyWith(t, tag, kms.Env(), "--key", kms.KeyRef(), "--insecure-ignore-tlog", "--require-root")
+	})
+}
+
+// runSharded composes the fixture's parent at tag and runs the sharded
+// sample on it with params and the dockerconfig workspace, plus ws; the
+// pods get token as their projected ServiceAccount token and env in their
+// environment.
+func runSharded(t *testing.T, f *fixture, tag string, token func(string, time.Duration) string, env []string, params v1.Params, ws ...v1.WorkspaceBinding) {
+	t.Helper()
 	compose(t, f, tag)
 	ctx := context.Background()
 	p := loadSharded(t)
@@ -151,23 +198,14 @@ func TestShardedPipelineFansOut(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "sharded-run", Namespace: "default", UID: "3f1c2d9e-0000-4000-8000-000000000001"},
 		Spec: v1.PipelineRunSpec{
 			PipelineRef: &v1.PipelineRef{Name: p.Name},
-			Params: v1.Params{
+			Params: append(v1.Params{
 				{Name: "IMAGE", Value: *v1.NewStructuredValues(tag)},
 				{Name: "SHARDS", Value: *v1.NewStructuredValues("3")},
-				{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("/etc/sigstore/signing_config.json")},
-				{Name: "TRUSTED_ROOT", Value: *v1.NewStructuredValues("/etc/sigstore/trusted_root.json")},
-				{Name: "FORMAT", Value: *v1.NewStructuredValues("bundle")},
-				{Name: "CERTIFICATE_IDENTITY", Value: *v1.NewStructuredValues(k.Identity)},
-				{Name: "CERTIFICATE_OIDC_ISSUER", Value: *v1.NewStructuredValues(k.Issuer)},
-				// The local Fulcio has no CT log: no SCT to check.
-				{Name: "SIGN_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}},
-				{Name: "VERIFY_EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-ignore-sct", "--use-signed-timestamps", "--require-root"}}},
-			},
-			Workspaces: []v1.WorkspaceBinding{
+			}, params...),
+			Workspaces: append([]v1.WorkspaceBinding{
 				{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-push",
 					Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}},
-				{Name: "sigstore", ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "sigstore-trust"}}},
-			},
+			}, ws...),
 		},
 	}
 	p.SetDefaults(ctx)
@@ -180,8 +218,7 @@ func TestShardedPipelineFansOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec = prresources.ApplyWorkspaces(prresources.ApplyContexts(spec, p.Name, pr), pr)
-	r := &pipelineRun{t: t, f: f, pr: pr, spec: spec, secrets: f.secrets, token: k.token(t)}
-	before := k.Requests()
+	r := &pipelineRun{t: t, f: f, pr: pr, spec: spec, secrets: f.secrets, token: token, env: env}
 
 	// plan: one TaskRun; its results as the reconciler reads them.
 	planPT := spec.Tasks[0]
@@ -242,9 +279,6 @@ func TestShardedPipelineFansOut(t *testing.T) {
 	if total != 10 {
 		t.Errorf("the shards signed %v, %d nodes; the tree has 10", signed, total)
 	}
-	if after := k.Requests(); after.Certificates-before.Certificates != 3 {
-		t.Errorf("sigstore: %+v then %+v; want a certificate per shard, 3", before, after)
-	}
 
 	// verify: the whole tree, then IMAGE_URL and IMAGE_DIGEST.
 	verifyPT := spec.Tasks[2]
@@ -263,7 +297,6 @@ func TestShardedPipelineFansOut(t *testing.T) {
 	if got["IMAGE_URL"] != tag || got["IMAGE_DIGEST"] != digest {
 		t.Errorf("PipelineRun results %v, want IMAGE_URL %s and IMAGE_DIGEST %s", got, tag, digest)
 	}
-	f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--format", "bundle")...)
 }
 
 // compose pushes the parent of the fixture's children at tag, with
