@@ -363,10 +363,11 @@ func (f *fixture) policy(t *testing.T, builderID string) string {
 	return p
 }
 
-// chainsConfig: slsa/v2alpha4 is the newest of Chains v0.22.0's SLSA v1.0
+// chainsConfig: slsa/v2alpha4 is the newest of Chains v0.29.2's SLSA v1.0
 // formats (it has slsa/v1, i.e. SLSA v0.2, slsa/v2alpha3 and slsa/v2alpha4);
-// its oci storage writes cosign's tags, <alg>-<hex>.sig and .att, and has no
-// storage.oci.encoding-format.
+// its oci storage writes cosign's tags, <alg>-<hex>.sig and .att, with
+// storage.oci.encoding-format left at its default, dsse (sigstore-bundle,
+// OCI 1.1 referrers, is not used).
 const chainsConfig = `apiVersion: v1
 kind: ConfigMap
 metadata:
