@@ -274,11 +274,11 @@ func newActionFixture(t *testing.T) *actionFixture {
 	t.Helper()
 	goarch := map[string]string{"amd64": "X64", "arm64": "ARM64"}[runtime.GOARCH]
 	if runtime.GOOS != "linux" || goarch == "" {
-		t.Skipf("the action's release binaries are linux ones; this is %s/%s", runtime.GOOS, runtime.GOARCH)
+		harness.Missing(t, fmt.Sprintf("the action's release binaries are linux ones; this is %s/%s", runtime.GOOS, runtime.GOARCH))
 	}
 	for _, tool := range []string{"curl", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: a GitHub runner has it", tool)
+			harness.Missing(t, fmt.Sprintf("%s is not installed: a GitHub runner has it (apt-get install %s)", tool, tool))
 		}
 	}
 	f := &actionFixture{server: newReleaseServer(t), version: "v0.0.1-action", file: "nestattest-linux-" + runtime.GOARCH, key: newKeyPair(t), signer: newKeyPair(t)}

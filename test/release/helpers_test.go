@@ -3,6 +3,7 @@ package release
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -47,7 +48,7 @@ func staticBase(t *testing.T, reg *harness.Registry) string {
 	t.Helper()
 	certs, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
 	if err != nil {
-		t.Skipf("no CA bundle to put in the base image: %v", err)
+		harness.Missing(t, fmt.Sprintf("no CA bundle to put in the base image: %v", err))
 	}
 	layer := tarLayer(t, map[string]string{
 		"etc/passwd":                        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
@@ -205,7 +206,7 @@ func copyTree(t *testing.T) string {
 	root := repoRoot(t)
 	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
 	if err != nil {
-		t.Skipf("git ls-files: %v", err)
+		harness.Missing(t, fmt.Sprintf("git ls-files: %v", err))
 	}
 	dst := t.TempDir()
 	for _, f := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
