@@ -15,5 +15,8 @@
 // and peak RSS. A 10,000-node tree measures peak RSS of tree, sign and
 // verify. NESTATTEST_BENCH_SIZES (e.g. "100"), NESTATTEST_BENCH_ENVS
 // (e.g. "memory,20ms"; "keyless" is TestBenchKeyless) and
-// NESTATTEST_BENCH_BIG=0 narrow the run.
+// NESTATTEST_BENCH_BIG=0 narrow the run; NESTATTEST_BENCH_COSIGN_SAMPLE=k
+// times the cosign loops on k nodes spread over each tree and scales their
+// time to the tree (each cosign command handles one node), which the table
+// says.
 package bench
