@@ -5,16 +5,44 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
+// envCPUProfile names a file to write a CPU profile of the run to, for
+// benchmarks (docs/testing.md): NESTATTEST_CPUPROFILE=sign.pprof.
+const envCPUProfile = "NESTATTEST_CPUPROFILE"
+
 func main() {
+	stopProfile := cpuProfile(os.Getenv(envCPUProfile))
 	ctx, stop := interruptible(context.Background())
 	code := Execute(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	os.Exit(code)
+}
+
+// cpuProfile starts a CPU profile into path, if one is named, and returns
+// what stops it.
+func cpuProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "nestattest: %s=%s: %v\n", envCPUProfile, path, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // interruptible returns a context cancelled by SIGINT or SIGTERM, its
