@@ -59,17 +59,28 @@ func (c *Client) ReadBlob(ctx context.Context, repo name.Repository, d v1.Descri
 	return b, nil
 }
 
-// Upload puts a blob into repo in two requests: POST opens the upload, PUT
-// closes it with the whole body and the digest. When the PUT's answer is
-// lost after the registry took it (it then no longer knows the upload),
+// Upload puts a blob into repo: in one request (a POST with the digest and
+// the whole body, which distribution, Docker Hub and most registries take),
+// else in two (the POST opens the upload, a PUT closes it with the body and
+// the digest). When an answer is lost after the registry took the blob,
 // the blob is looked for before the upload fails.
 func (c *Client) Upload(ctx context.Context, repo name.Repository, body []byte) (v1.Hash, error) {
 	d := digestOf(body)
-	resp, err := c.do(ctx, repo, request{method: http.MethodPost, url: URL(repo) + "/blobs/uploads/", want: []int{http.StatusAccepted}})
+	// One request where the registry takes the blob with the POST that
+	// starts the upload (201), as the distribution spec lets it; a registry
+	// that only opens an upload (202) gets the body again with the PUT.
+	resp, err := c.do(ctx, repo, request{method: http.MethodPost, url: URL(repo) + "/blobs/uploads/?digest=" + url.QueryEscape(d.String()),
+		ctype: "application/octet-stream", body: body, want: []int{http.StatusCreated, http.StatusAccepted}})
 	if err != nil {
+		if ok, herr := c.HasBlob(ctx, repo, d); herr == nil && ok {
+			return d, nil // the registry took it; the answer was lost
+		}
 		return d, fmt.Errorf("upload %s to %s: %w", d, repo, err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return d, nil
+	}
 	loc, err := location(resp)
 	if err != nil {
 		return d, fmt.Errorf("upload %s to %s: %w", d, repo, err)

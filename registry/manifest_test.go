@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -139,6 +140,44 @@ func TestErrorBodyCutShort(t *testing.T) {
 		_, err := testClient().GetManifest(context.Background(), mustRef(t, host+"/org/app:sha256-abc.att"), MaxManifestBytes)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("HTTP %d cut short: %v; want %v", tc.status, err, tc.want)
+		}
+	}
+}
+
+// TestUploadMonolithic: a registry that takes the blob with the POST gets
+// one request; one that only opens an upload (202) gets the body again with
+// the PUT that closes it. Either way it holds exactly the bytes.
+func TestUploadMonolithic(t *testing.T) {
+	body := []byte(`{"payload":"x"}`)
+	for _, monolithic := range []bool{true, false} {
+		var requests []string
+		var got []byte
+		host := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+			requests = append(requests, r.Method+" "+r.URL.Query().Get("digest"))
+			b := make([]byte, r.ContentLength)
+			_, _ = io.ReadFull(r.Body, b)
+			switch {
+			case r.Method == http.MethodPost && monolithic:
+				got = b
+				w.WriteHeader(http.StatusCreated)
+			case r.Method == http.MethodPost:
+				w.Header().Set("Location", "/v2/org/app/blobs/uploads/u1")
+				w.WriteHeader(http.StatusAccepted)
+			case r.Method == http.MethodPut && r.URL.Path == "/v2/org/app/blobs/uploads/u1":
+				got = b
+				w.WriteHeader(http.StatusCreated)
+			default:
+				w.WriteHeader(http.StatusNotFound)
+			}
+		})
+		repo, _ := name.NewRepository(host + "/org/app")
+		d, err := testClient().Upload(context.Background(), repo, body)
+		want := []string{"POST " + digestStr(body)}
+		if !monolithic {
+			want = append(want, "PUT "+digestStr(body))
+		}
+		if err != nil || d.String() != digestStr(body) || string(got) != string(body) || fmt.Sprint(requests) != fmt.Sprint(want) {
+			t.Errorf("monolithic %v: %s %v, requests %q (want %q), stored %q", monolithic, d, err, requests, want, got)
 		}
 	}
 }
