@@ -166,3 +166,53 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestKeyInputs: the password comes as cosign takes it — piped on
+// standard input (CI, cron), $COSIGN_PASSWORD, --password-file — and a
+// wrong one or none is a clear usage error that does not echo it; a public
+// key given to sign is refused before any password is asked;
+// $COSIGN_REPOSITORY is refused with the reason.
+func TestKeyInputs(t *testing.T) {
+	host, _ := catalogRegistry(t)
+	ref := host + "/org/ko-build/app1:latest"
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "release")
+	if code, _, stderr := executeIn("s3cret-pw\n", "generate-key-pair", "--output-key-prefix", prefix); code != ExitOK {
+		t.Fatalf("generate-key-pair: exit %d\n%s", code, stderr)
+	}
+	pwFile := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pwFile, []byte("s3cret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Unset for this test only (t.Setenv restores them afterwards).
+	for _, v := range []string{"COSIGN_REPOSITORY", envPassword} {
+		t.Setenv(v, "")
+		os.Unsetenv(v)
+	}
+	sign := []string{"sign", "--tlog-upload=false", "--key", prefix + ".key", ref}
+
+	if code, stdout, stderr := executeIn("s3cret-pw\n", sign...); code != ExitOK || !strings.Contains(stdout, "written") {
+		t.Errorf("password piped on stdin: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := execute(append(sign, "--password-file", pwFile)...); code != ExitOK || !strings.Contains(stdout, "nothing to write") {
+		t.Errorf("--password-file: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr := executeIn("", sign...) // stdin at /dev/null
+	if code != ExitUsage || !strings.Contains(stderr, "password") || strings.Contains(stderr, "ioctl") {
+		t.Errorf("no password: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = executeIn("wrong-pw-42\n", sign...)
+	if code != ExitUsage || !strings.Contains(stderr, "password") || strings.Contains(stdout+stderr, "wrong-pw-42") {
+		t.Errorf("wrong password: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = executeIn("never-read\n", "sign", "--tlog-upload=false", "--key", prefix+".pub", ref)
+	if code != ExitUsage || !strings.Contains(stderr, "public key") {
+		t.Errorf("a public key to sign: exit %d\n%s%s", code, stdout, stderr)
+	}
+
+	t.Setenv("COSIGN_REPOSITORY", host+"/elsewhere")
+	code, _, stderr = execute(append(sign, "--password-file", pwFile)...)
+	if code != ExitUsage || !strings.Contains(stderr, "COSIGN_REPOSITORY") || !strings.Contains(stderr, "own repository") {
+		t.Errorf("COSIGN_REPOSITORY: exit %d\n%s", code, stderr)
+	}
+}
