@@ -181,3 +181,22 @@ func TestUploadMonolithic(t *testing.T) {
 		}
 	}
 }
+
+// TestCertificateErrorNamesTheFix: a registry whose certificate the system
+// does not trust fails with ErrCertificate and says how to trust it or
+// skip the check; with Insecure the same registry answers.
+func TestCertificateErrorNamesTheFix(t *testing.T) {
+	s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	t.Cleanup(s.Close)
+	ref := mustRef(t, strings.TrimPrefix(s.URL, "https://")+"/org/app:latest")
+	_, err := NewClient(Options{Retries: 1, Backoff: time.Millisecond}).GetManifest(context.Background(), ref, MaxManifestBytes)
+	if !errors.Is(err, ErrCertificate) || !strings.Contains(err.Error(), "SSL_CERT_FILE") || !strings.Contains(err.Error(), "--allow-insecure-registry") {
+		t.Errorf("untrusted certificate: %v", err)
+	}
+	_, err = NewClient(Options{Retries: 1, Backoff: time.Millisecond, Insecure: true}).GetManifest(context.Background(), ref, MaxManifestBytes)
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("with Insecure: %v, want not found", err)
+	}
+}
