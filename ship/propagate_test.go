@@ -21,11 +21,7 @@ import (
 
 func loadPropagateTask(t *testing.T) *v1.Task {
 	t.Helper()
-	m, err := decodeStrict(filepath.Join(moduleRoot(t), "task", "nestattest-propagate", "nestattest-propagate.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.obj.(*v1.Task)
+	return loadTaskNamed(t, "nestattest-propagate")
 }
 
 // chainsSecrets writes the fixture's signing-secrets, the Secret Chains

@@ -141,9 +141,12 @@ func workspaces() []v1.WorkspaceBinding {
 	}
 }
 
-func loadTask(t *testing.T) *v1.Task {
+func loadTask(t *testing.T) *v1.Task { t.Helper(); return loadTaskNamed(t, "nestattest") }
+
+// loadTaskNamed reads task/NAME/NAME.yaml with Tekton's types, strictly.
+func loadTaskNamed(t *testing.T, name string) *v1.Task {
 	t.Helper()
-	m, err := decodeStrict(filepath.Join(moduleRoot(t), "task", "nestattest", "nestattest.yaml"))
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), "task", name, name+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
