@@ -59,18 +59,23 @@ func (c *Client) ReadBlob(ctx context.Context, repo name.Repository, d v1.Descri
 	return b, nil
 }
 
-// Upload puts a blob into repo: in one request (a POST with the digest and
-// the whole body, which distribution, Docker Hub and most registries take),
-// else in two (the POST opens the upload, a PUT closes it with the body and
-// the digest). When an answer is lost after the registry took the blob,
-// the blob is looked for before the upload fails.
+// Upload puts a blob into repo: in one request where the registry takes
+// the blob with the POST that starts the upload (201; go-containerregistry's
+// registry and others do), else in two (the POST opens the upload, a PUT
+// closes it with the body and the digest). A registry that answers the
+// one-request form by opening an upload (202; distribution does) is
+// remembered, and is not sent the blob with the POST again. When an answer
+// is lost after the registry took the blob, the blob is looked for before
+// the upload fails.
 func (c *Client) Upload(ctx context.Context, repo name.Repository, body []byte) (v1.Hash, error) {
 	d := digestOf(body)
-	// One request where the registry takes the blob with the POST that
-	// starts the upload (201), as the distribution spec lets it; a registry
-	// that only opens an upload (202) gets the body again with the PUT.
-	resp, err := c.do(ctx, repo, request{method: http.MethodPost, url: URL(repo) + "/blobs/uploads/?digest=" + url.QueryEscape(d.String()),
-		ctype: "application/octet-stream", body: body, want: []int{http.StatusCreated, http.StatusAccepted}})
+	post := request{method: http.MethodPost, url: URL(repo) + "/blobs/uploads/", want: []int{http.StatusAccepted}}
+	_, twoStep := c.twoStep.Load(repo.RegistryStr())
+	if !twoStep {
+		post.url += "?digest=" + url.QueryEscape(d.String())
+		post.ctype, post.body, post.want = "application/octet-stream", body, []int{http.StatusCreated, http.StatusAccepted}
+	}
+	resp, err := c.do(ctx, repo, post)
 	if err != nil {
 		if ok, herr := c.HasBlob(ctx, repo, d); herr == nil && ok {
 			return d, nil // the registry took it; the answer was lost
@@ -80,6 +85,9 @@ func (c *Client) Upload(ctx context.Context, repo name.Repository, body []byte) 
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusCreated {
 		return d, nil
+	}
+	if !twoStep {
+		c.twoStep.Store(repo.RegistryStr(), true)
 	}
 	loc, err := location(resp)
 	if err != nil {

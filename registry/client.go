@@ -33,6 +33,7 @@ type Client struct {
 	queues     map[string]*queue   // per tag: updates waiting to be applied
 	updates    map[string]*updated // per tag: updates made, for Settle
 	referrers  map[string]apiState // per registry: does it serve the referrers API
+	twoStep    sync.Map            // registries that open an upload on a POST with the blob (202): Upload does not send it twice
 
 	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }
