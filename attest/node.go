@@ -79,27 +79,45 @@ func transient(err error) bool {
 }
 
 // places are the repositories a node is signed in: its own and, with
-// Mirrors, the root's where catalog mirrored it. catalog mirrors each child
-// of the root with everything below it, children first, so one look per
-// child of the root tells.
+// Mirrors, the root's where catalog mirrored it.
 func (r *run) places(ctx context.Context, n *walk.Node) ([]name.Repository, error) {
 	repos := []name.Repository{n.Repository}
-	mirror, ok := catalog.MirrorRepository(n)
-	if !r.opts.Mirrors || !ok {
+	if !r.opts.Mirrors {
 		return repos, nil
 	}
+	mirror, err := r.mirrors.find(ctx, r.opts.Client, n)
+	if err != nil || mirror == nil {
+		return repos, err
+	}
+	return append(repos, *mirror), nil
+}
+
+// mirrorLookup finds where catalog mirrored a node into the root's
+// repository, for sign and verify alike. catalog mirrors each child of the
+// root with everything below it, children first, so one look per child of
+// the root tells.
+type mirrorLookup struct {
+	tops onceMap[*walk.Node, bool]
+}
+
+// find returns the root's repository when n's copy is there, else nil.
+func (m *mirrorLookup) find(ctx context.Context, c *registry.Client, n *walk.Node) (*name.Repository, error) {
+	repo, ok := catalog.MirrorRepository(n)
+	if !ok {
+		return nil, nil
+	}
 	top := topChild(n)
-	there, err := r.tops.do(top, func() (bool, error) {
-		ok, err := r.opts.Client.HasManifest(ctx, mirror, top.Descriptor)
+	there, err := m.tops.do(top, func() (bool, error) {
+		ok, err := c.HasManifest(ctx, repo, top.Descriptor)
 		if err != nil {
-			return false, fmt.Errorf("look for a mirrored copy in %s: %w", mirror, err)
+			return false, fmt.Errorf("look for a mirrored copy in %s: %w", repo, err)
 		}
 		return ok, nil
 	})
 	if err != nil || !there {
-		return repos, err
+		return nil, err
 	}
-	return append(repos, mirror), nil
+	return &repo, nil
 }
 
 // topChild returns the child of the root that n is, or is below.

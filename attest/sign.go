@@ -118,7 +118,7 @@ type run struct {
 	root        *walk.Node
 	annotations map[string]string
 	uri         string // the predicate type URI
-	tops        onceMap[*walk.Node, bool]
+	mirrors     mirrorLookup
 	signed      flights // signature payloads checked or written, per layout and repository
 }
 

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
@@ -21,7 +20,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
-	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -157,7 +155,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 
 type verifier struct {
 	opts        VerifyOptions
-	tops        onceMap[*walk.Node, bool] // children of the root mirrored
+	mirrors     mirrorLookup
 	co          *cosign.CheckOpts
 	uris        []string
 	annotations map[string]string
@@ -205,7 +203,7 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	if !v.opts.Mirrors {
 		return verdict
 	}
-	mirror, err := v.mirror(ctx, n)
+	mirror, err := v.mirrors.find(ctx, v.opts.Client, n)
 	switch {
 	case err != nil:
 		verdict.Checks = append(verdict.Checks, Check{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable})
@@ -232,27 +230,6 @@ func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) 
 		checks = append(checks, v.attestation(ctx, sub, layout, entries, v.opts.Policy.Types[i], uri))
 	}
 	return checks, layouts
-}
-
-// mirror is the repository where catalog mirrored n, if it did: the
-// root's, looked up once per child of the root, as sign looks.
-func (v *verifier) mirror(ctx context.Context, n *walk.Node) (*name.Repository, error) {
-	repo, ok := catalog.MirrorRepository(n)
-	if !ok {
-		return nil, nil
-	}
-	top := topChild(n)
-	there, err := v.tops.do(top, func() (bool, error) {
-		ok, err := v.opts.Client.HasManifest(ctx, repo, top.Descriptor)
-		if err != nil {
-			return false, fmt.Errorf("look for a mirrored copy in %s: %w", repo, err)
-		}
-		return ok, nil
-	})
-	if err != nil || !there {
-		return nil, err
-	}
-	return &repo, nil
 }
 
 // read lists what the subject carries and picks the layout to verify:
