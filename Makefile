@@ -1,14 +1,14 @@
-# The full test suite: the pinned tools, Debian's docker-registry where apt
-# can install it, and every test with the end-to-end tests required (a
-# missing tool fails them instead of skipping them).
+# The full test suite: Debian's docker-registry where apt can install it,
+# then test/ci.sh: the pinned tools and the consumers' programs built while
+# the unit tests run, then every test with the end-to-end tests required (a
+# missing tool fails them instead of skipping them), in parallel jobs.
 GO ?= go
 TOOLS := $(CURDIR)/.tools/bin
 
 .PHONY: test tools consumers docker-registry
 
-test: tools consumers docker-registry
-	$(GO) vet -tags bench ./test/bench/...
-	NESTATTEST_E2E=require NESTATTEST_TOOLS=$(TOOLS) $(GO) test -count=1 -timeout 60m ./...
+test: docker-registry
+	GO=$(GO) ./test/ci.sh
 
 # The pinned registry, cosign, crane and oras, built into .tools/bin.
 tools:

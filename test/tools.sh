@@ -47,6 +47,7 @@ build() {
     if ! GOBIN="$dir" GOFLAGS=-mod=mod GOWORK=off "$GO" install "$3@$4" >"$dir/build.log" 2>&1; then
       echo "tools: building $1 $4 failed:" >&2
       tail -40 "$dir/build.log" >&2
+      refused "$1" "$2@$4" "$dir/build.log"
       return 1
     fi
     [ "$(built_version "$exe")" = "$2 $4" ] || { echo "tools: $exe is not $2 $4 after the build" >&2; return 1; }
@@ -56,6 +57,19 @@ build() {
   fi
   ln -sfn "$exe" "$bin/$1"
   echo "$2 $4" >"$bin/$1.version"
+}
+
+# refused NAME MODULE@VERSION LOG: when the build failed because the module
+# proxy refused a module (403/404/410: "not available", "not found"), say
+# so plainly: no fallback is named for the tools (each pin was chosen for
+# a behaviour the tests rely on: docs/testing.md), so the fix is a served
+# version pinned here.
+refused() {
+  local what
+  what="$(grep -Eo '[^ ]+@v[^ :]+: (reading|verifying) [^ ]+: (403|404|410)[^"]*' "$3" | head -1)"
+  [ -n "$what" ] || return 0
+  echo "tools: $1: the module proxy (GOPROXY=$("$GO" env GOPROXY)) refuses a module $2 needs: $what" >&2
+  echo "tools: no fallback is named for $1; pin a version the proxy serves in test/tools.sh (its list: $("$GO" env GOPROXY | cut -d, -f1)/<module>/@v/list)" >&2
 }
 
 # lane TOOL...: build one after another; fails if any failed.

@@ -5,29 +5,28 @@
 # them into DIR ($1, default <repo>/.tools/bin), so a fresh clone reuses
 # them:
 #
-#   chains-sign    Tekton Chains v0.29.2's controller code (its reconcilers,
+#   chains-sign    Tekton Chains' controller code (its reconcilers,
 #                  ObjectSigner, x509/KMS signers, formats and storage) run on
-#                  TaskRun/PipelineRun files; module test/consumers/chains
+#                  TaskRun/PipelineRun files; module test/consumers/chains,
+#                  built from the newest Chains the go command can have that
+#                  the driver supports: v0.29.2 (go.mod), else v0.22.0
+#                  (v0.22.0.mod, v0.22.0.sum), chosen by asking the module
+#                  proxy (`go mod download`), never by a flag
 #   policy-tester  sigstore policy-controller v0.15.1's cmd/tester, built as
 #                  is; module test/consumers/policy
 #
-# Each is its own module (Chains v0.29.2 needs k8s 0.36, tektoncd/pipeline
-# v1.15.0 and knative.dev/pkg 2026-06, policy-controller k8s 0.35 and
-# knative.dev/pkg 2023-06), with the replace directives of the upstream
-# go.mod copied; the main module depends on neither. Builds run with
-# GOWORK=off and GOFLAGS=-mod=mod and the go command's own GOPROXY: every
-# module comes from the module proxy, checked against the committed go.sum.
-# Versions the proxy refuses are not used (see README.md). A binary is kept
-# when `go version -m` names the pinned version; its stamp (a hash of its
-# module's go.mod, go.sum and non-test Go files) is in its cache path, so any
-# change rebuilds it.
+# It prints the version each was built from and records it in
+# DIR/<name>.version, which the tests log. Each is its own module with the
+# replace directives of the upstream go.mod copied; the main module depends
+# on neither. Builds run with GOWORK=off and GOFLAGS=-mod=mod and the go
+# command's own GOPROXY: every module comes from the module proxy, checked
+# against the committed go.sum. A version the proxy refuses is skipped for
+# the next one the driver supports; when none can be had, the build fails
+# naming every refusal. A binary is kept when `go version -m` names the
+# chosen version; its stamp (a hash of the go.mod used, its go.sum and the
+# non-test Go files) is in its cache path, so any change rebuilds it.
 #
-# Cold (empty module and build caches, GOPROXY=https://proxy.golang.org,direct),
-# the two builds, run together on two cores shared with other work (load
-# average about 20), took 54 minutes (chains-sign, then from Chains v0.22.0)
-# and 62 (policy-tester); warm, a rebuild takes a few minutes. Chains-sign
-# from Chains v0.29.2: 14.5 minutes with its modules downloaded and an empty
-# build cache (nice -n 19, load average 5 to 9), about 20 seconds warm.
+# Timings: see README.md beside this file.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -44,41 +43,94 @@ built_version() {
   "$GO" version -m "$1" 2>/dev/null | awk -v m="$2" '($1 == "mod" || $1 == "dep") && $2 == m { print $2, $3; exit }'
 }
 
-# stamp DIR: a hash of what the module's build depends on.
+# stamp DIR MODFILE: a hash of what the module's build depends on.
 stamp() {
-  (cd "$here/$1" && find . -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat go.mod go.sum) | sha256sum | cut -c1-16
+  (cd "$here/$1" && find . -name '*.go' ! -name '*_test.go' | LC_ALL=C sort | xargs cat "$2" "${2%.mod}.sum") | sha256sum | cut -c1-16
+}
+
+# served MODULE VERSION: whether the go command can have MODULE@VERSION
+# (its module cache, else GOPROXY), as the build will ask for it. Prints
+# the go command's answer when it cannot.
+served() {
+  local out
+  if out="$("$GO" mod download -json "$1@$2" 2>&1)" && ! grep -q '"Error"' <<<"$out"; then
+    return 0
+  fi
+  grep -o '"Error": *"[^"]*"' <<<"$out" | head -1 | sed 's/^"Error": *//' || true
+  [ -n "$out" ] && tail -1 <<<"$out" >&2
+  return 1
+}
+
+# modfile DIR VERSION: the go.mod of module DIR that builds VERSION of its
+# upstream: go.mod for the newest, VERSION.mod (with VERSION.sum) for an
+# older one the driver also supports.
+modfile() {
+  if [ -f "$here/$1/$2.mod" ]; then echo "$2.mod"; else echo go.mod; fi
 }
 
 # build NAME DIR PACKAGE MODULE VERSION: build into the cache, under
 # NAME/VERSION-STAMP, unless that binary is there, then link it into DIR.
 build() {
-  local name="$1" dir="$2" pkg="$3" want="$4 $5" s
-  s="$(stamp "$dir")"
+  local name="$1" dir="$2" pkg="$3" want="$4 $5" s mod
+  mod="$(modfile "$dir" "$5")"
+  s="$(stamp "$dir" "$mod")"
   local cached="$cache/$name/$5-$s" log="$cache/$name/$5-$s.log"
   local exe="$cached/$name"
   mkdir -p "$cached"
   if [ -x "$exe" ] && [ "$(built_version "$exe" "$4")" = "$want" ]; then
     echo "consumers: $name ($want) present"
   else
-    echo "consumers: building $name ($want)"
+    echo "consumers: building $name ($want, $dir/$mod)"
     local start=$SECONDS
-    if ! (cd "$here/$dir" && "$GO" build -buildvcs=false -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
-      echo "consumers: building $name failed:" >&2
+    if ! (cd "$here/$dir" && "$GO" build -modfile="$mod" -buildvcs=false -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
+      echo "consumers: building $name ($want) failed:" >&2
       tail -40 "$log" >&2
       rm -f "$exe.tmp"
       return 1
     fi
     [ "$(built_version "$exe.tmp" "$4")" = "$want" ] || { echo "consumers: $exe is not built from $want" >&2; return 1; }
     mv "$exe.tmp" "$exe"
-    echo "consumers: built $name in $((SECONDS - start))s"
+    echo "consumers: built $name ($want) in $((SECONDS - start))s"
   fi
   ln -sfn "$exe" "$out/$name"
   echo "$want $s" >"$out/$name.version"
 }
 
-build chains-sign chains ./cmd/chains-sign github.com/tektoncd/chains v0.29.2 &
-first=$!
+# pick NAME MODULE VERSION...: the first VERSION (newest first) the go
+# command can have, said on stderr; fails naming every refusal when none.
+pick() {
+  local name="$1" module="$2" v why refused=()
+  shift 2
+  for v in "$@"; do
+    if why="$(served "$module" "$v" 2>/dev/null)"; then
+      [ ${#refused[@]} -eq 0 ] || echo "consumers: $name: ${refused[*]}; falling back to $module@$v" >&2
+      echo "$v"
+      return 0
+    fi
+    refused+=("$module@$v is not served (${why:-no answer})")
+  done
+  echo "consumers: $name: no version the driver supports can be had: ${refused[*]}." >&2
+  echo "consumers: add a served version to test/consumers/$name (a <version>.mod and .sum beside go.mod) and to CHAINS_VERSIONS/POLICY_VERSIONS in build.sh" >&2
+  return 1
+}
+
+# The upstream versions each driver builds against, newest first: the
+# newest the go command can have (module cache, else GOPROXY) is built.
+# NESTATTEST_CHAINS_VERSIONS narrows the list (for testing the fallback:
+# NESTATTEST_CHAINS_VERSIONS=v0.22.0). Chains v0.29.2's zip is refused by
+# the module proxy on some days (403 "This module version is not
+# available"); v0.22.0 is served.
+read -r -a chains_versions <<<"${NESTATTEST_CHAINS_VERSIONS:-v0.29.2 v0.22.0}"
+read -r -a policy_versions <<<"v0.15.1"
+
 status=0
-build policy-tester policy github.com/sigstore/policy-controller/cmd/tester github.com/sigstore/policy-controller v0.15.1 || status=1
+chains="$(pick chains github.com/tektoncd/chains "${chains_versions[@]}")" || status=1
+policy="$(pick policy github.com/sigstore/policy-controller "${policy_versions[@]}")" || status=1
+[ "$status" = 0 ] || { echo "consumers: FAILED" >&2; exit 1; }
+echo "consumers: chains-sign from Tekton Chains $chains, policy-tester from policy-controller $policy"
+
+build chains-sign chains ./cmd/chains-sign github.com/tektoncd/chains "$chains" &
+first=$!
+build policy-tester policy github.com/sigstore/policy-controller/cmd/tester github.com/sigstore/policy-controller "$policy" || status=1
 wait "$first" || status=1
 [ "$status" = 0 ] || { echo "consumers: FAILED" >&2; exit 1; }

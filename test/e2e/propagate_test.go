@@ -113,7 +113,7 @@ spec:
 // admitted runs policy-tester on ref, and says why it refused.
 func admitted(t *testing.T, policy, ref string) (bool, string) {
 	t.Helper()
-	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Tool(t, "policy-tester"), "--policy", policy, "--image", ref)
+	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Consumer(t, "policy-tester"), "--policy", policy, "--image", ref)
 	return r.Code == 0, lastLines(r.Stdout+r.Stderr, 40)
 }
 

@@ -22,7 +22,8 @@ transparency.enabled: "false"
 `
 
 // ChainsSign has Tekton Chains' own controller code (the chains-sign tool,
-// built from Chains v0.29.2 by test/consumers/build.sh) sign and attest
+// built by test/consumers/build.sh from the newest Chains the module proxy
+// serves that it supports: v0.29.2, else v0.22.0) sign and attest
 // what a completed build TaskRun's IMAGE_URL (url) and IMAGE_DIGEST
 // (digest) results name, as configured by [ChainsConfig]. secrets is the
 // signing-secrets directory Chains reads: cosign.key, cosign.password and
@@ -43,7 +44,7 @@ func ChainsSign(t testing.TB, secrets, dockerConfig, url, digest string) {
 	if dockerConfig != "" {
 		args = append(args, "--docker-config", dockerConfig)
 	}
-	r := Run(t, Tool(t, "chains-sign"), args...)
+	r := Run(t, Consumer(t, "chains-sign"), args...)
 	if r.Code != 0 {
 		t.Fatalf("chains-sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}

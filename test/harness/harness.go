@@ -79,6 +79,31 @@ func Tool(t testing.TB, name string) string {
 	return path
 }
 
+// ToolVersion returns the module and version a tool in the tools directory
+// was built from, as test/tools.sh and test/consumers/build.sh record it in
+// <name>.version ("github.com/tektoncd/chains v0.22.0 <stamp>"), for tests
+// to log which upstream they ran against. A tool without the record fails
+// the test: the scripts always write one.
+func ToolVersion(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Tools(t), name+".version"))
+	if err != nil {
+		t.Fatalf("version of tool %s: %v; rebuild it with `make tools consumers`", name, err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Consumer returns the path of a consumer's program built by
+// test/consumers/build.sh ("chains-sign", "policy-tester") as Tool does, and
+// logs the upstream module and version it was built from, so a test's log
+// says which Chains or policy-controller it ran against.
+func Consumer(t testing.TB, name string) string {
+	t.Helper()
+	bin := Tool(t, name)
+	t.Logf("%s built from %s", name, ToolVersion(t, name))
+	return bin
+}
+
 // buildBinary builds ./cmd/nestattest into a new temporary directory, once
 // per test process; the binary outlives any single test so every test of
 // the process shares it.

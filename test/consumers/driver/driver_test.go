@@ -1,16 +1,16 @@
-// Package e2e checks the consumers' own programs against each other: Tekton
-// Chains (chains-sign) signs and attests an image index named by a TaskRun's
-// IMAGE_URL/IMAGE_DIGEST results, the cosign CLI verifies what Chains wrote,
-// and sigstore policy-controller's policy-tester admits the index under a
-// ClusterImagePolicy requiring Chains' provenance, and refuses what Chains
-// did not sign.
+// Package driver checks the consumers' own programs, as test/consumers/build.sh
+// built them, against each other before the end-to-end tests lean on them:
+// Tekton Chains (chains-sign) signs and attests an image index named by a
+// TaskRun's IMAGE_URL/IMAGE_DIGEST results, the cosign CLI verifies what
+// Chains wrote, and sigstore policy-controller's policy-tester admits the
+// index under a ClusterImagePolicy requiring Chains' provenance, and refuses
+// what Chains did not sign. Each test logs the upstream versions it ran
+// against (build.sh builds Chains from the newest version the module proxy
+// serves that the driver supports).
 //
-// The binaries come from NESTATTEST_CONSUMERS_BIN (chains-sign,
-// policy-tester; test/consumers/build.sh builds them) and NESTATTEST_TOOLS_BIN
-// (cosign, registry; test/tools.sh builds them), both by default
-// <repo>/.tools/bin. The test is skipped when one is missing; without the
-// registry binary it runs go-containerregistry's in-memory registry.
-package e2e
+// The binaries come from the tools directory (harness.Tools); a missing one
+// skips the test, or fails it under NESTATTEST_E2E=require.
+package driver
 
 import (
 	"bytes"
@@ -19,10 +19,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,90 +27,15 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
+
+	"github.com/nestattest/nestattest/test/harness"
 )
 
 const password = "chains-test-password"
-
-func binDir(t *testing.T, env string) string {
-	if d := os.Getenv(env); d != "" {
-		return d
-	}
-	root, err := filepath.Abs("../../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Join(root, ".tools", "bin")
-}
-
-func need(t *testing.T, dir, name string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not built (%v); run test/consumers/build.sh and test/tools.sh", name, err)
-	}
-	return p
-}
-
-// startRegistry starts distribution's registry on a loopback port, or
-// go-containerregistry's in-memory registry when the binary is not there.
-func startRegistry(t *testing.T, tools string) string {
-	t.Helper()
-	bin := filepath.Join(tools, "registry")
-	if _, err := os.Stat(bin); err != nil {
-		t.Logf("no %s: using go-containerregistry's in-memory registry", bin)
-		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-		t.Cleanup(srv.Close)
-		return strings.TrimPrefix(srv.URL, "http://")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfg)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry on %s did not start: %v\n%s", addr, err, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("distribution registry on %s", addr)
-	return addr
-}
 
 func run(t *testing.T, env []string, name string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
@@ -144,13 +65,11 @@ type fixture struct {
 }
 
 func setup(t *testing.T, repo string) *fixture {
-	consumers := binDir(t, "NESTATTEST_CONSUMERS_BIN")
-	tools := binDir(t, "NESTATTEST_TOOLS_BIN")
 	f := &fixture{
-		chainsSign:   need(t, consumers, "chains-sign"),
-		policyTester: need(t, consumers, "policy-tester"),
-		cosign:       need(t, tools, "cosign"),
-		host:         startRegistry(t, tools),
+		chainsSign:   harness.Consumer(t, "chains-sign"),
+		policyTester: harness.Consumer(t, "policy-tester"),
+		cosign:       harness.Tool(t, "cosign"),
+		host:         harness.Distribution(t, harness.DistributionOptions{}).Host,
 		dir:          t.TempDir(),
 	}
 	// cosign and policy-tester: no sigstore TUF cache outside the test, no
