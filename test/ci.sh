@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The full test suite, as `make test` runs it (README: the test command;
-# .ci/run calls `make test`). On two cores and a cold machine the work is:
-# building the pinned tools and the consumers' programs (CPU-bound, about
-# 25 minutes), then tests that wait more than they compute (processes,
-# registries, a 10-minute certificate expiry). So it overlaps them:
+# .ci/run calls `make test`). On two cores and a cold machine the work is
+# CPU-bound throughout: building the pinned tools and the consumers'
+# programs, compiling and linking the test binaries, then tests that start
+# many processes (registries, cosign, the sigstore services). So the script
+# overlaps what can be overlapped and does nothing twice:
 #
 #   1. the tools (test/tools.sh) and the consumers' programs
-#      (test/consumers/build.sh) build in the background, while the packages
-#      whose tests need no tool run, and every test binary is compiled once;
+#      (test/consumers/build.sh) build in the background; meanwhile
+#      `go vet ./...` runs, every package's test binary is compiled and
+#      linked once (`go test -c`), the nestattest binary the end-to-end
+#      tests run is built once (NESTATTEST_BIN), and the packages whose
+#      tests need no tool run;
 #   2. as soon as the tools are there, test/expiry starts: it spends ten
 #      minutes waiting for a certificate to expire, beside everything else;
 #   3. once the consumers are built too, the packages that run the tools go,
 #      NESTATTEST_TEST_JOBS at a time (default 4), the longest first, with
-#      test/e2e split into NESTATTEST_E2E_SHARDS processes (default 3)
-#      balanced by the durations in test/ci-durations.txt.
+#      test/e2e split into NESTATTEST_E2E_SHARDS processes (default 3) of
+#      its one binary, balanced by the durations in test/ci-durations.txt.
 #
 # Every test runs with NESTATTEST_E2E=require: a missing tool fails it.
 # Each job's output goes to a log under NESTATTEST_TEST_LOGS (default a new
@@ -27,9 +31,11 @@ root="$PWD"
 GO="${GO:-go}"
 logs="${NESTATTEST_TEST_LOGS:-$(mktemp -d -t nestattest-test.XXXXXX)}"
 mkdir -p "$logs"
+logs="$(cd "$logs" && pwd)"
+bins="$logs/bin"
 jobs_max="${NESTATTEST_TEST_JOBS:-4}"
 shards="${NESTATTEST_E2E_SHARDS:-3}"
-export NESTATTEST_E2E=require NESTATTEST_TOOLS="$root/.tools/bin" GO
+export NESTATTEST_E2E=require NESTATTEST_TOOLS="$root/.tools/bin" NESTATTEST_BIN="$bins/nestattest" GO
 start=$SECONDS
 echo "test: logs in $logs"
 
@@ -59,14 +65,14 @@ await() {
   report "$name"
 }
 
-# report NAME: print a finished job's outcome: its go test summary lines,
-# or its whole log when it failed.
+# report NAME: print a finished job's outcome: its summary lines, or its
+# whole log when it failed.
 report() {
   local name="$1" rc
   rc="$(cat "$logs/$name.rc")"
   if [ "$rc" = 0 ]; then
     echo "test: [$(stamp)] $name passed in $(cat "$logs/$name.time")s"
-    grep -E '^(ok|FAIL|---|panic)|^(tools|consumers):' "$logs/$name.log" | grep -v -- '^--- PASS' | sed "s/^/  $name: /"
+    grep -E '^(ok|FAIL|--- (FAIL|SKIP)|panic)|^(tools|consumers):' "$logs/$name.log" | sed "s/^/  $name: /"
   else
     echo "test: [$(stamp)] $name FAILED (exit $rc) after $(cat "$logs/$name.time")s; its log:"
     sed "s/^/  $name: /" "$logs/$name.log"
@@ -74,34 +80,62 @@ report() {
   return "$rc"
 }
 
-gotest() { "$GO" test -count=1 -timeout 60m -v "$@"; }
+# run PACKAGE [ARGS...]: run PACKAGE's test binary (compiled in step 1) in
+# the package's directory, as go test does, verbosely, and print go test's
+# "ok"/"FAIL" line for it.
+run() {
+  local pkg="$1" exe s=$SECONDS rc
+  shift
+  exe="$bins/$(basename "$pkg").test"
+  (cd "$root/$pkg" && "$exe" -test.count=1 -test.timeout=60m -test.v "$@")
+  rc=$?
+  if [ "$rc" = 0 ]; then echo "ok  	$pkg	$((SECONDS - s))s"; else echo "FAIL	$pkg	$((SECONDS - s))s"; fi
+  return "$rc"
+}
 
-# Packages: those whose tests run none of the tools (they import no
-# test/harness) go first; the rest need the tools.
-mapfile -t unit < <("$GO" list -f '{{.ImportPath}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... |
-  awk '$0 !~ /nestattest\/test\/harness/ { print $1 }')
+# compile: vet every package, link every test binary into $bins (named
+# after its package's directory), and build the nestattest binary.
+compile() {
+  "$GO" vet ./... && "$GO" vet -tags bench ./test/bench/... &&
+    "$GO" test -c -o "$bins/" ./... &&
+    "$GO" build -o "$NESTATTEST_BIN" ./cmd/nestattest
+}
 
-# 1. Builds in the background; the unit packages and vet meanwhile.
+# Packages with tests: those whose tests run none of the tools (they are
+# not test/harness and import no test/harness) can go before the tools are
+# built.
+mapfile -t all < <("$GO" list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.Dir}} {{join .Imports " "}} {{join .TestImports " "}} {{join .XTestImports " "}}{{end}}' ./... |
+  sed "s|^$root/||")
+unit=() tooled=()
+for line in "${all[@]}"; do
+  [ -n "$line" ] || continue
+  pkg="${line%% *}"
+  case "$pkg $line" in test/harness\ * | *nestattest/test/harness*) tooled+=("$pkg") ;; *) unit+=("$pkg") ;; esac
+done
+names="$(printf '%s\n' "${unit[@]}" "${tooled[@]}" | xargs -n1 basename | sort | uniq -d)"
+[ -z "$names" ] || { echo "test: two test packages share a directory name ($names): rename one (test binaries are named after it)" >&2; exit 2; }
+
+# 1. Builds in the background; compiling and the unit packages meanwhile.
 background tools ./test/tools.sh
 background consumers ./test/consumers/build.sh
-background unit bash -c "'$GO' vet -tags bench ./test/bench/... && '$GO' test -count=1 -timeout 30m -v ${unit[*]}"
 status=0
-await unit || status=1
-# Compile every test binary once, so the jobs below do not race to build
-# the same packages.
-"$GO" test -count=1 -run '^$' ./... >"$logs/compile.log" 2>&1 || { echo "test: compiling the tests failed:"; cat "$logs/compile.log"; status=1; }
-echo "test: [$(stamp)] test binaries compiled"
+background compile compile
+await compile || { echo "test: the tests do not compile" >&2; exit 1; }
+for pkg in "${unit[@]}"; do
+  background "unit-$(basename "$pkg")" run "$pkg"
+  await "unit-$(basename "$pkg")" || status=1
+done
 
 # 2. The expiry test as soon as the tools are there.
 await tools || { echo "test: the tools did not build; nothing that needs them can run" >&2; exit 1; }
-background expiry gotest ./test/expiry
+background expiry run test/expiry
 
-# 3. The rest once the consumers are built.
+# 3. The rest once the consumers are built: e2e shards, its tests assigned
+# greedily, longest first, to the least loaded shard, by the seconds in
+# test/ci-durations.txt (60 for a test not there); then every other package
+# that needs tools.
 await consumers || status=1
-
-# e2e shards: tests assigned greedily, longest first, to the least loaded
-# shard, by the seconds in test/ci-durations.txt (60 for a test not there).
-mapfile -t e2e_tests < <("$GO" test -list '.*' ./test/e2e | grep -E '^(Test|Example)')
+mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)')
 mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
   awk -v f=test/ci-durations.txt 'BEGIN { while ((getline l < f) > 0) if (l !~ /^#/) { split(l, a, " "); d[a[1]] = a[2] } }
     { print (($1 in d) ? d[$1] : 60), $1 }' |
@@ -111,8 +145,12 @@ mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
     END { for (i = 0; i < k; i++) if (names[i] != "") print "^(" names[i] ")$" }')
 
 queue=()
-for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i gotest ./test/e2e -run ${e2e_runs[$i]}"); done
-queue+=("release gotest ./test/release" "ship gotest ./ship" "harness gotest ./test/harness" "driver gotest ./test/consumers/driver")
+for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i run test/e2e -test.run ${e2e_runs[$i]}"); done
+for pkg in test/release ship "${tooled[@]}"; do
+  case "$pkg" in test/e2e | test/expiry) continue ;; esac
+  [[ " ${queue[*]} " == *" run $pkg "* || " ${queue[*]} " == *" run $pkg" ]] && continue
+  queue+=("$(basename "$pkg") run $pkg")
+done
 
 running=()
 for q in "${queue[@]}"; do
@@ -134,10 +172,8 @@ for name in "${running[@]}" expiry; do await "$name" || status=1; done
 
 # The summary: wall time per job, and the top-level tests.
 echo "test: wall times (s):"
-for f in "$logs"/*.time; do printf '  %-12s %s\n' "$(basename "$f" .time)" "$(cat "$f")"; done
-passed=$(cat "$logs"/*.log | grep -c '^--- PASS')
-failed=$(cat "$logs"/*.log | grep -c '^--- FAIL')
-skipped=$(cat "$logs"/*.log | grep -c '^--- SKIP')
+for f in "$logs"/*.time; do printf '  %-16s %s\n' "$(basename "$f" .time)" "$(cat "$f")"; done
+count() { cat "$logs"/*.log | grep -c "^--- $1" || true; }
 echo "test: done after $(stamp)"
-echo "test: $passed passed, $failed failed, $skipped skipped"
+echo "test: $(count PASS) passed, $(count FAIL) failed, $(count SKIP) skipped"
 exit "$status"

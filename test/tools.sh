@@ -4,7 +4,9 @@
 # module, into $NESTATTEST_TOOLS_CACHE (default $HOME/.cache/nestattest/tools)
 # under <name>/<version>/, and linked into <repo>/.tools/bin, so a fresh clone
 # reuses what an earlier one built. A tool is kept when its binary's build
-# information (`go version -m`) names the pinned module version.
+# information (`go version -m`) names the pinned module version. They are
+# linked without symbol tables and DWARF (-ldflags='-s -w'): nothing here
+# debugs them, and linking a dozen large binaries is minutes of CPU cold.
 #
 # Cold, on two cores, the whole set takes about 25 minutes; the builds run in
 # two lanes, the long ones first.
@@ -44,7 +46,7 @@ build() {
   mkdir -p "$dir"
   if [ "$(built_version "$exe")" != "$2 $4" ]; then
     echo "tools: building $1 $4"
-    if ! GOBIN="$dir" GOFLAGS=-mod=mod GOWORK=off "$GO" install "$3@$4" >"$dir/build.log" 2>&1; then
+    if ! GOBIN="$dir" GOFLAGS=-mod=mod GOWORK=off "$GO" install -ldflags='-s -w' "$3@$4" >"$dir/build.log" 2>&1; then
       echo "tools: building $1 $4 failed:" >&2
       tail -40 "$dir/build.log" >&2
       refused "$1" "$2@$4" "$dir/build.log"

@@ -19,6 +19,10 @@ const (
 	// EnvE2E, set to "require", turns a missing tool from a skip into a
 	// failure.
 	EnvE2E = "NESTATTEST_E2E"
+	// EnvBin names a nestattest binary built from this working tree, which
+	// Binary then uses instead of building one per test process
+	// (test/ci.sh builds it once for every package).
+	EnvBin = "NESTATTEST_BIN"
 )
 
 // Missing skips a test that lacks something it needs (a tool, a package,
@@ -105,9 +109,15 @@ func Consumer(t testing.TB, name string) string {
 }
 
 // buildBinary builds ./cmd/nestattest into a new temporary directory, once
-// per test process; the binary outlives any single test so every test of
-// the process shares it.
+// per test process, unless $NESTATTEST_BIN names one; the binary outlives
+// any single test so every test of the process shares it.
 var buildBinary = sync.OnceValues(func() (string, error) {
+	if bin := os.Getenv(EnvBin); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("%s: %w", EnvBin, err)
+		}
+		return bin, nil
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
@@ -126,7 +136,7 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 })
 
 // Binary returns the path of the nestattest binary, built from the working
-// tree once per test process.
+// tree once per test process, or $NESTATTEST_BIN.
 func Binary(t testing.TB) string {
 	t.Helper()
 	bin, err := buildBinary()

@@ -104,6 +104,11 @@ type SigstoreCounts struct {
 	Refused int
 }
 
+// tsaLockWait bounds the wait for another test's TSA: long enough for the
+// longest test that holds one (minutes, on a loaded machine), within the
+// suite's 60-minute timeout.
+const tsaLockWait = 30 * time.Minute
+
 // StartSigstore starts the issuer, Fulcio, Rekor and the TSA as opts asks
 // (the three processes concurrently, each on free loopback ports, each
 // answering before StartSigstore returns), writes the trusted root and the
@@ -112,7 +117,8 @@ type SigstoreCounts struct {
 //
 // The TSA v2.1.3 always serves metrics on port 2112 of every interface, so
 // only one TSA runs on a machine at a time: StartSigstore waits, up to
-// startTimeout*5, for a TSA of another test or test process to stop.
+// tsaLockWait, for a TSA of another test or test process to stop (test/ci.sh
+// runs packages and e2e shards in parallel, several of which start one).
 func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 	t.Helper()
 	fulcioBin := Tool(t, "fulcio")
@@ -136,7 +142,7 @@ func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 		daemons = append(daemons, rekor)
 	}
 	if !opts.NoTSA {
-		holdMachineLock(t, "nestattest-tsa-metrics-2112.lock", 5*startTimeout)
+		holdMachineLock(t, "nestattest-tsa-metrics-2112.lock", tsaLockWait)
 		tsa = tsaDaemon(tsaBin, filepath.Join(dir, "tsa"), since)
 		daemons = append(daemons, tsa)
 	}
