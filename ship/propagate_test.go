@@ -64,7 +64,7 @@ func (f *fixture) nodesBelow(t *testing.T) []string {
 }
 
 // chainsPredicate is the predicate of the one SLSA v1.0 provenance
-// (https://slsa.dev/provenance/v1, what Chains v0.29.2's slsa/v2alpha4
+// (https://slsa.dev/provenance/v1, what Chains' slsa/v2alpha4
 // format writes; cosign's slsaprovenance1) the real cosign CLI verifies on
 // ref with pub, no transparency log, and the statement's subject digest.
 func (f *fixture) chainsPredicate(t *testing.T, pub, ref string) (predicate []byte, subject string) {
@@ -102,7 +102,7 @@ func (f *fixture) chainsPredicate(t *testing.T, pub, ref string) (predicate []by
 
 // TestPropagateTaskRuns runs task/nestattest-propagate as its TaskRun's
 // pod would run in Chains' namespace: the ko-shaped tree's parent composed
-// and pushed, Tekton Chains' own code (v0.29.2's reconciler, x509 signer,
+// and pushed, Tekton Chains' own code (the reconciler, x509 signer,
 // slsa/v2alpha4 format and oci storage) signing and attesting the parent
 // the build's results name, then Tekton substituting the propagate
 // TaskRun's params, building its pod with Chains' signing-secrets mounted,

@@ -9,7 +9,7 @@ import (
 
 // ChainsConfig has Chains sign image results with its x509 signer on the
 // cosign key and store SLSA v1.0 provenance (slsa/v2alpha4, the newest
-// format of Chains v0.29.2; predicate type https://slsa.dev/provenance/v1,
+// format of Chains v0.29.2 and v0.22.0; predicate type https://slsa.dev/provenance/v1,
 // cosign's slsaprovenance1) next to the image, no transparency log.
 const ChainsConfig = `artifacts.taskrun.format: slsa/v2alpha4
 artifacts.taskrun.storage: oci
