@@ -93,11 +93,12 @@ run() {
   return "$rc"
 }
 
-# compile: vet every package, link every test binary into $bins (named
-# after its package's directory), and build the nestattest binary.
+# compile: vet every package, link the test binary of every package with
+# tests into $bins (named after its package's directory), and build the
+# nestattest binary.
 compile() {
   "$GO" vet ./... && "$GO" vet -tags bench ./test/bench/... &&
-    "$GO" test -c -o "$bins/" ./... &&
+    "$GO" test -c -o "$bins/" "${unit[@]/#/./}" "${tooled[@]/#/./}" &&
     "$GO" build -o "$NESTATTEST_BIN" ./cmd/nestattest
 }
 
