@@ -8,6 +8,9 @@ var (
 	// ErrKey: the key cannot be read, is not a key of the kind needed, or
 	// the password does not decrypt it.
 	ErrKey = errors.New("cannot load key")
+	// ErrKeyPassword: the password does not decrypt the key (or the key is
+	// corrupt). It comes wrapped with ErrKey.
+	ErrKeyPassword = errors.New("wrong password, or the key is corrupt (decryption failed)")
 	// ErrPredicate: the predicate or its type is not usable.
 	ErrPredicate = errors.New("invalid predicate")
 	// ErrUnsigned: a node has no signature that the policy accepts.
@@ -20,6 +23,10 @@ var (
 	ErrCopied = errors.New("signature for another repository")
 	// ErrAnnotations: a node's valid signatures lack required annotations.
 	ErrAnnotations = errors.New("signature lacks required annotations")
+	// ErrUnreachable: a service the run shares (transparency log,
+	// timestamp authority, Fulcio, KMS) could not be connected to; see
+	// UnreachableError.
+	ErrUnreachable = errors.New("service cannot be reached")
 	// ErrUnreadable: the node, or what it carries, could not be read.
 	ErrUnreadable = errors.New("cannot read")
 )

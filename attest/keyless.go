@@ -31,6 +31,8 @@ type KeylessOptions struct {
 	// CA issues the certificates: sigstore-go's sign.Fulcio, or any
 	// certificate provider; required.
 	CA sign.CertificateProvider
+	// CAURL is where the CA is, for an error when it cannot be reached.
+	CAURL string
 	// Token is the identity to certify; required.
 	Token TokenSource
 	// TrustedMaterial holds the certificate authorities the certificates
@@ -129,6 +131,9 @@ func (k *KeylessSigner) certify(ctx context.Context) (*certified, error) {
 		return nil, fmt.Errorf("%w: %v", ErrKeyless, err)
 	}
 	der, err := k.opts.CA.GetCertificate(ctx, key, &sign.CertificateProviderOptions{IDToken: token})
+	if err = Unreachable(ServiceFulcio, k.opts.CAURL, err); errors.Is(err, ErrUnreachable) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: certificate: %v", ErrKeyless, err)
 	}

@@ -133,7 +133,7 @@ func privateKey(where string, raw []byte, password func() ([]byte, error)) (sign
 	sv, err := cosign.LoadPrivateKey(raw, pass, nil)
 	if err != nil {
 		if strings.Contains(err.Error(), "decrypt") {
-			return nil, fmt.Errorf("%w: %s: wrong password, or the key is corrupt (decryption failed)", ErrKey, where)
+			return nil, fmt.Errorf("%w: %s: %w", ErrKey, where, ErrKeyPassword)
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrKey, where, err)
 	}

@@ -63,6 +63,9 @@ type Report struct {
 	Results []NodeResult
 	// Interrupted says the run was stopped before every node was done.
 	Interrupted bool
+	// Unreachable, when set, is the shared service the run could not reach:
+	// the nodes not yet started when a node met it are pending.
+	Unreachable *UnreachableError
 	// Restored counts the writes that another writer had overwritten after
 	// this run made them, found by the final confirmation and made again.
 	Restored int

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -62,7 +63,9 @@ type Witness interface {
 // every result, and the error joins the failures. Once every node is done,
 // the tags the run updated are read again and what another writer
 // overwrote is written anew. When ctx is cancelled, nodes not yet started
-// are left pending.
+// are left pending; so are they when a node finds a shared service
+// unreachable (Report.Unreachable): nodes under way finish, no more start,
+// and no node is left half-written.
 func Sign(ctx context.Context, tree *walk.Tree, opts Options) (*Report, error) {
 	r, err := newRun(tree, opts)
 	if err != nil {
@@ -84,12 +87,17 @@ func SignNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts Op
 func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
+	var unreachable atomic.Pointer[UnreachableError]
 	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || unreachable.Load() != nil {
 			rep.Results[i] = NodeResult{Node: nodes[i], pending: true}
 			return
 		}
 		rep.Results[i] = r.node(ctx, nodes[i])
+		var u *UnreachableError
+		if errors.As(rep.Results[i].Err, &u) {
+			unreachable.CompareAndSwap(nil, u)
+		}
 		if r.opts.Progress != nil {
 			r.opts.Progress(rep.Results[i])
 		}
@@ -97,6 +105,10 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	if ctx.Err() != nil {
 		rep.Interrupted = true
 		return rep, ctx.Err()
+	}
+	if u := unreachable.Load(); u != nil {
+		rep.Unreachable = u
+		return rep, u
 	}
 	if r.opts.Settle >= 0 {
 		delay := r.opts.Settle

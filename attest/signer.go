@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -79,6 +80,11 @@ type KeySigner struct {
 func NewKeySigner(ctx context.Context, sv signature.SignerVerifier, ref string) (*KeySigner, error) {
 	pub, err := sv.PublicKey(options.WithContext(ctx))
 	if err != nil {
+		if isKMS(schemeOf(ref)) {
+			if err := Unreachable(ServiceKMS, ref, err); errors.Is(err, ErrUnreachable) {
+				return nil, err
+			}
+		}
 		return nil, fmt.Errorf("%w: %s: public key: %v", ErrKey, ref, err)
 	}
 	v, err := signature.LoadVerifier(pub, crypto.SHA256)
@@ -92,6 +98,11 @@ func NewKeySigner(ctx context.Context, sv signature.SignerVerifier, ref string) 
 func (k *KeySigner) Sign(ctx context.Context, message []byte) ([]byte, Material, error) {
 	sig, err := k.sv.SignMessage(bytes.NewReader(message), options.WithContext(ctx))
 	if err != nil {
+		if isKMS(schemeOf(k.id.KeyRef)) {
+			if err := Unreachable(ServiceKMS, k.id.KeyRef, err); errors.Is(err, ErrUnreachable) {
+				return nil, Material{}, err
+			}
+		}
 		return nil, Material{}, fmt.Errorf("sign with %s: %w", k.id.KeyRef, err)
 	}
 	return sig, Material{PublicKey: k.id.Key}, nil

@@ -3,6 +3,7 @@ package attest
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -17,7 +18,9 @@ import (
 // v2, through sigstore-go) and keeps the entry with it: a hashedrekord
 // entry for a simple-signing signature, a dsse entry for an envelope.
 type TlogWitness struct {
-	Log     sign.Transparency
+	Log sign.Transparency
+	// URL is where the log is, for an error when it cannot be reached.
+	URL     string
 	entries atomic.Int32
 }
 
@@ -32,6 +35,9 @@ func (w *TlogWitness) Witness(ctx context.Context, s *Signed) error {
 		return err
 	}
 	if err := w.Log.GetTransparencyLogEntry(ctx, pem, b); err != nil {
+		if err = Unreachable(ServiceTlog, w.URL, err); errors.Is(err, ErrUnreachable) {
+			return err
+		}
 		return fmt.Errorf("transparency log: %w", err)
 	}
 	s.Material.TlogEntries = b.GetVerificationMaterial().GetTlogEntries()
@@ -46,6 +52,9 @@ func (w *TlogWitness) Entries() int { return int(w.entries.Load()) }
 // (RFC 3161), so it verifies after its certificate has expired.
 type TimestampWitness struct {
 	TSA *sign.TimestampAuthority
+	// URL is where the authority is, for an error when it cannot be
+	// reached.
+	URL string
 	// Envelopes also timestamps each DSSE envelope, for the legacy layout,
 	// where cosign timestamps an attestation's envelope, not its signature.
 	Envelopes  bool
@@ -56,7 +65,7 @@ type TimestampWitness struct {
 func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {
 	ts, err := w.TSA.GetTimestamp(ctx, s.Signature)
 	if err != nil {
-		return fmt.Errorf("timestamp authority: %w", err)
+		return w.failed(err)
 	}
 	s.Material.Timestamps = append(s.Material.Timestamps, ts)
 	w.timestamps.Add(1)
@@ -68,11 +77,18 @@ func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {
 		return err
 	}
 	if ts, err = w.TSA.GetTimestamp(ctx, env); err != nil {
-		return fmt.Errorf("timestamp authority: %w", err)
+		return w.failed(err)
 	}
 	s.Material.EnvelopeTimestamps = append(s.Material.EnvelopeTimestamps, ts)
 	w.timestamps.Add(1)
 	return nil
+}
+
+func (w *TimestampWitness) failed(err error) error {
+	if err = Unreachable(ServiceTSA, w.URL, err); errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	return fmt.Errorf("timestamp authority: %w", err)
 }
 
 // Timestamps is how many timestamps the witness got.

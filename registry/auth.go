@@ -24,10 +24,13 @@ const maxScopes = 50
 // protocol. With tokens, it asks for the scopes each request needs (from
 // its path, method and mount source), together with every scope the client
 // was told it will need (Want), up to maxScopes a token; reuses a token for
-// every request it covers; renews it shortly before it expires, and once
-// when the registry refuses it, however many requests meet the refusal;
-// and remembers an access the registry refuses with a fresh token, so the
-// refusal is reported, not retried.
+// every request it covers; renews it before it expires, early enough for
+// the latency it measures; renews it once when the registry refuses it,
+// however many requests meet the refusal; and remembers an access the
+// registry refuses with a token asked for after the request left, so the
+// refusal is reported, not retried. A request that left with a token that
+// expired on the way (a renewal in flight, latency) is sent again with a
+// fresh token, not taken for a refusal.
 type authTransport struct {
 	reg       name.Registry
 	write     bool // reads ask for push too
@@ -38,15 +41,18 @@ type authTransport struct {
 
 	mu      sync.Mutex
 	tokens  []*token
-	wanted  []string        // scopes announced, not yet asked for
-	denied  map[string]bool // scopes a fresh token did not get
-	fetch   sync.Mutex      // one token request at a time
-	fetched int             // token requests made
+	wanted  []string                // scopes announced, not yet asked for
+	denied  map[string]*DeniedError // scopes a fresh token did not get
+	fetch   sync.Mutex              // one token request at a time
+	fetched int                     // token requests made
+	expired int                     // requests refused with a token, then served with a fresh one
+	latency time.Duration           // a moving average of the registry's answer time, to reads
 }
 
 type token struct {
 	value   string
 	scopes  map[string]bool
+	asked   time.Time // when the token was asked for: the server issued it later
 	expires time.Time
 	renewAt time.Time
 }
@@ -57,7 +63,7 @@ func newAuthTransport(ctx context.Context, reg name.Registry, auth authn.Authent
 	if err != nil {
 		return nil, err
 	}
-	t := &authTransport{reg: reg, auth: auth, inner: inner, challenge: ch, denied: map[string]bool{}}
+	t := &authTransport{reg: reg, auth: auth, inner: inner, challenge: ch, denied: map[string]*DeniedError{}}
 	if ch.Scheme != "" && !strings.EqualFold(ch.Scheme, "bearer") {
 		if t.basic, err = transport.FromToken(reg, auth, inner, ch, &transport.Token{}); err != nil {
 			return nil, err
@@ -92,30 +98,39 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	tok, err := t.token(req.Context(), need, nil)
+	tok, err := t.token(req.Context(), need, nil, time.Time{})
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
+	left := time.Now()
 	resp, err := t.send(req, tok)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	// Refused: renew the token once, whoever else met the refusal too.
+	// Refused. The token may have expired on the way (a renewal in flight,
+	// latency, an expiry counted in whole seconds): the refusal counts only
+	// if a token asked for after this request left is refused too. Others
+	// that met the refusal share that token.
 	drain(resp)
-	fresh, err := t.token(req.Context(), need, tok)
+	fresh, err := t.token(req.Context(), need, tok, left)
 	if err != nil {
 		return nil, err
 	}
 	if resp, err = t.send(req, fresh); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		if err == nil {
+			t.mu.Lock()
+			t.expired++
+			t.mu.Unlock()
+		}
 		return resp, err
 	}
 	drain(resp)
-	t.deny(need)
-	return nil, t.refused(need)
+	return nil, t.deny(req, need, fresh)
 }
 
-// send sends req with tok, rewinding its body.
+// send sends req with tok, rewinding its body, and measures how long a read
+// takes to be answered.
 func (t *authTransport) send(req *http.Request, tok *token) (*http.Response, error) {
 	r := req.Clone(req.Context())
 	if req.Body != nil && req.GetBody != nil {
@@ -126,19 +141,35 @@ func (t *authTransport) send(req *http.Request, tok *token) (*http.Response, err
 		r.Body = body
 	}
 	r.Header.Set("Authorization", "Bearer "+tok.value)
-	return t.inner.RoundTrip(r)
+	start := time.Now()
+	resp, err := t.inner.RoundTrip(r)
+	if err == nil && (req.Method == http.MethodGet || req.Method == http.MethodHead) {
+		t.measure(time.Since(start))
+	}
+	return resp, err
 }
 
-// token returns a token that covers need and is not about to expire; stale,
-// when the registry refused it, is renewed, unless another request renewed
-// it already.
-func (t *authTransport) token(ctx context.Context, need []string, stale *token) (*token, error) {
-	now := time.Now()
+// measure folds one answer time into the latency average (an eighth each).
+func (t *authTransport) measure(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.latency == 0 {
+		t.latency = d
+		return
+	}
+	t.latency += (d - t.latency) / 8
+}
+
+// token returns a token that covers need and is not about to expire. stale,
+// when the registry refused it, is dropped; with after set, the token must
+// have been asked for after that time (after the refused request left):
+// one another request renewed meanwhile, or a new one.
+func (t *authTransport) token(ctx context.Context, need []string, stale *token, after time.Time) (*token, error) {
 	t.mu.Lock()
 	if stale != nil {
 		t.drop(stale)
 	}
-	if tok := t.covering(need, now); tok != nil {
+	if tok := t.covering(need, time.Now(), after); tok != nil {
 		t.mu.Unlock()
 		return tok, nil
 	}
@@ -147,18 +178,20 @@ func (t *authTransport) token(ctx context.Context, need []string, stale *token) 
 	t.fetch.Lock()
 	defer t.fetch.Unlock()
 	t.mu.Lock()
-	if tok := t.covering(need, time.Now()); tok != nil { // another request got one meanwhile
+	if tok := t.covering(need, time.Now(), after); tok != nil { // another request got one meanwhile
 		t.mu.Unlock()
 		return tok, nil
 	}
 	scopes := t.batch(need)
+	latency := t.latency
 	t.mu.Unlock()
 
+	asked := time.Now()
 	got, err := transport.Exchange(withoutCounters(ctx), t.reg, t.auth, t.inner, scopes, t.challenge)
 	if err != nil {
 		return nil, fmt.Errorf("token for %s from %s: %w", strings.Join(scopes, " "), t.reg.RegistryStr(), classify(err))
 	}
-	tok := newToken(got, scopes)
+	tok := newToken(got, scopes, asked, max(latency, time.Since(asked)))
 	t.mu.Lock()
 	t.fetched++
 	t.tokens = append(t.tokens, tok)
@@ -173,7 +206,7 @@ func (t *authTransport) token(ctx context.Context, need []string, stale *token) 
 func (t *authTransport) batch(need []string) []string {
 	scopes := append([]string(nil), need...)
 	add := func(s string) {
-		if len(scopes) < maxScopes && !slices.Contains(scopes, s) && !t.denied[s] {
+		if len(scopes) < maxScopes && !slices.Contains(scopes, s) && t.denied[s] == nil {
 			scopes = append(scopes, s)
 		}
 	}
@@ -188,10 +221,11 @@ func (t *authTransport) batch(need []string) []string {
 	return scopes
 }
 
-// covering is a live token whose scopes include every scope of need.
-func (t *authTransport) covering(need []string, now time.Time) *token {
+// covering is a live token whose scopes include every scope of need, asked
+// for after after (when set).
+func (t *authTransport) covering(need []string, now, after time.Time) *token {
 	for _, tok := range t.tokens {
-		if now.Before(tok.renewAt) && covers(tok, need) {
+		if now.Before(tok.renewAt) && tok.asked.After(after) && covers(tok, need) {
 			return tok
 		}
 	}
@@ -221,22 +255,14 @@ func (t *authTransport) drop(stale *token) {
 	t.tokens = slices.DeleteFunc(t.tokens, func(tok *token) bool { return tok == stale })
 }
 
-// deny remembers that a fresh token for need was refused.
-func (t *authTransport) deny(need []string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, s := range need {
-		t.denied[s] = true
-	}
-}
-
-// refused fails a request whose access a fresh token was refused before.
+// refused fails a request whose access a fresh token was refused before,
+// with the error of the request that met the refusal.
 func (t *authTransport) refused(need []string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, s := range need {
-		if t.denied[s] {
-			return deniedError(t.reg.RegistryStr(), s)
+		if d := t.denied[s]; d != nil {
+			return d
 		}
 	}
 	return nil
@@ -249,17 +275,31 @@ func (t *authTransport) Tokens() int {
 	return t.fetched
 }
 
-// renewBefore is how long before a token expires it is renewed: a tenth of
-// its life, at most ten seconds.
-func renewBefore(life time.Duration) time.Duration { return min(life/10, 10*time.Second) }
+// ExpiredTokens is how many requests met a token that had expired on the
+// way and were sent again with a fresh one.
+func (t *authTransport) ExpiredTokens() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.expired
+}
 
-func newToken(got *transport.Token, scopes []string) *token {
+// renewBefore is how long before a token expires it is renewed: a tenth of
+// its life (at most ten seconds), as much again (at most a second) for an
+// expiry the server counts in whole seconds (a JWT's exp claim), and twice
+// the latency measured, for the request to reach the registry; at most half
+// its life.
+func renewBefore(life, latency time.Duration) time.Duration {
+	return min(min(life/10, 10*time.Second)+min(life/10, time.Second)+2*latency, life/2)
+}
+
+// newToken is the token got for scopes, asked for at asked: it lives from
+// then, since the server issued it later.
+func newToken(got *transport.Token, scopes []string, asked time.Time, latency time.Duration) *token {
 	life := time.Duration(got.ExpiresIn) * time.Second
 	if life <= 0 {
 		life = 60 * time.Second // the token specification's default
 	}
-	now := time.Now()
-	tok := &token{value: got.Token, scopes: map[string]bool{}, expires: now.Add(life), renewAt: now.Add(life - renewBefore(life))}
+	tok := &token{value: got.Token, scopes: map[string]bool{}, asked: asked, expires: asked.Add(life), renewAt: asked.Add(life - renewBefore(life, latency))}
 	if tok.value == "" {
 		tok.value = got.AccessToken
 	}
@@ -304,37 +344,6 @@ func repositoryOf(path string) string {
 	return ""
 }
 
-// ScopeAccess is the access a scope names, for messages: "push to
-// org/app", "read org/app", "list the repositories".
-func scopeAccess(scope string) string {
-	parts := strings.Split(scope, ":")
-	if len(parts) != 3 || parts[0] != "repository" {
-		return "list the repositories"
-	}
-	if strings.Contains(parts[2], "push") {
-		return "push to " + parts[1]
-	}
-	return "read " + parts[1]
-}
-
-// DeniedError is an access the registry refused with fresh credentials:
-// which, and on which registry. It matches ErrDenied.
-type DeniedError struct {
-	Host  string
-	Scope string
-}
-
-func (e *DeniedError) Error() string {
-	access := scopeAccess(e.Scope)
-	return fmt.Sprintf("%s refused by the registry: the credentials for %s may not %s there", access, e.Host, strings.SplitN(access, " ", 2)[0])
-}
-
-// Is makes a DeniedError match ErrDenied.
-func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
-
-// deniedError says what the registry refused.
-func deniedError(host, scope string) error { return &DeniedError{Host: host, Scope: scope} }
-
 func closeBody(req *http.Request) {
 	if req.Body != nil {
 		req.Body.Close()
@@ -365,19 +374,31 @@ func (c *Client) WantRepositories(repos ...name.Repository) {
 // TokenRequests is how many token requests the client made, to every
 // registry.
 func (c *Client) TokenRequests() int {
+	return c.sumTransports((*authTransport).Tokens)
+}
+
+// ExpiredTokens is how many requests, to every registry, met a token that
+// had expired on the way (a short-lived token, a renewal in flight, a
+// distant registry) and were sent again with a fresh one.
+func (c *Client) ExpiredTokens() int {
+	return c.sumTransports((*authTransport).ExpiredTokens)
+}
+
+// sumTransports adds up n over the transports made.
+func (c *Client) sumTransports(n func(*authTransport) int) int {
 	c.mu.Lock()
 	entries := make([]*entry, 0, len(c.transports))
 	for _, e := range c.transports {
 		entries = append(entries, e)
 	}
 	c.mu.Unlock()
-	n := 0
+	sum := 0
 	for _, e := range entries {
 		if at := e.ready(); at != nil {
-			n += at.Tokens()
+			sum += n(at)
 		}
 	}
-	return n
+	return sum
 }
 
 // existing is reg's transport when it has been made.

@@ -31,10 +31,11 @@ func newDemo(s streams) *cobra.Command {
 ko-shaped sample (app1, app2 and app3 in org/ko-build/<app>, each a
 two-platform index, app2 listing app2/plugins), composes the parent
 org/ko-build from the references ko would print, shows the tree, signs and
-attests every node with an ephemeral key, twice (the second run writes
-nothing), and verifies the whole tree. Nothing leaves the machine: no
-transparency log is written (--tlog-upload=false) or checked
-(--insecure-ignore-tlog).
+attests every node with a throw-away key file (cosign.key), twice (the
+second run writes nothing), and verifies the whole tree. Nothing leaves the
+machine: no transparency log is written (--tlog-upload=false) or checked
+(--insecure-ignore-tlog). Real builds sign keylessly or with a KMS key
+(docs/trust.md); the key file is for trying things out.
 
 With --keep DIR the key pair and the reference file stay in DIR, and the
 registry keeps serving until Ctrl-C, so you can run the commands the demo
@@ -75,26 +76,26 @@ func runDemo(ctx context.Context, s streams, keep string) error {
 	}
 	fmt.Fprintf(s.out, "==> pushed app1, app2 (listing app2/plugins) and app3 into %s/<app>; as ko prints them:\n%s", parent, refs)
 
-	keys := filepath.Join(work, "signing-secrets")
-	if err := demoKey(keys); err != nil {
+	key, password, err := demoKey(work)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(s.out, "==> ephemeral cosign key pair in %s (Tekton Chains' signing-secrets layout)\n", keys)
+	fmt.Fprintf(s.out, "==> throw-away cosign key pair %s (cosign.pub beside it), its random password in %s\n", key, password)
 
 	root := parent.Tag("latest").String()
 	for _, args := range [][]string{
 		{"catalog", "--from", filepath.Join(work, "ko-refs.txt"), root},
 		{"tree", root},
-		{"sign", "--key", keys, "--tlog-upload=false", root},
-		{"sign", "--key", keys, "--tlog-upload=false", root},
-		{"verify", "--key", filepath.Join(keys, "cosign.pub"), "--insecure-ignore-tlog", "--require-root", root},
+		{"sign", "--key", key, "--password-file", password, "--tlog-upload=false", root},
+		{"sign", "--key", key, "--password-file", password, "--tlog-upload=false", root},
+		{"verify", "--key", filepath.Join(work, "cosign.pub"), "--insecure-ignore-tlog", "--require-root", root},
 	} {
 		fmt.Fprintf(s.out, "\n$ nestattest %s\n", strings.Join(args, " "))
 		if code := Execute(ctx, args, strings.NewReader(""), s.out, s.err); code != ExitOK {
 			return fmt.Errorf("nestattest %s exited %d", args[0], code)
 		}
 	}
-	return demoNext(ctx, s, keep, keys, root)
+	return demoNext(ctx, s, keep, key, password, root)
 }
 
 // demoDir is where the demo's files go: DIR with --keep, made if need be,
@@ -113,16 +114,19 @@ func demoDir(keep string) (string, error) {
 }
 
 // demoNext says what to try next; with --keep it serves until interrupted.
-func demoNext(ctx context.Context, s streams, keep, keys, root string) error {
-	pub := filepath.Join(keys, "cosign.pub")
+func demoNext(ctx context.Context, s streams, keep, key, password, root string) error {
+	pub := filepath.Join(filepath.Dir(key), "cosign.pub")
 	fmt.Fprintf(s.out, "\n==> done. Next, try:\n")
 	if keep == "" {
 		fmt.Fprintf(s.out, "  go run ./cmd/nestattest demo --keep ./demo   # keep the key and the registry running, to try the commands below\n")
 	}
 	fmt.Fprintf(s.out, "  nestattest tree -o json %s\n", root)
-	fmt.Fprintf(s.out, "  nestattest sign --key %s --tlog-upload=false --format bundle %s   # add sigstore bundles, as cosign v3 stores them\n", keys, root)
+	fmt.Fprintf(s.out, "  nestattest sign --key %s --password-file %s --tlog-upload=false --format bundle %s   # add sigstore bundles, as cosign v3 stores them\n", key, password, root)
 	fmt.Fprintf(s.out, "  nestattest verify --key %s --insecure-ignore-tlog -v %s\n", pub, root)
 	fmt.Fprintf(s.out, "  cosign verify --key %s --insecure-ignore-tlog --allow-insecure-registry %s\n", pub, root)
+	fmt.Fprintf(s.out, "A key file is for trying things out. Real builds sign keylessly (an OIDC identity: GitHub Actions' token,\n"+
+		"a projected service-account token) or with a KMS key (--key awskms://…, gcpkms://…), so no key sits beside a\n"+
+		"build step; see docs/trust.md.\n")
 	if keep == "" {
 		return nil
 	}
@@ -148,17 +152,17 @@ func pushChildren(parent name.Repository, children []sample.Child, file string) 
 	return refs.String(), os.WriteFile(file, []byte(refs.String()), 0o644)
 }
 
-// demoKey writes a throw-away key pair with a random password in the
-// signing-secrets layout: cosign.key, cosign.password, cosign.pub.
-func demoKey(dir string) error {
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
+// demoKey writes a throw-away key pair into dir, cosign.key and
+// cosign.pub, encrypted with a random password kept in demo-password.txt
+// for --password-file.
+func demoKey(dir string) (key, password string, err error) {
 	pass := []byte(randomHex())
-	if _, _, err := attest.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil }); err != nil {
-		return err
+	key, _, err = attest.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil })
+	if err != nil {
+		return "", "", err
 	}
-	return os.WriteFile(filepath.Join(dir, attest.ChainsPasswordFile), pass, 0o600)
+	password = filepath.Join(dir, "demo-password.txt")
+	return key, password, os.WriteFile(password, pass, 0o600)
 }
 
 // startRegistry serves go-containerregistry's in-memory registry on a

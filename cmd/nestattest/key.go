@@ -10,6 +10,7 @@ import (
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/nestattest/nestattest/attest"
 )
@@ -38,11 +39,20 @@ func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*atte
 	if o.key == "" {
 		return nil, usagef("--key is required")
 	}
+	var none bool // the password came from a standard input that held none
 	signer, err := attest.LoadKey(ctx, o.key, func() ([]byte, error) {
-		p, err := o.password(s, stdinFree)
+		p, fromStdin, err := o.password(s, stdinFree)
 		s.secrets.Add(string(p))
+		none = fromStdin && err == nil && len(p) == 0
 		return p, err
 	})
+	if none && errors.Is(err, attest.ErrKeyPassword) {
+		return nil, usagef("%s is encrypted and no password was given: standard input is not a terminal and held none (a CI step, cron, `docker run` without -t); set $%s or pass --password-file", o.key, envPassword)
+	}
+	var u *attest.UnreachableError
+	if errors.As(err, &u) {
+		return nil, unreachableError{u: u}
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -51,27 +61,38 @@ func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*atte
 
 // password reads the key password as cosign does: --password-file,
 // $COSIGN_PASSWORD, a prompt when stdin is a terminal, else standard input
-// (a piped password; empty for /dev/null).
-func (o *keyOptions) password(s streams, stdinFree bool) ([]byte, error) {
+// (a piped password; empty for /dev/null or a closed stdin). fromStdin
+// says the password was read from a standard input that is not a terminal.
+func (o *keyOptions) password(s streams, stdinFree bool) (p []byte, fromStdin bool, err error) {
 	if o.passwordFile != "" {
 		b, err := os.ReadFile(o.passwordFile)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		b = bytes.TrimSuffix(b, []byte("\n"))
-		return bytes.TrimSuffix(b, []byte("\r")), nil
+		return bytes.TrimSuffix(b, []byte("\r")), false, nil
 	}
 	if p, ok := os.LookupEnv(envPassword); ok {
-		return []byte(p), nil
+		return []byte(p), false, nil
 	}
-	if f, ok := s.in.(*os.File); ok && f == os.Stdin && cosign.IsTerminal() {
-		return cosign.GetPassFromTerm(false)
+	if terminal(s.in) {
+		p, err := cosign.GetPassFromTerm(false)
+		return p, false, err
 	}
 	if !stdinFree {
-		return nil, errors.New("standard input carries --from -; give the password with $" + envPassword + " or --password-file")
+		return nil, false, errors.New("standard input carries --from -; give the password with $" + envPassword + " or --password-file")
 	}
 	b, err := io.ReadAll(io.LimitReader(s.in, 4096))
-	return bytes.TrimSuffix(b, []byte("\n")), err
+	return bytes.TrimSuffix(b, []byte("\n")), true, err
+}
+
+// terminal says whether in is the process's standard input and a terminal
+// a password can be typed at. cosign.IsTerminal asks only for a character
+// device, which /dev/null is too: a prompt there fails with "inappropriate
+// ioctl for device".
+func terminal(in io.Reader) bool {
+	f, ok := in.(*os.File)
+	return ok && f == os.Stdin && term.IsTerminal(int(f.Fd()))
 }
 
 // checkCosignRepository refuses $COSIGN_REPOSITORY: cosign would store and
@@ -114,7 +135,7 @@ func passwordForNewKey(s streams, confirm bool) ([]byte, error) {
 	if p, ok := os.LookupEnv(envPassword); ok {
 		return []byte(p), nil
 	}
-	if f, ok := s.in.(*os.File); ok && f == os.Stdin && cosign.IsTerminal() {
+	if terminal(s.in) {
 		return cosign.GetPassFromTerm(confirm)
 	}
 	b, err := io.ReadAll(io.LimitReader(s.in, 4096))

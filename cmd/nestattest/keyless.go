@@ -174,9 +174,13 @@ func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, 
 		return nil, err
 	}
 	signer, err := attest.NewKeylessSigner(ctx, attest.KeylessOptions{
-		CA: sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcio, Retries: 3}), Token: tokens,
+		CA: sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcio, Retries: 3}), CAURL: fulcio, Token: tokens,
 		TrustedMaterial: tr, InsecureSkipSCT: o.insecureSkipVerify,
 	})
+	var u *attest.UnreachableError
+	if errors.As(err, &u) {
+		return nil, unreachableError{u: u}
+	}
 	if err != nil {
 		return nil, usageError{fmt.Errorf("%w (Fulcio at %s)", err, fulcio)}
 	}
@@ -233,14 +237,14 @@ func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now t
 func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g *signing) error {
 	now := time.Now()
 	if tsa := o.tsa(cmd, sc, now); tsa != "" {
-		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3})}
+		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3}), URL: tsa}
 		g.witnesses = append(g.witnesses, g.tsa)
 	}
 	rekor, err := o.rekor(cmd, sc, now)
 	if err != nil || rekor == nil {
 		return err
 	}
-	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor)}
+	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor), URL: rekor.BaseURL}
 	g.witnesses = append(g.witnesses, g.tlog)
 	return nil
 }

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nestattest/nestattest/test/harness"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -99,10 +103,14 @@ func TestDemo(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("demo: exit %d\n%s%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"13 nodes in 5 repositories", "13 written", "nothing to write", "verified: 13 of 13 nodes", "Next, try:", "demo --keep"} {
+	for _, want := range []string{"13 nodes in 5 repositories", "13 written", "nothing to write", "verified: 13 of 13 nodes", "Next, try:", "demo --keep",
+		"Real builds sign keylessly", "or with a KMS key", "docs/trust.md"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	if strings.Contains(stdout, "signing-secrets") || strings.Contains(stdout, "Chains") {
+		t.Errorf("the demo teaches Tekton Chains' signing-secrets layout:\n%s", stdout)
 	}
 }
 
@@ -138,7 +146,7 @@ func TestDemoKeep(t *testing.T) {
 			t.Errorf("suggested %q: exit %d\n%s%s", args, code, stdout, stderr)
 		}
 	}
-	for _, f := range []string{"ko-refs.txt", "signing-secrets/cosign.key", "signing-secrets/cosign.pub"} {
+	for _, f := range []string{"ko-refs.txt", "cosign.key", "cosign.pub"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("--keep lost %s: %v", f, err)
 		}
@@ -197,8 +205,8 @@ func TestKeyInputs(t *testing.T) {
 	if code, stdout, stderr := execute(append(sign, "--password-file", pwFile)...); code != ExitOK || !strings.Contains(stdout, "nothing to write") {
 		t.Errorf("--password-file: exit %d\n%s%s", code, stdout, stderr)
 	}
-	code, stdout, stderr := executeIn("", sign...) // stdin at /dev/null
-	if code != ExitUsage || !strings.Contains(stderr, "password") || strings.Contains(stderr, "ioctl") {
+	code, stdout, stderr := executeIn("", sign...) // an empty standard input; TestKeyPasswordStdin runs the real forms
+	if code != ExitUsage || !strings.Contains(stderr, envPassword) || strings.Contains(stderr, "ioctl") {
 		t.Errorf("no password: exit %d\n%s%s", code, stdout, stderr)
 	}
 	code, stdout, stderr = executeIn("wrong-pw-42\n", sign...)
@@ -215,4 +223,74 @@ func TestKeyInputs(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(stderr, "COSIGN_REPOSITORY") || !strings.Contains(stderr, "own repository") {
 		t.Errorf("COSIGN_REPOSITORY: exit %d\n%s", code, stderr)
 	}
+}
+
+// TestKeyPasswordStdin runs the binary with an encrypted key and no
+// $COSIGN_PASSWORD the ways CI, cron and `docker run` without -t start it:
+// standard input at /dev/null, closed, an empty pipe. Each is a usage
+// error that names $COSIGN_PASSWORD and --password-file, with no prompt and
+// no ioctl error; a password piped in signs.
+func TestKeyPasswordStdin(t *testing.T) {
+	host, _ := catalogRegistry(t)
+	ref := host + "/org/ko-build/app1:latest"
+	key := filepath.Join(t.TempDir(), "cosign")
+	if code, _, stderr := executeIn("s3cret-pw\n", "generate-key-pair", "--output-key-prefix", key); code != ExitOK {
+		t.Fatalf("generate-key-pair: exit %d\n%s", code, stderr)
+	}
+	bin := harness.Binary(t)
+	args := []string{"sign", "--tlog-upload=false", "--key", key + ".key", ref}
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	for _, tc := range []struct {
+		name  string
+		cmd   *exec.Cmd
+		stdin io.Reader
+	}{
+		{"stdin at /dev/null", exec.Command(bin, args...), devNull},
+		{"stdin closed", exec.Command("sh", append([]string{"-c", `exec "$0" "$@" <&-`, bin}, args...)...), nil},
+		{"an empty pipe", exec.Command(bin, args...), strings.NewReader("")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runWithoutPassword(t, tc.cmd, tc.stdin)
+			if code != ExitUsage || !strings.Contains(stderr, "$"+envPassword) || !strings.Contains(stderr, "--password-file") ||
+				strings.Contains(stderr, "ioctl") || strings.Contains(stderr, "Enter password") {
+				t.Errorf("exit %d, want %d and an error naming $%s and --password-file\n%s%s", code, ExitUsage, envPassword, stdout, stderr)
+			}
+		})
+	}
+	t.Run("the password piped", func(t *testing.T) {
+		code, stdout, stderr := runWithoutPassword(t, exec.Command(bin, args...), strings.NewReader("s3cret-pw\n"))
+		if code != ExitOK || !strings.Contains(stdout, "written") {
+			t.Errorf("exit %d\n%s%s", code, stdout, stderr)
+		}
+	})
+	t.Run("a wrong password piped", func(t *testing.T) {
+		code, stdout, stderr := runWithoutPassword(t, exec.Command(bin, args...), strings.NewReader("wrong-pw-42\n"))
+		if code != ExitUsage || !strings.Contains(stderr, "wrong password") || strings.Contains(stdout+stderr, "wrong-pw-42") {
+			t.Errorf("exit %d\n%s%s", code, stdout, stderr)
+		}
+	})
+}
+
+// runWithoutPassword runs cmd with stdin (nil: as cmd has it) and the
+// test's environment less $COSIGN_PASSWORD.
+func runWithoutPassword(t *testing.T, cmd *exec.Cmd, stdin io.Reader) (code int, stdout, stderr string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPassword+"=") && !strings.HasPrefix(kv, envRepository+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }

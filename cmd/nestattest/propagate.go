@@ -145,6 +145,9 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if rep == nil {
 		return err
 	}
+	if rep.Unreachable != nil {
+		return stopped(rep)
+	}
 	if rep.Interrupted {
 		t := rep.Tally()
 		fmt.Fprintf(s.err, "interrupted after %d of %s; re-run to finish\n", t.Nodes-t.Pending, plural(t.Nodes, "node"))
@@ -153,7 +156,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	what := fmt.Sprintf("%s provenance of the root", sources[0].PredicateType)
 	// Chains signed the root: no IMAGE_URL/IMAGE_DIGEST, which would have it
 	// sign the root again.
-	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true}.write(s, ref, arg, tree, rep, what, signing.stats())
+	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true, client: client}.write(s, ref, arg, tree, rep, what, signing.stats())
 }
 
 // sourceOptions are the verify options for the builder's signatures.

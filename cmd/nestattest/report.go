@@ -22,6 +22,8 @@ type runReport struct {
 	// counts writes NODES and WRITTEN as Tekton results instead of the
 	// root's IMAGE_URL and IMAGE_DIGEST.
 	counts bool
+	// client, if set, says with verbose how its tokens fared.
+	client *registry.Client
 }
 
 // write reports rep for the tree under ref (arg as the user named it);
@@ -54,6 +56,9 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 		for _, msg := range order {
 			fmt.Fprintf(s.err, "refused %s (%s: %s)\n", msg, plural(len(refused[msg]), "node"), strings.Join(refused[msg], ", "))
 		}
+		if o.verbose && o.client != nil {
+			fmt.Fprintln(s.err, tokenLine(o.client))
+		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), what))
 		fmt.Fprintln(s.out, st.String())
 	}
@@ -73,4 +78,19 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 		return errFailed
 	}
 	return nil
+}
+
+// tokenLine says how the registry tokens of a run fared: "registry tokens:
+// 4 token requests; 2 requests met an expired token and were sent again
+// with a fresh one".
+func tokenLine(c *registry.Client) string {
+	return fmt.Sprintf("registry tokens: %s; %s an expired token and %s sent again with a fresh one",
+		plural(c.TokenRequests(), "token request"), plural(c.ExpiredTokens(), "request")+" met", wereWas(c.ExpiredTokens()))
+}
+
+func wereWas(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }

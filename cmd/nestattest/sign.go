@@ -141,13 +141,19 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if rep != nil && rep.Interrupted {
 		return o.interrupted(s, arg, tree, rep)
 	}
+	if rep != nil && rep.Unreachable != nil {
+		if err := o.results.writeReport(newSignDoc(arg, tree, rep)); err != nil {
+			return err
+		}
+		return stopped(rep)
+	}
 	if rep == nil { // nothing was signed
 		if errors.Is(err, attest.ErrPredicate) {
 			return usageError{err}
 		}
 		return err
 	}
-	return o.report(s, arg, tree, rep, predicates, signing.stats())
+	return o.report(s, arg, tree, rep, predicates, signing.stats(), client)
 }
 
 // signStores are the stores of a --format.
@@ -188,9 +194,9 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats, c *registry.Client) error {
 	ref, _ := o.registry.parseRef(arg)
-	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose}.write(s, ref, arg, tree, rep, describePredicate(p), st)
+	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c}.write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.

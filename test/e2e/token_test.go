@@ -110,9 +110,14 @@ func TestTokenAuthTree(t *testing.T) {
 }
 
 // TestTokenAuthShortTokens signs with five-second tokens, slowly (one job):
-// the run outlives many tokens and completes, each token renewed once.
+// the run outlives many tokens and completes, and no scope is asked for
+// more often than renewal needs: once when the run starts, and once per
+// renewal, which comes no sooner than half a token's life (the registry
+// client renews a tenth of the life before the end, plus room for latency
+// and whole-second expiry claims, and never earlier than half-way).
 func TestTokenAuthShortTokens(t *testing.T) {
-	reg, ts := tokenRegistry(t, 5*time.Second, true)
+	const lifetime = 5 * time.Second
+	reg, ts := tokenRegistry(t, lifetime, true)
 	tag := pushWideAs(t, ts, reg, "org/ko-build/wide", 6, 3) // 25 nodes, 7 repositories
 	k := newKeyPair(t, "cosign")
 	ts.Reset()
@@ -124,14 +129,82 @@ func TestTokenAuthShortTokens(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("sign: exit %d\n%s%s\n%s", r.Code, r.Stdout, r.Stderr, tokenLog(ts))
 	}
-	if took < 10*time.Second {
+	if took < 2*lifetime {
 		t.Logf("the run took less than two token lifetimes; renewal is only lightly exercised")
 	}
-	// A token lives five seconds and is renewed half a second before its
-	// end: about one request per 4.5 seconds, and one more for the root.
-	if limit := int(took/(4500*time.Millisecond)) + 2; len(requests) > limit {
-		t.Errorf("%d token requests in %v, want at most %d\n%s", len(requests), took, limit, tokenLog(ts))
+	// Per scope: the first request, one more for the root's repository
+	// (read before its children are announced), one per half lifetime.
+	limit := int(took/(lifetime/2)) + 2
+	perScope := tokenScopeCounts(requests)
+	if len(perScope) < 7 {
+		t.Errorf("token requests named %d scopes, want the 7 repositories': %v", len(perScope), perScope)
 	}
+	for scope, n := range perScope {
+		if n > limit {
+			t.Errorf("%s asked for %d times in %v, want at most %d (once per renewal)\n%s", scope, n, took.Round(time.Millisecond), limit, tokenLog(ts))
+		}
+	}
+	if len(requests) > limit {
+		t.Errorf("%d token requests in %v, want at most %d\n%s", len(requests), took.Round(time.Millisecond), limit, tokenLog(ts))
+	}
+}
+
+// TestTokenAuthShortTokensFarRegistry: five-second tokens and a registry
+// 150 ms away, where a request can leave with a token that expires before
+// it arrives. Five 19-node signs, each of a new tree, all complete: a
+// request refused with a token that expired on the way is sent again with
+// a fresh one, never taken for a scope the credentials lack. -v says how
+// many requests met an expired token.
+func TestTokenAuthShortTokensFarRegistry(t *testing.T) {
+	reg, ts := tokenRegistry(t, 5*time.Second, true)
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{Latency: 150 * time.Millisecond})
+	k := newKeyPair(t, "cosign")
+	far := &harness.Registry{Host: proxy.Host}
+	expired := 0
+	for i := range 5 {
+		tag := pushWideAs(t, ts, reg, fmt.Sprintf("org/ko-build/tok%d", i), 6, 2) // 19 nodes, 7 repositories
+		tag = strings.Replace(tag, reg.Host, proxy.Host, 1)
+		start := time.Now()
+		r := as(t, ts, far, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, "-v", tag)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "19 written") || strings.Contains(r.Stderr, "refused") {
+			t.Fatalf("run %d: exit %d\n%s%s", i+1, r.Code, r.Stdout, r.Stderr)
+		}
+		line := lineWith(r.Stderr, "registry tokens:")
+		if line == "" {
+			t.Fatalf("run %d: -v does not say how the tokens fared:\n%s", i+1, r.Stderr)
+		}
+		var tokens, met int
+		if _, err := fmt.Sscanf(line, "registry tokens: %d token requests; %d", &tokens, &met); err != nil {
+			t.Fatalf("run %d: %q: %v", i+1, line, err)
+		}
+		expired += met
+		t.Logf("run %d took %v: %s", i+1, time.Since(start).Round(time.Millisecond), line)
+	}
+	t.Logf("%d requests in five runs met an expired token", expired)
+}
+
+// tokenScopeCounts counts, for each scope, the token requests that asked
+// for it.
+func tokenScopeCounts(requests []harness.TokenRequest) map[string]int {
+	counts := map[string]int{}
+	for _, r := range requests {
+		for _, param := range r.Scopes {
+			for _, s := range strings.Fields(param) {
+				counts[s]++
+			}
+		}
+	}
+	return counts
+}
+
+// lineWith is the first line of out that contains s, or "".
+func lineWith(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }
 
 // TestTokenAuthRefusedRepository: builder may read but not write one
@@ -160,6 +233,26 @@ func TestTokenAuthRefusedRepository(t *testing.T) {
 	r = as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, tag)
 	if r.Code != 0 || !strings.Contains(r.Stdout, "4 written, 21 present") {
 		t.Fatalf("re-run with write access: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+// TestTokenAuthRefusedRead: builder may neither pull nor push one child:
+// the walk's read of it is reported as a refused pull and push, with the
+// request that met the refusal, not as a refused push.
+func TestTokenAuthRefusedRead(t *testing.T) {
+	reg, ts := tokenRegistry(t, 5*time.Minute, true)
+	tag := pushWideAs(t, ts, reg, "org/ko-build/wide", 3, 1)
+	ts.SetUser("builder", harness.TokenUser{Password: "builder-pass", ACL: harness.ACL{
+		harness.AllowRepositories("org/ko-build/wide", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c000", "pull", "push"),
+		harness.AllowRepositories("org/ko-build/wide/c002", "pull", "push"),
+	}})
+	k := newKeyPair(t, "cosign")
+	r := as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, tag)
+	refusal := "pull from and push to org/ko-build/wide/c001 refused by the registry: the credentials for " + reg.Host +
+		" may neither pull nor push there (GET /v2/org/ko-build/wide/c001/manifests/sha256:"
+	if r.Code != 1 || !strings.Contains(r.Stderr, refusal) || strings.Contains(r.Stderr, "push to org/ko-build/wide/c001 refused") {
+		t.Fatalf("exit %d; want 1 and %q\n%s%s", r.Code, refusal, r.Stdout, r.Stderr)
 	}
 }
 
