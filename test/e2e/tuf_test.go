@@ -111,8 +111,9 @@ func TestKeylessTUF(t *testing.T) {
 	if init.Code != 0 {
 		t.Fatalf("cosign v3 initialize --mirror %s --root %s: exit %d\n%s%s", k.repo.URL, k.repo.RootPath, init.Code, init.Stdout, init.Stderr)
 	}
+	t.Logf("cosign v3.1.3 initialize --mirror %s --root %s: exit %d %s", k.repo.URL, k.repo.RootPath, init.Code, lastLines(init.Stdout+init.Stderr, 2))
 	k.cosignVerify(t, nodes)
-	t.Logf("cosign v3.1.3 initialize --mirror --root, then verify and verify-attestation: %d nodes", len(nodes))
+	t.Logf("cosign v3.1.3 verify and verify-attestation --type slsaprovenance1 --certificate-identity %s --certificate-oidc-issuer %s --insecure-ignore-sct: %d nodes checked (failures above)", k.s.Identity, k.s.Issuer, len(nodes))
 
 	t.Run("mirror stopped", func(t *testing.T) {
 		k.repo.Stop(t)
