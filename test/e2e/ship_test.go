@@ -90,6 +90,8 @@ var shipInputFlags = map[string]string{
 	"jobs":                    "--jobs",
 	"format":                  "--format",
 	"tlog-upload":             "--tlog-upload",
+	"tuf-mirror":              "--tuf-mirror",
+	"tuf-root":                "--tuf-root",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
