@@ -479,8 +479,9 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 		}
 	}
 	task.Spec.Steps = steps
-	// The sample signs keylessly with its trusted root in the source
-	// workspace; here with the local stack's, and its signing config. The
+	// The sample signs keylessly with the public-good TUF repository's
+	// trust material; here with the local stack's trusted root and signing
+	// config, in the source workspace. The
 	// local Fulcio has no CT log: no SCT to check.
 	k := f.startKeyless(t)
 	steps[0].Params = append(steps[0].Params, v1.Param{Name: "EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}})
@@ -490,6 +491,7 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 			Params: v1.Params{
 				{Name: "PARENT", Value: *v1.NewStructuredValues(f.parent)},
 				{Name: "SIGNING_CONFIG", Value: *v1.NewStructuredValues("signing_config.json")},
+				{Name: "TRUSTED_ROOT", Value: *v1.NewStructuredValues("trusted_root.json")},
 			}},
 	}
 	p := newPod(t, taskRun{task: task, run: tr, stepActions: []*v1beta1.StepAction{loadStepAction(t)}, secrets: f.secrets, token: k.token(t)})

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/trust"
 )
 
 // Defaults of the signing flags, cosign's.
@@ -47,6 +48,7 @@ type signingOptions struct {
 	signingConfig      string
 	trustedRoot        string
 	insecureSkipVerify bool
+	tuf                tufOptions
 }
 
 func (o *signingOptions) addFlags(cmd *cobra.Command) {
@@ -59,9 +61,10 @@ func (o *signingOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&o.tlogUpload, "tlog-upload", true, "log every signature and attestation in the transparency log (=false: no transparency log, as cosign)")
 	f.StringVar(&o.identityToken, "identity-token", "", "OIDC identity token for keyless signing, or a file holding one (else $"+envIDToken+", GitHub Actions' token, or "+defaultTokenFile+")")
 	f.StringVar(&o.identityTokenFile, "identity-token-file", "", "file holding the OIDC identity token, read again for each certificate (a projected Kubernetes service-account token, a SPIFFE JWT-SVID)")
-	f.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing config JSON naming Fulcio, Rekor (v1 or v2) and timestamp authorities; flags given explicitly override it")
-	f.StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the certificate authorities keyless certificates must chain to")
+	f.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing config JSON naming Fulcio, Rekor (v1 or v2) and timestamp authorities; flags given explicitly override it (default: the --tuf-mirror repository's, unless --trusted-root is given)")
+	f.StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the certificate authorities keyless certificates must chain to (default: the --tuf-mirror repository's)")
 	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept a keyless certificate without a signed certificate timestamp (private instances without a CT log; tests)")
+	o.tuf.addFlags(cmd)
 }
 
 // given says whether a flag was given a value. An empty value, such as
@@ -132,22 +135,24 @@ func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams
 	if o.keyless && o.key.key != "" {
 		return nil, usagef("--keyless and --key exclude each other")
 	}
-	var sc *root.SigningConfig
-	if o.signingConfig != "" {
-		var err error
-		if sc, err = root.NewSigningConfigFromPath(o.signingConfig); err != nil {
-			return nil, usagef("--signing-config %s: %v", o.signingConfig, err)
-		}
-	}
 	g := &signing{}
 	var err error
+	var tokens attest.TokenSource
 	if o.key.key != "" {
 		if g.signer, err = o.key.load(ctx, s, stdinFree); err != nil {
 			return nil, err
 		}
-	} else if g.keyless, err = o.keylessSigner(ctx, cmd, s, sc); err != nil {
+	} else if tokens, err = o.tokenSource(s); err != nil {
 		return nil, err
-	} else {
+	}
+	sc, err := o.config(cmd, s)
+	if err != nil {
+		return nil, err
+	}
+	if tokens != nil {
+		if g.keyless, err = o.keylessSigner(ctx, cmd, s, sc, tokens); err != nil {
+			return nil, err
+		}
 		g.signer = g.keyless
 	}
 	if err := o.witnesses(cmd, sc, g); err != nil {
@@ -156,20 +161,59 @@ func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams
 	return g, nil
 }
 
-// keylessSigner gets the run's one certificate.
-func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig) (*attest.KeylessSigner, error) {
+// config is the signing config: --signing-config, else the TUF
+// repository's when the run needs a service no flag names (keyless
+// signing's Fulcio, a transparency log) and no --trusted-root says the
+// trust material is the user's own; else none, and the flags' defaults.
+func (o *signingOptions) config(cmd *cobra.Command, s streams) (*root.SigningConfig, error) {
+	if o.signingConfig != "" {
+		sc, err := root.NewSigningConfigFromPath(o.signingConfig)
+		if err != nil {
+			return nil, usagef("--signing-config %s: %v", o.signingConfig, err)
+		}
+		return sc, nil
+	}
+	keyless := o.key.key == ""
+	needs := (keyless && !given(cmd, "fulcio-url")) || (o.tlogUpload && !given(cmd, "rekor-url"))
+	if o.trustedRoot != "" || !needs {
+		return nil, nil
+	}
+	if keyless { // the trusted root first, so that an unreachable mirror is explained as such
+		if _, err := o.tuf.trustedRoot(s, "--trusted-root"); err != nil {
+			return nil, err
+		}
+	}
+	return o.tuf.signingConfig(s)
+}
+
+// configName says where the signing config came from, for errors.
+func (o *signingOptions) configName() string {
+	if o.signingConfig != "" {
+		return "--signing-config " + o.signingConfig
+	}
+	return "the signing config of the TUF repository at " + orDefault(o.tuf.mirror, trust.DefaultMirror)
+}
+
+// trustedMaterial is what keyless certificates must chain to:
+// --trusted-root, else the TUF repository's trusted root.
+func (o *signingOptions) trustedMaterial(s streams) (root.TrustedMaterial, error) {
 	if o.trustedRoot == "" {
-		return nil, usagef("keyless signing (no --key) needs --trusted-root: the sigstore trusted root of the Fulcio that certifies the key (for the public-good instance, the trusted_root.json its TUF repository serves)")
+		return o.tuf.trustedRoot(s, "--trusted-root")
 	}
 	tr, err := root.NewTrustedRootFromPath(o.trustedRoot)
 	if err != nil {
 		return nil, usagef("--trusted-root %s: %v", o.trustedRoot, err)
 	}
-	fulcio, err := o.fulcio(cmd, sc)
+	return tr, nil
+}
+
+// keylessSigner gets the run's one certificate.
+func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig, tokens attest.TokenSource) (*attest.KeylessSigner, error) {
+	tr, err := o.trustedMaterial(s)
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := o.tokenSource(s)
+	fulcio, err := o.fulcio(cmd, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +239,7 @@ func (o *signingOptions) fulcio(cmd *cobra.Command, sc *root.SigningConfig) (str
 	}
 	svc, err := root.SelectService(sc.FulcioCertificateAuthorityURLs(), sign.FulcioAPIVersions, time.Now())
 	if err != nil {
-		return "", usagef("--signing-config %s: no Fulcio to use: %v", o.signingConfig, err)
+		return "", usagef("%s: no Fulcio to use: %v", o.configName(), err)
 	}
 	return svc.URL, nil
 }
@@ -225,7 +269,7 @@ func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now t
 	if sc != nil && !given(cmd, "rekor-url") {
 		svcs, err := root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
 		if err != nil || len(svcs) == 0 {
-			return nil, usagef("--signing-config %s names no transparency log; with none, pass --tlog-upload=false", o.signingConfig)
+			return nil, usagef("%s names no transparency log; with none, pass --tlog-upload=false", o.configName())
 		}
 		rekor.BaseURL, rekor.Version = svcs[0].URL, svcs[0].MajorAPIVersion
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/tuf"
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/registry"
@@ -93,12 +94,14 @@ func TestEmptyServiceFlagsAreUnset(t *testing.T) {
 // TestEmptyKeyIsKeyless: --key= (a KEY param left empty) signs keylessly,
 // as no --key does, rather than failing on a key named "".
 func TestEmptyKeyIsKeyless(t *testing.T) {
+	t.Setenv(envIDToken, "")
+	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_URL", "")
 	for _, args := range [][]string{
 		{"sign", "--key=", "127.0.0.1:1/org/ko-build:latest"},
 		{"sign", "--key=", "--fulcio-url=", "--rekor-url=", "--timestamp-server-url=", "--signing-config=", "--trusted-root=", "127.0.0.1:1/org/ko-build:latest"},
 	} {
 		code, stdout, stderr := execute(args...)
-		if want := "keyless signing (no --key) needs --trusted-root"; code != ExitUsage || !strings.Contains(stdout+stderr, want) {
+		if want := "keyless signing needs an OIDC identity token"; code != ExitUsage || !strings.Contains(stdout+stderr, want) {
 			t.Errorf("%v: exit %d, want %d with %q\n%s%s", args, code, ExitUsage, want, stdout, stderr)
 		}
 	}
@@ -143,5 +146,34 @@ func TestGitHubActionsToken(t *testing.T) {
 	t.Setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "wrong")
 	if _, err := src(context.Background()); err == nil || !strings.Contains(err.Error(), "id-token: write") {
 		t.Errorf("refused: %v", err)
+	}
+}
+
+// TestTUFUnreachable: with no --trusted-root, keyless signing and
+// verification read sigstore's TUF repository; when it cannot be reached
+// and nothing is cached, the error names the URL and both ways on.
+func TestTUFUnreachable(t *testing.T) {
+	dir := t.TempDir()
+	rootJSON := filepath.Join(dir, "root.json")
+	if err := os.WriteFile(rootJSON, tuf.DefaultRoot(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envPassword, "test password")
+	if code, _, stderr := execute("generate-key-pair", "--output-key-prefix", filepath.Join(dir, "cosign")); code != 0 {
+		t.Fatalf("generate-key-pair: %s", stderr)
+	}
+	const mirror = "http://127.0.0.1:1"
+	tufFlags := []string{"--tuf-mirror", mirror, "--tuf-root", rootJSON, "--tuf-cache", filepath.Join(dir, "cache")}
+	for _, args := range [][]string{
+		{"sign", "--identity-token", "not-a-token", "127.0.0.1:1/org/ko-build:latest"},
+		{"verify", "--certificate-identity", "a@example.com", "--certificate-oidc-issuer", "https://issuer.example", "127.0.0.1:1/org/ko-build:latest"},
+		{"verify", "--key", filepath.Join(dir, "cosign.pub"), "127.0.0.1:1/org/ko-build:latest"},
+	} {
+		code, stdout, stderr := execute(append(args, tufFlags...)...)
+		for _, want := range []string{"could not be read", mirror, "--tuf-mirror URL", "--trusted-root FILE"} {
+			if code != ExitUsage || !strings.Contains(stdout+stderr, want) {
+				t.Errorf("%v: exit %d, want %d with %q\n%s%s", args, code, ExitUsage, want, stdout, stderr)
+			}
+		}
 	}
 }

@@ -31,7 +31,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"tree", "-o", "yaml", host + "/org/ko-build/app1:latest"}, ExitUsage, "--output"},
 		{[]string{"tree", "--jobs", "0", host + "/org/ko-build/app1:latest"}, ExitUsage, "--jobs"},
 		{[]string{"tree", host + "/org/absent:latest"}, ExitFailed, "not found"},
-		{[]string{"sign", host + "/org/ko-build/app1:latest"}, ExitUsage, "keyless signing (no --key) needs --trusted-root"},
+		{[]string{"sign", host + "/org/ko-build/app1:latest"}, ExitUsage, "keyless signing needs an OIDC identity token"},
 		{[]string{"sign", "--keyless", "--key", "k", host + "/org/ko-build/app1:latest"}, ExitUsage, "exclude each other"},
 		{[]string{"sign", "--key", "/nonexistent.key", host + "/org/ko-build/app1:latest"}, ExitUsage, "/nonexistent.key does not exist"},
 		{[]string{"sign", "--key", "https://example.test/cosign.key", host + "/org/ko-build/app1:latest"}, ExitUsage, "unknown key reference scheme"},

@@ -80,7 +80,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	f.StringVar(&o.sourceIdentity.SubjectRegexp, "source-certificate-identity-regexp", "", "a regular expression a keyless builder's certificate identity must match")
 	f.StringVar(&o.sourceIdentity.Issuer, "source-certificate-oidc-issuer", "", "a keyless builder's OIDC issuer")
 	f.StringVar(&o.sourceIdentity.IssuerRegexp, "source-certificate-oidc-issuer-regexp", "", "a regular expression a keyless builder's OIDC issuer must match")
-	f.StringVar(&o.sourceTrustedRoot, "source-trusted-root", "", "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority)")
+	f.StringVar(&o.sourceTrustedRoot, "source-trusted-root", "", "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority; default: the --tuf-mirror repository's)")
 	f.BoolVar(&o.sourceIgnoreTlog, "source-insecure-ignore-tlog", false, "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)")
 	f.BoolVar(&o.sourceIgnoreSCT, "source-insecure-ignore-sct", false, "accept a keyless builder's certificate without a signed certificate timestamp")
 	f.BoolVar(&o.sourceTimestamps, "source-use-signed-timestamps", false, "require RFC 3161 timestamps on the builder's signatures")
@@ -103,7 +103,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 		return err
 	}
 	client := o.registry.client(s, true, o.walk.jobs)
-	source, err := o.sourceOptions(ctx, client)
+	source, err := o.sourceOptions(ctx, s, client)
 	if err != nil {
 		return err
 	}
@@ -160,13 +160,13 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 }
 
 // sourceOptions are the verify options for the builder's signatures.
-func (o *propagateOptions) sourceOptions(ctx context.Context, c *registry.Client) (attest.VerifyOptions, error) {
+func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
 	keyless := o.sourceIdentity != (attest.CertificateIdentity{})
 	policy := attest.Policy{IgnoreTlog: o.sourceIgnoreTlog, IgnoreSCT: o.sourceIgnoreSCT, UseSignedTimestamps: o.sourceTimestamps}
 	var err error
 	switch {
 	case o.sourceKey == "" && !keyless:
-		return attest.VerifyOptions{}, usagef("say whom the provenance must come from: --source-key (Tekton Chains' cosign.pub), or --source-certificate-identity and --source-certificate-oidc-issuer with --source-trusted-root")
+		return attest.VerifyOptions{}, usagef("say whom the provenance must come from: --source-key (Tekton Chains' cosign.pub), or --source-certificate-identity and --source-certificate-oidc-issuer")
 	case o.sourceKey != "" && keyless:
 		return attest.VerifyOptions{}, usagef("--source-key and --source-certificate-identity exclude each other")
 	case keyless:
@@ -177,11 +177,10 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, c *registry.Client
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	if policy.TrustedMaterial, err = loadTrustedRoot(o.sourceTrustedRoot); err != nil {
-		return attest.VerifyOptions{}, err
-	}
-	if (keyless || !o.sourceIgnoreTlog) && o.sourceTrustedRoot == "" {
-		return attest.VerifyOptions{}, usagef("verifying the builder needs --source-trusted-root (its Rekor, Fulcio and timestamp authority); for a key-signing builder without a transparency log, pass --source-insecure-ignore-tlog")
+	if keyless || !o.sourceIgnoreTlog || o.sourceTimestamps {
+		if policy.TrustedMaterial, err = trustedMaterial(s, o.sourceTrustedRoot, "--source-trusted-root", &o.signing.tuf); err != nil {
+			return attest.VerifyOptions{}, err
+		}
 	}
 	for _, t := range o.sourceTypes {
 		if _, err := attest.PredicateURI(t); err != nil {

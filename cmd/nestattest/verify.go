@@ -33,6 +33,7 @@ type verifyOptions struct {
 	signedTimes   bool
 	shard         shardOptions
 	results       verifyResultOptions
+	tuf           tufOptions
 }
 
 func newVerify(s streams) *cobra.Command {
@@ -50,14 +51,16 @@ It reads a node's sigstore bundles (OCI 1.1 referrers) when it has any, else
 its legacy sha256-<hex>.sig/.att tags, as cosign v3 does; --format forces
 one. As with cosign, transparency-log entries are required unless
 --insecure-ignore-tlog (for trees signed with --tlog-upload=false); checking
-them needs the sigstore trusted root of your Rekor (--trusted-root).
+them needs the sigstore trusted root of your Rekor: --trusted-root, else the
+one sigstore's TUF repository serves (the public-good instance's, or
+--tuf-mirror and --tuf-root for your own, as cosign initialize takes them).
 
 Exit codes: 0 every node passed; 1 some node failed or the tree could not be
 read; 2 bad flags, reference or key.`,
 		Example: `  nestattest verify --key cosign.pub --insecure-ignore-tlog quay.io/org/ko-build:latest
   nestattest verify --key awskms:///alias/release --insecure-ignore-tlog --format bundle quay.io/org/ko-build:latest
   nestattest verify --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main \
-    --certificate-oidc-issuer https://token.actions.githubusercontent.com --trusted-root trusted_root.json quay.io/org/ko-build:latest
+    --certificate-oidc-issuer https://token.actions.githubusercontent.com quay.io/org/ko-build:latest
   nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
@@ -66,7 +69,8 @@ read; 2 bad flags, reference or key.`,
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
 	cmd.Flags().StringVar(&o.key, "key", "", "the public key: a PEM file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key (awskms://, gcpkms://, azurekms://, hashivault://)")
-	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the transparency logs (and certificate and timestamp authorities) to trust")
+	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the transparency logs (and certificate and timestamp authorities) to trust (default: the --tuf-mirror repository's)")
+	o.tuf.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", "auto", "storage format read: auto (bundles when a node has any, else legacy tags, as cosign v3), legacy or bundle")
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
@@ -98,7 +102,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 		return err
 	}
 	client := o.registry.client(s, false, o.walk.jobs)
-	vopts, err := o.options(ctx, client)
+	vopts, err := o.options(ctx, s, client)
 	if err != nil {
 		return err
 	}
@@ -140,17 +144,15 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 
 // options turn the flags into library options: the policy (key, trust,
 // required types and annotations) and the stores read.
-func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest.VerifyOptions, error) {
+func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
 	keyless := o.identity != (attest.CertificateIdentity{})
 	switch {
 	case o.key == "" && !keyless:
-		return attest.VerifyOptions{}, usagef("say whom to trust: --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp] with --trusted-root")
+		return attest.VerifyOptions{}, usagef("say whom to trust: --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
 	case o.key != "" && keyless:
 		return attest.VerifyOptions{}, usagef("--key and --certificate-identity/--certificate-oidc-issuer exclude each other")
 	case keyless && ((o.identity.Subject == "") == (o.identity.SubjectRegexp == "") || (o.identity.Issuer == "") == (o.identity.IssuerRegexp == "")):
 		return attest.VerifyOptions{}, usagef("keyless verification needs one of --certificate-identity and --certificate-identity-regexp, and one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp")
-	case keyless && o.trustedRoot == "":
-		return attest.VerifyOptions{}, usagef("keyless verification needs --trusted-root: the sigstore trusted root of the Fulcio, Rekor and timestamp authority the tree was signed with")
 	}
 	var layout attest.Layout
 	switch o.format {
@@ -180,24 +182,24 @@ func (o *verifyOptions) options(ctx context.Context, c *registry.Client) (attest
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	if policy.TrustedMaterial, err = loadTrustedRoot(o.trustedRoot); err != nil {
-		return attest.VerifyOptions{}, err
-	}
-	if !o.ignoreTlog && o.trustedRoot == "" {
-		return attest.VerifyOptions{}, usagef("checking transparency-log entries needs the trusted root of your Rekor (--trusted-root trusted_root.json); for a tree signed with --tlog-upload=false, pass --insecure-ignore-tlog, as to cosign")
+	if keyless || !o.ignoreTlog || o.signedTimes {
+		if policy.TrustedMaterial, err = trustedMaterial(s, o.trustedRoot, "--trusted-root", &o.tuf); err != nil {
+			return attest.VerifyOptions{}, err
+		}
 	}
 	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs,
 		Mirrors: o.mirrors, Client: c}, nil
 }
 
-// loadTrustedRoot reads a sigstore trusted root; none without a path.
-func loadTrustedRoot(path string) (root.TrustedMaterial, error) {
+// trustedMaterial is the sigstore trusted root at path (given with flag),
+// else the TUF repository's.
+func trustedMaterial(s streams, path, flag string, tuf *tufOptions) (root.TrustedMaterial, error) {
 	if path == "" {
-		return nil, nil
+		return tuf.trustedRoot(s, flag)
 	}
 	tr, err := root.NewTrustedRootFromPath(path)
 	if err != nil {
-		return nil, usagef("--trusted-root %s: %v", path, err)
+		return nil, usagef("%s %s: %v", flag, path, err)
 	}
 	return tr, nil
 }

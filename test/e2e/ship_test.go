@@ -90,6 +90,8 @@ var shipInputFlags = map[string]string{
 	"jobs":                    "--jobs",
 	"format":                  "--format",
 	"tlog-upload":             "--tlog-upload",
+	"tuf-mirror":              "--tuf-mirror",
+	"tuf-root":                "--tuf-root",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
@@ -164,6 +166,7 @@ type shipRunner struct {
 	outputs map[string]map[string]string // step id: outputs
 	temp    string
 	summary string
+	env     []string // the job's environment
 }
 
 func (r *shipRunner) eval(t *testing.T, s string) string {
@@ -207,7 +210,7 @@ func (r *shipRunner) run(t *testing.T, a shipAction) harness.Result {
 			t.Fatalf("step %s: shell %q, want bash", s.Name, s.Shell)
 		}
 		out := filepath.Join(t.TempDir(), "output")
-		env := []string{"GITHUB_OUTPUT=" + out, "GITHUB_STEP_SUMMARY=" + r.summary, "RUNNER_TEMP=" + r.temp}
+		env := append([]string{"GITHUB_OUTPUT=" + out, "GITHUB_STEP_SUMMARY=" + r.summary, "RUNNER_TEMP=" + r.temp}, r.env...)
 		for k, v := range s.Env {
 			env = append(env, k+"="+r.eval(t, v))
 		}

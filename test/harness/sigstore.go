@@ -74,6 +74,13 @@ type Sigstore struct {
 	OIDC *OIDCIssuer
 
 	fulcio, rekor, tsa *meter
+	// What RotateFulcio needs: the running Fulcio, the trust material
+	// written, and when the services were first trusted.
+	fulcioDaemon *daemon
+	root         trustedRoot
+	config       signingConfig
+	since        time.Time
+	dir          string
 }
 
 // SigstoreOptions choose the services of a Sigstore. The zero value starts
@@ -156,16 +163,49 @@ func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 		d.meter = newMeter(t, d.base, d.counted...)
 		d.describe(t, d.meter.URL, body, &root, &sc)
 	}
-	s.fulcio, s.FulcioURL = fulcio.meter, fulcio.meter.URL
+	s.fulcio, s.FulcioURL, s.fulcioDaemon = fulcio.meter, fulcio.meter.URL, fulcio
 	if rekor != nil {
 		s.rekor, s.RekorURL = rekor.meter, rekor.meter.URL
 	}
 	if tsa != nil {
 		s.tsa, s.TSAURL = tsa.meter, tsa.meter.URL
 	}
-	s.TrustedRootPath = writeJSONFile(t, filepath.Join(dir, "trusted_root.json"), root)
-	s.SigningConfigPath = writeJSONFile(t, filepath.Join(dir, "signing_config.json"), sc)
+	s.root, s.config, s.since, s.dir = root, sc, since, dir
+	s.writeTrust(t)
 	return s
+}
+
+// writeTrust writes the trusted root and the signing config.
+func (s *Sigstore) writeTrust(t testing.TB) {
+	t.Helper()
+	s.TrustedRootPath = writeJSONFile(t, filepath.Join(s.dir, "trusted_root.json"), s.root)
+	s.SigningConfigPath = writeJSONFile(t, filepath.Join(s.dir, "signing_config.json"), s.config)
+}
+
+// RotateFulcio replaces Fulcio with a new one under a new ephemeral CA, for
+// the same issuer, as an operator rotates a certificate authority: the new
+// Fulcio starts, the old one stops, and the trusted root (rewritten at
+// TrustedRootPath) trusts the old CA until now, so that what it certified
+// stays verifiable, and the new CA from now; the signing config (rewritten
+// at SigningConfigPath) names the new Fulcio only. FulcioURL and Requests
+// are the new Fulcio's afterwards.
+func (s *Sigstore) RotateFulcio(t testing.TB) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	next := fulcioDaemon(t, Tool(t, "fulcio"), filepath.Join(s.dir, fmt.Sprintf("fulcio-%d", now.UnixNano())), s.IssuerURL, now)
+	next.launch(t)
+	body := next.await(t)
+	next.meter = newMeter(t, next.base, next.counted...)
+	for i := range s.root.CertificateAuthorities {
+		if s.root.CertificateAuthorities[i].ValidFor.End == nil {
+			s.root.CertificateAuthorities[i].ValidFor.End = &now
+		}
+	}
+	s.config.CAURLs = nil
+	next.describe(t, next.meter.URL, body, &s.root, &s.config)
+	s.fulcioDaemon.p.stop(t)
+	s.fulcioDaemon, s.fulcio, s.FulcioURL = next, next.meter, next.meter.URL
+	s.writeTrust(t)
 }
 
 // Token returns a fresh ID token for Identity, valid for ten minutes.
