@@ -238,7 +238,8 @@ func TestTokenAuthRefusedRepository(t *testing.T) {
 
 // TestTokenAuthRefusedRead: builder may neither pull nor push one child:
 // the walk's read of it is reported as a refused pull and push, with the
-// request that met the refusal, not as a refused push.
+// request that met the refusal, not as a refused push (the old message,
+// ": push to REPO refused", is a substring of the new one but for the ": ").
 func TestTokenAuthRefusedRead(t *testing.T) {
 	reg, ts := tokenRegistry(t, 5*time.Minute, true)
 	tag := pushWideAs(t, ts, reg, "org/ko-build/wide", 3, 1)
@@ -251,7 +252,7 @@ func TestTokenAuthRefusedRead(t *testing.T) {
 	r := as(t, ts, reg, "builder", k.env(), "sign", "--tlog-upload=false", "--key", k.key, tag)
 	refusal := "pull from and push to org/ko-build/wide/c001 refused by the registry: the credentials for " + reg.Host +
 		" may neither pull nor push there (GET /v2/org/ko-build/wide/c001/manifests/sha256:"
-	if r.Code != 1 || !strings.Contains(r.Stderr, refusal) || strings.Contains(r.Stderr, "push to org/ko-build/wide/c001 refused") {
+	if r.Code != 1 || !strings.Contains(r.Stderr, refusal) || strings.Contains(r.Stderr, ": push to org/ko-build/wide/c001 refused") {
 		t.Fatalf("exit %d; want 1 and %q\n%s%s", r.Code, refusal, r.Stdout, r.Stderr)
 	}
 }
