@@ -49,7 +49,8 @@ background() {
   shift
   (
     s=$SECONDS
-    "$@" >"$logs/$name.log" 2>&1
+    TIMEFORMAT='%U %S'
+    { time "$@" >"$logs/$name.log" 2>&1; } 2>"$logs/$name.cpu"
     rc=$?
     echo $((SECONDS - s)) >"$logs/$name.time"
     echo "$rc" >"$logs/$name.rc"
@@ -172,8 +173,11 @@ done
 for name in "${running[@]}" expiry; do await "$name" || status=1; done
 
 # The summary: wall time per job, and the top-level tests.
-echo "test: wall times (s):"
-for f in "$logs"/*.time; do printf '  %-16s %s\n' "$(basename "$f" .time)" "$(cat "$f")"; done
+echo "test: wall and CPU (user + system) times, seconds:"
+for f in "$logs"/*.time; do
+  read -r u sy <"${f%.time}.cpu" || true
+  printf '  %-16s %6s wall %8s CPU\n' "$(basename "$f" .time)" "$(cat "$f")" "$(awk -v u="${u:-0}" -v s="${sy:-0}" 'BEGIN { printf "%.0f", u + s }')"
+done
 count() { cat "$logs"/*.log | grep -c "^--- $1" || true; }
 echo "test: done after $(stamp)"
 echo "test: $(count PASS) passed, $(count FAIL) failed, $(count SKIP) skipped"
