@@ -2,29 +2,38 @@
 # The full test suite, as `make test` runs it (README: the test command;
 # .ci/run calls `make test`). On two cores and a cold machine the work is
 # CPU-bound throughout: building the pinned tools and the consumers'
-# programs, compiling and linking the test binaries, then tests that start
-# many processes (registries, cosign, the sigstore services). So the script
-# overlaps what can be overlapped and does nothing twice:
+# programs, compiling and linking the test binaries, the release's
+# cross-builds, then tests that start many processes (registries, cosign,
+# the sigstore services). So the script does nothing twice and leaves no
+# core idle while there is work:
 #
 #   1. the tools (test/tools.sh) and the consumers' programs
-#      (test/consumers/build.sh) build in the background; meanwhile
-#      `go vet ./...` runs, every package's test binary is compiled and
-#      linked once (`go test -c`), the nestattest binary the end-to-end
-#      tests run is built once (NESTATTEST_BIN), and the packages whose
-#      tests need no tool run;
-#   2. as soon as the tools are there, test/expiry starts: it spends ten
-#      minutes waiting for a certificate to expire, beside everything else;
-#   3. once the consumers are built too, the packages that run the tools go,
-#      NESTATTEST_TEST_JOBS at a time (default 4), the longest first, with
-#      test/e2e split into NESTATTEST_E2E_SHARDS processes (default 3) of
-#      its one binary, balanced by the durations in test/ci-durations.txt.
+#      (test/consumers/build.sh) build in the background, at a lower
+#      priority (nice 10 and 15) than the tests, their compilers with
+#      GOGC=400 (less time collecting garbage, memory is plenty); meanwhile `go vet ./...`
+#      runs, every package's test binary is compiled and linked once
+#      (`go test -c`), and the nestattest binary the end-to-end tests run
+#      is built once (NESTATTEST_BIN). Everything of the main module is
+#      compiled with the release's flags (CGO_ENABLED=0, -trimpath: .ko.yaml,
+#      release/release.sh), so the release's linux/amd64 build and the
+#      image tests reuse those compiled packages instead of compiling them
+#      again;
+#   2. then every package's tests run, NESTATTEST_TEST_JOBS at a time
+#      (default 4): first the packages that need no tool, then test/expiry
+#      (ten minutes waiting for a certificate to expire, beside everything
+#      else), test/e2e split into NESTATTEST_E2E_SHARDS processes (default
+#      3) of its one binary, balanced by the durations in
+#      test/ci-durations.txt, and the other packages. They do not wait for
+#      the builds: a test that needs a tool not built yet waits for that
+#      tool alone (harness.Tool, NESTATTEST_TOOLS_PENDING), and its build
+#      has the cores the waiting tests leave.
 #
 # Every test runs with NESTATTEST_E2E=require: a missing tool fails it.
 # Each job's output goes to a log under NESTATTEST_TEST_LOGS (default a new
 # temporary directory); a failed job's log is printed whole, a passed one's
-# summary lines. The script ends with each job's wall time and the line
-# "test: N passed, N failed" (top-level tests), and exits non-zero when a
-# build or a test failed.
+# summary lines. The script ends with each job's wall and CPU time and the
+# line "test: N passed, N failed, N skipped" (top-level tests), and exits
+# non-zero when a build or a test failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -36,6 +45,7 @@ bins="$logs/bin"
 jobs_max="${NESTATTEST_TEST_JOBS:-4}"
 shards="${NESTATTEST_E2E_SHARDS:-3}"
 export NESTATTEST_E2E=require NESTATTEST_TOOLS="$root/.tools/bin" NESTATTEST_BIN="$bins/nestattest" GO
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath"
 start=$SECONDS
 echo "test: logs in $logs"
 
@@ -88,7 +98,7 @@ run() {
   local pkg="$1" exe s=$SECONDS rc
   shift
   exe="$bins/$(basename "$pkg").test"
-  (cd "$root/$pkg" && "$exe" -test.count=1 -test.timeout=60m -test.v "$@")
+  (cd "$root/$pkg" && "$exe" -test.count=1 -test.timeout=120m -test.v "$@")
   rc=$?
   if [ "$rc" = 0 ]; then echo "ok  	$pkg	$((SECONDS - s))s"; else echo "FAIL	$pkg	$((SECONDS - s))s"; fi
   return "$rc"
@@ -98,8 +108,9 @@ run() {
 # tests into $bins (named after its package's directory), and build the
 # nestattest binary.
 compile() {
+  export GOGC=400 # the compiler collects less often: about 5% less CPU, cold
   "$GO" vet ./... && "$GO" vet -tags bench ./test/bench/... &&
-    "$GO" test -c -o "$bins/" "${unit[@]/#/./}" "${tooled[@]/#/./}" &&
+    "$GO" test -c -ldflags='-s -w' -o "$bins/" "${unit[@]/#/./}" "${tooled[@]/#/./}" &&
     "$GO" build -o "$NESTATTEST_BIN" ./cmd/nestattest
 }
 
@@ -117,26 +128,24 @@ done
 names="$(printf '%s\n' "${unit[@]}" "${tooled[@]}" | xargs -n1 basename | sort | uniq -d)"
 [ -z "$names" ] || { echo "test: two test packages share a directory name ($names): rename one (test binaries are named after it)" >&2; exit 2; }
 
-# 1. Builds in the background; compiling and the unit packages meanwhile.
-background tools ./test/tools.sh
-background consumers ./test/consumers/build.sh
+# 1. The builds in the background, a link in .tools/bin for each tool as
+# it is built (none from an earlier run: a test must not run an old one);
+# compiling meanwhile.
+rm -rf "$NESTATTEST_TOOLS" && mkdir -p "$NESTATTEST_TOOLS"
+background tools env GOGC=400 nice -n 10 ./test/tools.sh
+background consumers env GOGC=400 nice -n 15 ./test/consumers/build.sh
 status=0
 background compile compile
 await compile || { echo "test: the tests do not compile" >&2; exit 1; }
-for pkg in "${unit[@]}"; do
-  background "unit-$(basename "$pkg")" run "$pkg"
-  await "unit-$(basename "$pkg")" || status=1
-done
+export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 
-# 2. The expiry test as soon as the tools are there.
-await tools || { echo "test: the tools did not build; nothing that needs them can run" >&2; exit 1; }
-background expiry run test/expiry
-
-# 3. The rest once the consumers are built: e2e shards, its tests assigned
-# greedily, longest first, to the least loaded shard, by the seconds in
-# test/ci-durations.txt (60 for a test not there); then every other package
-# that needs tools.
-await consumers || status=1
+# 2. The tests, the unit packages first, then test/expiry, then test/e2e's
+# shards: its tests assigned greedily, longest first, to the least loaded
+# shard, by the seconds in test/ci-durations.txt (60 for a test not
+# there); then every other package.
+queue=()
+for pkg in "${unit[@]}"; do queue+=("unit-$(basename "$pkg") run $pkg"); done
+queue+=("expiry run test/expiry")
 mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)')
 mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
   awk -v f=test/ci-durations.txt 'BEGIN { while ((getline l < f) > 0) if (l !~ /^#/) { split(l, a, " "); d[a[1]] = a[2] } }
@@ -145,8 +154,6 @@ mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
     { best = 0; for (i = 1; i < k; i++) if (load[i] < load[best]) best = i
       load[best] += $1; names[best] = names[best] (names[best] == "" ? "" : "|") $2 }
     END { for (i = 0; i < k; i++) if (names[i] != "") print "^(" names[i] ")$" }')
-
-queue=()
 for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i run test/e2e -test.run ${e2e_runs[$i]}"); done
 for pkg in test/release ship "${tooled[@]}"; do
   case "$pkg" in test/e2e | test/expiry) continue ;; esac
@@ -170,7 +177,7 @@ for q in "${queue[@]}"; do
   background "${cmd[@]}"
   running+=("${cmd[0]}")
 done
-for name in "${running[@]}" expiry; do await "$name" || status=1; done
+for name in "${running[@]}" tools consumers; do await "$name" || status=1; done
 
 # The summary: wall time per job, and the top-level tests.
 echo "test: wall and CPU (user + system) times, seconds:"

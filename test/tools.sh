@@ -8,8 +8,7 @@
 # linked without symbol tables and DWARF (-ldflags='-s -w'): nothing here
 # debugs them, and linking a dozen large binaries is minutes of CPU cold.
 #
-# Cold, on two cores, the whole set takes about 25 minutes; the builds run in
-# two lanes, the long ones first.
+# The builds run in two lanes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO="${GO:-go}"
@@ -18,19 +17,22 @@ bin="$PWD/.tools/bin"
 mkdir -p "$bin" "$cache"
 
 # name module package version
+# In the order the tests need them (test/ci.sh starts the tests while the
+# tools build; a test waits for the tools it runs): the registry and the
+# clients first, the sigstore services and ko later.
 lane1=(
+  "registry github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry v3.1.2"
   "cosign github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5"
   "fulcio github.com/sigstore/fulcio github.com/sigstore/fulcio v1.8.8"
-  "crane github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane v0.22.1"
   "local-kms github.com/nsmithuk/local-kms github.com/nsmithuk/local-kms v0.0.0-20260228092603-2a5e92d09ab6"
-  "ko github.com/google/ko github.com/google/ko v0.19.1"
 )
 lane2=(
+  "crane github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane v0.22.1"
+  "oras oras.land/oras oras.land/oras/cmd/oras v1.3.6"
   "cosign3 github.com/sigstore/cosign/v3 github.com/sigstore/cosign/v3/cmd/cosign v3.1.3"
-  "registry github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry v3.1.2"
   "rekor-server github.com/sigstore/rekor-tiles/v2 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix v2.2.1"
   "timestamp-server github.com/sigstore/timestamp-authority/v2 github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server v2.1.3"
-  "oras oras.land/oras oras.land/oras/cmd/oras v1.3.6"
+  "ko github.com/google/ko github.com/google/ko v0.19.1"
 )
 
 # built_version FILE: the module and version the binary was built from.
@@ -57,8 +59,8 @@ build() {
   else
     echo "tools: $1 $4 present"
   fi
+  echo "$2 $4" >"$bin/$1.version" # before the link: a test waiting for the tool reads it next
   ln -sfn "$exe" "$bin/$1"
-  echo "$2 $4" >"$bin/$1.version"
 }
 
 # refused NAME MODULE@VERSION LOG: when the build failed because the module

@@ -92,8 +92,8 @@ build() {
     mv "$exe.tmp" "$exe"
     echo "consumers: built $name ($want) in $((SECONDS - start))s"
   fi
+  echo "$want $s" >"$out/$name.version" # before the link: a test waiting for it reads it next
   ln -sfn "$exe" "$out/$name"
-  echo "$want $s" >"$out/$name.version"
 }
 
 # pick NAME MODULE VERSION...: the first VERSION (newest first) the go

@@ -135,9 +135,9 @@ func signChildren(t *testing.T, reg *harness.Registry, host string, k keyPair, n
 // layerCount is the number of layers of the image at tag.
 func layerCount(t *testing.T, tag string) int {
 	t.Helper()
-	var m struct{ Layers []json.RawMessage }
-	if err := json.Unmarshal([]byte(catalogCrane(t, "manifest", "--insecure", tag)), &m); err != nil {
-		t.Fatal(err)
+	m, err := storedManifest(tag)
+	if err != nil {
+		t.Fatalf("%s: %v", tag, err)
 	}
 	return len(m.Layers)
 }

@@ -104,9 +104,7 @@ func TestTokenAuthTree(t *testing.T) {
 		}
 	}
 	t.Setenv("DOCKER_CONFIG", ts.DockerConfig(t, reg.Host, "reader"))
-	for _, node := range nodes.refs() {
-		cosignVerify(t, k.pub, node)
-	}
+	cosignVerifyEach(t, k.pub, nodes.refs())
 }
 
 // TestTokenAuthShortTokens signs with five-second tokens, slowly (one job):

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Environment variables the harness reads.
@@ -23,6 +24,12 @@ const (
 	// Binary then uses instead of building one per test process
 	// (test/ci.sh builds it once for every package).
 	EnvBin = "NESTATTEST_BIN"
+	// EnvToolsPending lists, space-separated, files whose existence means
+	// that a build of tools has ended (test/ci.sh: the exit-code files of
+	// test/tools.sh and test/consumers/build.sh). With it, tests start
+	// while the tools are still being built: Tool waits for a tool that is
+	// not there yet until it appears or every build listed has ended.
+	EnvToolsPending = "NESTATTEST_TOOLS_PENDING"
 )
 
 // Missing skips a test that lacks something it needs (a tool, a package,
@@ -78,9 +85,40 @@ func Tool(t testing.TB, name string) string {
 	t.Helper()
 	path := filepath.Join(Tools(t), name)
 	if _, err := exec.LookPath(path); err != nil {
-		missing(t, fmt.Sprintf("tool %s not found: %v", name, err))
+		if !awaitTool(t, name, path) {
+			missing(t, fmt.Sprintf("tool %s not found: %v", name, err))
+		}
 	}
 	return path
+}
+
+// awaitTool waits, when $NESTATTEST_TOOLS_PENDING lists builds still
+// running, for the tool at path to appear, and reports whether it did. The
+// scripts link a tool into the directory once it is built and its version
+// recorded.
+func awaitTool(t testing.TB, name, path string) bool {
+	t.Helper()
+	pending := strings.Fields(os.Getenv(EnvToolsPending))
+	if len(pending) == 0 {
+		return false
+	}
+	start := time.Now()
+	for {
+		ended := true
+		for _, f := range pending {
+			if _, err := os.Stat(f); err != nil {
+				ended = false
+			}
+		}
+		if _, err := exec.LookPath(path); err == nil {
+			t.Logf("waited %v for tool %s to be built", time.Since(start).Round(time.Second), name)
+			return true
+		}
+		if ended {
+			return false
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // ToolVersion returns the module and version a tool in the tools directory

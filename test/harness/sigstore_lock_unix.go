@@ -22,10 +22,14 @@ func holdMachineLock(t testing.TB, name string, timeout time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			if waited := time.Since(start); waited > time.Second {
+				t.Logf("waited %v for lock %s (held while a test runs a TSA)", waited.Round(time.Second), path)
+			}
 			break
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
