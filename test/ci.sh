@@ -17,16 +17,19 @@
 #      compiled with the release's flags (CGO_ENABLED=0, -trimpath: .ko.yaml,
 #      release/release.sh), so the release's linux/amd64 build and the
 #      image tests reuse those compiled packages instead of compiling them
-#      again;
+#      again; and, once that is done, nestattest is compiled for every
+#      platform of the release (.ko.yaml) at a lower priority still, so the
+#      release test finds its cross-builds compiled;
 #   2. then every package's tests run, NESTATTEST_TEST_JOBS at a time
-#      (default 4): first the packages that need no tool, then test/expiry
+#      (default 5): first the packages that need no tool, then test/expiry
 #      (ten minutes waiting for a certificate to expire, beside everything
-#      else), test/e2e split into NESTATTEST_E2E_SHARDS processes (default
-#      3) of its one binary, balanced by the durations in
-#      test/ci-durations.txt, and the other packages. They do not wait for
-#      the builds: a test that needs a tool not built yet waits for that
-#      tool alone (harness.Tool, NESTATTEST_TOOLS_PENDING), and its build
-#      has the cores the waiting tests leave.
+#      else), test/release (the longest package), test/e2e split into
+#      NESTATTEST_E2E_SHARDS processes (default 3) of its one binary,
+#      balanced by the durations in test/ci-durations.txt, and the other
+#      packages. They do not wait for the builds: a test that needs a tool
+#      not built yet waits for that tool alone (harness.Tool,
+#      NESTATTEST_TOOLS_PENDING), and the builds have the cores the waiting
+#      tests leave.
 #
 # Every test runs with NESTATTEST_E2E=require: a missing tool fails it.
 # Each job's output goes to a log under NESTATTEST_TEST_LOGS (default a new
@@ -42,7 +45,7 @@ logs="${NESTATTEST_TEST_LOGS:-$(mktemp -d -t nestattest-test.XXXXXX)}"
 mkdir -p "$logs"
 logs="$(cd "$logs" && pwd)"
 bins="$logs/bin"
-jobs_max="${NESTATTEST_TEST_JOBS:-4}"
+jobs_max="${NESTATTEST_TEST_JOBS:-5}"
 shards="${NESTATTEST_E2E_SHARDS:-3}"
 export NESTATTEST_E2E=require NESTATTEST_TOOLS="$root/.tools/bin" NESTATTEST_BIN="$bins/nestattest" GO
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath"
@@ -137,6 +140,8 @@ background consumers env GOGC=400 nice -n 15 ./test/consumers/build.sh
 status=0
 background compile compile
 await compile || { echo "test: the tests do not compile" >&2; exit 1; }
+background platforms nice -n 12 bash -c 'for p in $(awk "/^defaultPlatforms:/ { on = 1; next } on && /^  - / { print \$2; next } { on = 0 }" .ko.yaml); do
+  echo "platforms: $p"; GOOS="${p%/*}" GOARCH="${p#*/}" GOFLAGS="$GOFLAGS -buildvcs=false" "$GO" build -o /dev/null ./cmd/nestattest || exit 1; done' 
 export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 
 # 2. The tests, the unit packages first, then test/expiry, then test/e2e's
@@ -145,7 +150,7 @@ export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 # there); then every other package.
 queue=()
 for pkg in "${unit[@]}"; do queue+=("unit-$(basename "$pkg") run $pkg"); done
-queue+=("expiry run test/expiry")
+queue+=("expiry run test/expiry" "release run test/release")
 mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)')
 mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
   awk -v f=test/ci-durations.txt 'BEGIN { while ((getline l < f) > 0) if (l !~ /^#/) { split(l, a, " "); d[a[1]] = a[2] } }
@@ -155,8 +160,8 @@ mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
       load[best] += $1; names[best] = names[best] (names[best] == "" ? "" : "|") $2 }
     END { for (i = 0; i < k; i++) if (names[i] != "") print "^(" names[i] ")$" }')
 for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i run test/e2e -test.run ${e2e_runs[$i]}"); done
-for pkg in test/release ship "${tooled[@]}"; do
-  case "$pkg" in test/e2e | test/expiry) continue ;; esac
+for pkg in ship "${tooled[@]}"; do
+  case "$pkg" in test/e2e | test/expiry | test/release) continue ;; esac
   [[ " ${queue[*]} " == *" run $pkg "* || " ${queue[*]} " == *" run $pkg" ]] && continue
   queue+=("$(basename "$pkg") run $pkg")
 done
@@ -177,7 +182,7 @@ for q in "${queue[@]}"; do
   background "${cmd[@]}"
   running+=("${cmd[0]}")
 done
-for name in "${running[@]}" tools consumers; do await "$name" || status=1; done
+for name in "${running[@]}" tools consumers platforms; do await "$name" || status=1; done
 
 # The summary: wall time per job, and the top-level tests.
 echo "test: wall and CPU (user + system) times, seconds:"
