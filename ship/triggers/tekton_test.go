@@ -100,10 +100,10 @@ func decodeStrict(path string) (any, error) {
 }
 
 // triggersFiles lists the YAML files under the catalog directories whose
-// apiVersion is Tekton Triggers'.
-func triggersFiles(t testing.TB) []string {
+// apiVersion is Tekton Triggers', path to kind.
+func triggersFiles(t testing.TB) map[string]string {
 	t.Helper()
-	var out []string
+	out := map[string]string{}
 	for _, dir := range catalogDirs {
 		err := filepath.WalkDir(filepath.Join(repoRoot(t), dir), func(p string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
@@ -113,12 +113,12 @@ func triggersFiles(t testing.TB) []string {
 			if err != nil {
 				return err
 			}
-			apiVersion, _, err := apiVersionKind(raw)
+			apiVersion, kind, err := apiVersionKind(raw)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}
 			if strings.HasPrefix(apiVersion, triggersAPI) {
-				out = append(out, p)
+				out[p] = kind
 			}
 			return nil
 		})
