@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -282,4 +283,64 @@ func TestBuildSideMountsNoSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	noSecret("stepaction/nestattest/samples/task-with-stepaction.yaml", m.obj.(*v1.Task).Spec.Volumes)
+}
+
+// The propagate Task's directory.
+const propagateDir = "task/nestattest-propagate"
+
+func loadPropagate(t testing.TB) *v1.Task {
+	t.Helper()
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), propagateDir, "nestattest-propagate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.obj.(*v1.Task)
+}
+
+// propagateSample decodes one of the propagate Task's samples strictly.
+func propagateSample(t *testing.T, name string) any {
+	t.Helper()
+	m, err := decodeStrict(filepath.Join(moduleRoot(t), propagateDir, "samples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.obj
+}
+
+// TestReleasePipelineRunRunsPropagate: the release PipelineRun sample runs
+// the propagate Task on the build's parent, every param it gives the Task
+// declared by it, then verifies every node by Chains' public key alone.
+func TestReleasePipelineRunRunsPropagate(t *testing.T) {
+	pr := propagateSample(t, "release-pipelinerun.yaml").(*v1.PipelineRun)
+	if pr.Namespace != "tekton-chains" || pr.Spec.PipelineSpec == nil {
+		t.Fatalf("PipelineRun in %q, pipelineSpec %v: want an inline Pipeline in tekton-chains", pr.Namespace, pr.Spec.PipelineSpec != nil)
+	}
+	declared := paramNames(loadPropagate(t).Spec.Params)
+	var propagate, verify *v1.PipelineTask
+	for i, pt := range pr.Spec.PipelineSpec.Tasks {
+		switch pt.Name {
+		case "propagate":
+			propagate = &pr.Spec.PipelineSpec.Tasks[i]
+		case "verify":
+			verify = &pr.Spec.PipelineSpec.Tasks[i]
+		}
+	}
+	if propagate == nil || verify == nil || !slices.Contains(verify.RunAfter, "propagate") {
+		t.Fatalf("want a propagate task and a verify task after it")
+	}
+	if !slices.ContainsFunc(propagate.TaskRef.Params, func(p v1.Param) bool {
+		return p.Value.StringVal == propagateDir+"/nestattest-propagate.yaml"
+	}) {
+		t.Errorf("propagate's taskRef %+v names no %s", propagate.TaskRef, propagateDir)
+	}
+	for _, p := range propagate.Params {
+		if !declared[p.Name] {
+			t.Errorf("propagate is given %s, which the Task does not declare", p.Name)
+		}
+	}
+	for _, v := range verify.TaskSpec.Volumes {
+		if v.Secret != nil && (len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "cosign.pub") {
+			t.Errorf("verify mounts %s's %v: want cosign.pub alone", v.Secret.SecretName, v.Secret.Items)
+		}
+	}
 }

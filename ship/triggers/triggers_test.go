@@ -1,11 +1,11 @@
-package ship
+package triggers
 
 import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -25,26 +25,30 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// The propagate Task's directory.
-const propagateDir = "task/nestattest-propagate"
-
-func loadPropagate(t testing.TB) *v1.Task {
-	t.Helper()
-	m, err := decodeStrict(filepath.Join(moduleRoot(t), propagateDir, "nestattest-propagate.yaml"))
-	if err != nil {
-		t.Fatal(err)
+// TestTriggersYAMLValid: every Tekton Triggers YAML under task/ and
+// stepaction/ decodes strictly into tektoncd/triggers v0.33.0's types and
+// passes their defaulting and validation (the part of ship's
+// TestCatalogYAMLValid that needs tektoncd/triggers).
+func TestTriggersYAMLValid(t *testing.T) {
+	files := triggersFiles(t)
+	kinds := map[string]int{}
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		kinds[files[p]]++
+		t.Run(rel(t, p), func(t *testing.T) {
+			obj, err := decodeStrict(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := defaultAndValidate(context.Background(), obj); err != nil {
+				t.Errorf("%s: Triggers validation: %v", files[p], err)
+			}
+		})
 	}
-	return m.obj.(*v1.Task)
-}
-
-// propagateSample decodes one of the propagate Task's samples strictly.
-func propagateSample(t *testing.T, name string) any {
-	t.Helper()
-	m, err := decodeStrict(filepath.Join(moduleRoot(t), propagateDir, "samples", name))
-	if err != nil {
-		t.Fatal(err)
+	for _, k := range []string{"EventListener", "TriggerBinding", "TriggerTemplate"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s under task/ or stepaction/", k)
+		}
 	}
-	return m.obj
 }
 
 // buildTaskRun is a finished TaskRun of the nestattest Task in namespace
@@ -226,44 +230,6 @@ func TestPropagateTriggerFiresOnASucceededBuild(t *testing.T) {
 			t.Errorf("%s: the EventListener fired (%s)", tc.name, resources)
 		} else if !strings.Contains(stopped, "did not return true") {
 			t.Errorf("%s: stopped with %q, want the filter's refusal", tc.name, stopped)
-		}
-	}
-}
-
-// TestReleasePipelineRunRunsPropagate: the release PipelineRun sample runs
-// the propagate Task on the build's parent, every param it gives the Task
-// declared by it, then verifies every node by Chains' public key alone.
-func TestReleasePipelineRunRunsPropagate(t *testing.T) {
-	pr := propagateSample(t, "release-pipelinerun.yaml").(*v1.PipelineRun)
-	if pr.Namespace != "tekton-chains" || pr.Spec.PipelineSpec == nil {
-		t.Fatalf("PipelineRun in %q, pipelineSpec %v: want an inline Pipeline in tekton-chains", pr.Namespace, pr.Spec.PipelineSpec != nil)
-	}
-	declared := paramNames(loadPropagate(t).Spec.Params)
-	var propagate, verify *v1.PipelineTask
-	for i, pt := range pr.Spec.PipelineSpec.Tasks {
-		switch pt.Name {
-		case "propagate":
-			propagate = &pr.Spec.PipelineSpec.Tasks[i]
-		case "verify":
-			verify = &pr.Spec.PipelineSpec.Tasks[i]
-		}
-	}
-	if propagate == nil || verify == nil || !slices.Contains(verify.RunAfter, "propagate") {
-		t.Fatalf("want a propagate task and a verify task after it")
-	}
-	if !slices.ContainsFunc(propagate.TaskRef.Params, func(p v1.Param) bool {
-		return p.Value.StringVal == propagateDir+"/nestattest-propagate.yaml"
-	}) {
-		t.Errorf("propagate's taskRef %+v names no %s", propagate.TaskRef, propagateDir)
-	}
-	for _, p := range propagate.Params {
-		if !declared[p.Name] {
-			t.Errorf("propagate is given %s, which the Task does not declare", p.Name)
-		}
-	}
-	for _, v := range verify.TaskSpec.Volumes {
-		if v.Secret != nil && (len(v.Secret.Items) != 1 || v.Secret.Items[0].Key != "cosign.pub") {
-			t.Errorf("verify mounts %s's %v: want cosign.pub alone", v.Secret.SecretName, v.Secret.Items)
 		}
 	}
 }
