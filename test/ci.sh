@@ -108,13 +108,17 @@ run() {
 }
 
 # compile: vet every package, link the test binary of every package with
-# tests into $bins (named after its package's directory), and build the
-# nestattest binary.
+# tests into $bins (named after its package's directory), build the
+# nestattest binary, and do the same for the test modules nested in the
+# repository ($modules).
 compile() {
   export GOGC=400 # the compiler collects less often: about 5% less CPU, cold
   "$GO" vet ./... && "$GO" vet -tags bench ./test/bench/... &&
     "$GO" test -c -ldflags='-s -w' -o "$bins/" "${unit[@]/#/./}" "${tooled[@]/#/./}" &&
-    "$GO" build -o "$NESTATTEST_BIN" ./cmd/nestattest
+    "$GO" build -o "$NESTATTEST_BIN" ./cmd/nestattest &&
+    for m in "${modules[@]}"; do
+      (cd "$m" && GOWORK=off "$GO" vet ./... && GOWORK=off "$GO" test -c -ldflags='-s -w' -o "$bins/$(basename "$m").test" .) || return 1
+    done
 }
 
 # Packages with tests: those whose tests run none of the tools (they are
@@ -128,7 +132,10 @@ for line in "${all[@]}"; do
   pkg="${line%% *}"
   case "$pkg $line" in test/harness\ * | *nestattest/test/harness*) tooled+=("$pkg") ;; *) unit+=("$pkg") ;; esac
 done
-names="$(printf '%s\n' "${unit[@]}" "${tooled[@]}" | xargs -n1 basename | sort | uniq -d)"
+# Modules of their own whose tests need no tool, each one test package
+# (docs/testing.md: the modules).
+modules=(ship/triggers)
+names="$(printf '%s\n' "${unit[@]}" "${tooled[@]}" "${modules[@]}" | xargs -n1 basename | sort | uniq -d)"
 [ -z "$names" ] || { echo "test: two test packages share a directory name ($names): rename one (test binaries are named after it)" >&2; exit 2; }
 
 # 1. The builds in the background, a link in .tools/bin for each tool as
@@ -149,7 +156,7 @@ export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 # shard, by the seconds in test/ci-durations.txt (60 for a test not
 # there); then every other package.
 queue=()
-for pkg in "${unit[@]}"; do queue+=("unit-$(basename "$pkg") run $pkg"); done
+for pkg in "${unit[@]}" "${modules[@]}"; do queue+=("unit-$(basename "$pkg") run $pkg"); done
 queue+=("expiry run test/expiry" "release run test/release")
 mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)')
 mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
