@@ -9,7 +9,7 @@
 #
 #   1. the tools (test/tools.sh) and the consumers' programs
 #      (test/consumers/build.sh) build in the background, at a lower
-#      priority (nice 10 and 15) than the tests, their compilers with
+#      priority (nice 10) than the tests, their compilers with
 #      GOGC=400 (less time collecting garbage, memory is plenty); meanwhile `go vet ./...`
 #      runs, every package's test binary is compiled and linked once
 #      (`go test -c`), and the nestattest binary the end-to-end tests run
@@ -143,7 +143,7 @@ names="$(printf '%s\n' "${unit[@]}" "${tooled[@]}" "${modules[@]}" | xargs -n1 b
 # compiling meanwhile.
 rm -rf "$NESTATTEST_TOOLS" && mkdir -p "$NESTATTEST_TOOLS"
 background tools env GOGC=400 nice -n 10 ./test/tools.sh
-background consumers env GOGC=400 nice -n 15 ./test/consumers/build.sh
+background consumers env GOGC=400 nice -n 10 ./test/consumers/build.sh
 status=0
 background compile compile
 await compile || { echo "test: the tests do not compile" >&2; exit 1; }
