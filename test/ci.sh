@@ -158,7 +158,7 @@ export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 queue=()
 for pkg in "${unit[@]}" "${modules[@]}"; do queue+=("unit-$(basename "$pkg") run $pkg"); done
 queue+=("expiry run test/expiry" "release run test/release")
-mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)')
+mapfile -t e2e_tests < <(cd test/e2e && "$bins/e2e.test" -test.list '.*' | grep -E '^(Test|Example)' | grep -v '^TestPropagate')
 mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
   awk -v f=test/ci-durations.txt 'BEGIN { while ((getline l < f) > 0) if (l !~ /^#/) { split(l, a, " "); d[a[1]] = a[2] } }
     { print (($1 in d) ? d[$1] : 60), $1 }' |
@@ -167,6 +167,9 @@ mapfile -t e2e_runs < <(printf '%s\n' "${e2e_tests[@]}" |
       load[best] += $1; names[best] = names[best] (names[best] == "" ? "" : "|") $2 }
     END { for (i = 0; i < k; i++) if (names[i] != "") print "^(" names[i] ")$" }')
 for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i run test/e2e -test.run ${e2e_runs[$i]}"); done
+# The e2e tests that run Chains' code (propagate_test.go) in a job of their
+# own: waiting for the consumers' build, they hold no shard's other tests.
+queue+=("e2e-chains run test/e2e -test.run ^TestPropagate")
 for pkg in ship "${tooled[@]}"; do
   case "$pkg" in test/e2e | test/expiry | test/release) continue ;; esac
   [[ " ${queue[*]} " == *" run $pkg "* || " ${queue[*]} " == *" run $pkg" ]] && continue
