@@ -25,8 +25,8 @@
 #      (ten minutes waiting for a certificate to expire, beside everything
 #      else), test/release (the longest package), test/e2e split into
 #      NESTATTEST_E2E_SHARDS processes (default 3) of its one binary,
-#      balanced by the durations in test/ci-durations.txt, and the other
-#      packages. They do not wait for the builds: a test that needs a tool
+#      balanced by the durations in test/ci-durations.txt (its tests that
+#      run Chains in a job of their own), and the other packages. They do not wait for the builds: a test that needs a tool
 #      not built yet waits for that tool alone (harness.Tool,
 #      NESTATTEST_TOOLS_PENDING), and the builds have the cores the waiting
 #      tests leave.
