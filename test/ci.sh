@@ -17,9 +17,8 @@
 #      compiled with the release's flags (CGO_ENABLED=0, -trimpath: .ko.yaml,
 #      release/release.sh), so the release's linux/amd64 build and the
 #      image tests reuse those compiled packages instead of compiling them
-#      again; and, once that is done, nestattest is compiled for every
-#      platform of the release (.ko.yaml) at a lower priority still, so the
-#      release test finds its cross-builds compiled;
+#      again (the release's other platforms are compiled by the release
+#      test itself: compiled beside it, they were compiled twice);
 #   2. then every package's tests run, NESTATTEST_TEST_JOBS at a time
 #      (default 5): first the packages that need no tool, then test/expiry
 #      (ten minutes waiting for a certificate to expire, beside everything
@@ -147,8 +146,6 @@ background consumers env GOGC=400 nice -n 10 ./test/consumers/build.sh
 status=0
 background compile compile
 await compile || { echo "test: the tests do not compile" >&2; exit 1; }
-background platforms nice -n 12 bash -c 'for p in $(awk "/^defaultPlatforms:/ { on = 1; next } on && /^  - / { print \$2; next } { on = 0 }" .ko.yaml); do
-  echo "platforms: $p"; GOOS="${p%/*}" GOARCH="${p#*/}" GOFLAGS="$GOFLAGS -buildvcs=false" "$GO" build -o /dev/null ./cmd/nestattest || exit 1; done' 
 export NESTATTEST_TOOLS_PENDING="$logs/tools.rc $logs/consumers.rc"
 
 # 2. The tests, the unit packages first, then test/expiry, then test/e2e's
@@ -192,7 +189,7 @@ for q in "${queue[@]}"; do
   background "${cmd[@]}"
   running+=("${cmd[0]}")
 done
-for name in "${running[@]}" tools consumers platforms; do await "$name" || status=1; done
+for name in "${running[@]}" tools consumers; do await "$name" || status=1; done
 
 # The summary: wall time per job, and the top-level tests.
 echo "test: wall and CPU (user + system) times, seconds:"
