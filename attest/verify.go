@@ -154,9 +154,9 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 }
 
 type verifier struct {
+	*checker
 	opts        VerifyOptions
 	mirrors     mirrorLookup
-	co          *cosign.CheckOpts
 	uris        []string
 	annotations map[string]string
 	root        string // the root's repository@digest
@@ -169,7 +169,7 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Mirrors && opts.Client == nil {
 		return nil, errors.New("attest: Verify with Mirrors needs a Client")
 	}
-	co, err := opts.Policy.checkOpts()
+	c, err := newChecker(opts.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Policy.RequireRoot {
 		want[AnnotationRoot] = root
 	}
-	return &verifier{opts: opts, co: co, uris: uris, annotations: want, root: root}, nil
+	return &verifier{checker: c, opts: opts, uris: uris, annotations: want, root: root}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
@@ -355,9 +355,36 @@ func (v *verifier) knownPayload(sub Subject, d v1.Hash) []byte {
 	return nil
 }
 
+// checker verifies one signature or attestation with cosign's own
+// verification, against the trust of a policy (its key or identity, its
+// trusted material, the transparency-log and timestamp rules): what Verify
+// checks of every node, and what Sign checks to tell whether a node is
+// signed already.
+type checker struct {
+	co *cosign.CheckOpts
+}
+
+func newChecker(p Policy) (*checker, error) {
+	co, err := p.checkOpts()
+	if err != nil {
+		return nil, err
+	}
+	return &checker{co: co}, nil
+}
+
+// verify verifies s, a signature or an attestation of sub.
+func (v *checker) verify(ctx context.Context, sub Subject, s *Signed) error {
+	if s.Kind == KindSignature {
+		_, _, err := v.verifySignature(ctx, sub, s)
+		return err
+	}
+	_, err := v.verifyAttestation(ctx, sub, s)
+	return err
+}
+
 // verifySignature verifies a signature with cosign and returns the
 // repository it names ("" when the layout names none) and its annotations.
-func (v *verifier) verifySignature(ctx context.Context, sub Subject, s *Signed) (string, map[string]string, error) {
+func (v *checker) verifySignature(ctx context.Context, sub Subject, s *Signed) (string, map[string]string, error) {
 	h := sub.Descriptor.Digest
 	if !s.DSSE() {
 		if err := v.checkTimestamps(s.Signature, s.Material.Timestamps); err != nil {
@@ -396,7 +423,7 @@ func (v *verifier) verifySignature(ctx context.Context, sub Subject, s *Signed) 
 // verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
 // subject's digest, checks that its statement names the digest (cosign's
 // IntotoSubjectClaimVerifier), and returns the statement.
-func (v *verifier) verifyBundle(ctx context.Context, sub Subject, s *Signed) (*statementInfo, error) {
+func (v *checker) verifyBundle(ctx context.Context, sub Subject, s *Signed) (*statementInfo, error) {
 	if s.Bundle == nil {
 		return nil, errors.New("not read from a bundle")
 	}
@@ -470,7 +497,7 @@ func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, 
 
 // verifyAttestation verifies an attestation with cosign and returns its
 // predicate type.
-func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed) (string, error) {
+func (v *checker) verifyAttestation(ctx context.Context, sub Subject, s *Signed) (string, error) {
 	if s.Bundle != nil {
 		st, err := v.verifyBundle(ctx, sub, s)
 		if err != nil {
@@ -505,7 +532,13 @@ func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed
 // verify over what it must cover, before cosign reads it: cosign v2.6.5
 // panics on such a timestamp (verify.go, VerifyRFC3161Timestamp, with no
 // timestamp verified and no error), in a goroutine no caller can recover.
-func (v *verifier) checkTimestamps(covered []byte, timestamps [][]byte) error {
+// With UseSignedTimestamps it refuses a layer without one: cosign v2.6.5
+// reads a legacy layer without a timestamp as one with nothing to check,
+// where sigstore-go requires one in a bundle.
+func (v *checker) checkTimestamps(covered []byte, timestamps [][]byte) error {
+	if len(timestamps) == 0 && v.co.UseSignedTimestamps {
+		return errors.New("no RFC 3161 timestamp, and a signed timestamp is required (--use-signed-timestamps)")
+	}
 	if len(timestamps) == 0 {
 		return nil
 	}

@@ -20,8 +20,21 @@ import (
 type TlogWitness struct {
 	Log sign.Transparency
 	// URL is where the log is, for an error when it cannot be reached.
-	URL     string
+	URL string
+	// Version is the log's major API version: 1 (also when zero) or 2.
+	// The legacy layout keeps Rekor v1 entries only (cosign's bundle
+	// annotation holds a v1 signed entry timestamp).
+	Version uint32
 	entries atomic.Int32
+}
+
+// Require implements Witness: a transparency-log entry, where the layout
+// keeps this log's entries.
+func (w *TlogWitness) Require(p *Policy, layout Layout) {
+	if layout == LayoutLegacy && w.Version > 1 {
+		return
+	}
+	p.IgnoreTlog = false
 }
 
 // Witness implements Witness.
@@ -60,6 +73,9 @@ type TimestampWitness struct {
 	Envelopes  bool
 	timestamps atomic.Int32
 }
+
+// Require implements Witness: a timestamp from a trusted authority.
+func (w *TimestampWitness) Require(p *Policy, _ Layout) { p.UseSignedTimestamps = true }
 
 // Witness implements Witness.
 func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {

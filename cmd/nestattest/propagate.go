@@ -136,7 +136,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	}
 	progress.start("propagating", len(tree.Nodes)-1)
 	rep, err := attest.SignNodes(ctx, tree, tree.Nodes[1:], attest.Options{
-		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client,
+		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client,
 		Propagate: sources, Annotations: map[string]string{attest.AnnotationSource: attest.SourceAnnotation(sources)},
 		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs,
 		Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
