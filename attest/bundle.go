@@ -56,8 +56,6 @@ type BundleStore struct {
 // Layout implements Store.
 func (*BundleStore) Layout() Layout { return LayoutBundle }
 
-func (s *BundleStore) client() *registry.Client { return s.Client }
-
 // SignaturePayload implements Store: cosign v3's signing statement.
 func (*BundleStore) SignaturePayload(sub Subject, annotations map[string]string) (string, []byte, error) {
 	p, err := SignStatement(sub.Digest(), annotations)

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +16,8 @@ import (
 	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
 	"github.com/sigstore/cosign/v2/pkg/oci"
 	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
@@ -41,7 +44,11 @@ type VerifyOptions struct {
 	// repository, as sign with Mirrors signs it there; Client looks for
 	// the mirrored copies.
 	Mirrors bool
-	Client  *registry.Client
+	// Client is the stores' registry client: told up front which
+	// repositories the nodes are in (so that a token registry is asked
+	// for their tokens together), and the one that looks for mirrored
+	// copies; required with Mirrors.
+	Client *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
 }
@@ -137,11 +144,8 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range []Store{opts.Legacy, opts.Bundle} {
-		if h, ok := s.(interface{ client() *registry.Client }); ok {
-			h.client().WantRepositories(repositories(nodes, tree.Root)...)
-			break
-		}
+	if opts.Client != nil {
+		opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
 	}
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
@@ -545,12 +549,7 @@ func (v *checker) checkTimestamps(covered []byte, timestamps [][]byte) error {
 	if v.co.TrustedMaterial == nil {
 		return errors.New("an RFC 3161 timestamp, and no trusted root to verify it")
 	}
-	b, err := protoBundle(&Signed{PayloadType: PayloadSimpleSigning, Payload: covered, Signature: covered,
-		Material: Material{PublicKey: struct{}{}, Timestamps: timestamps[:1]}}, "")
-	if err != nil {
-		return err
-	}
-	entity, err := sgbundle.NewBundle(b)
+	entity, err := timestampEntity(covered, timestamps[0])
 	if err != nil {
 		return err
 	}
@@ -558,6 +557,26 @@ func (v *checker) checkTimestamps(covered []byte, timestamps [][]byte) error {
 		return fmt.Errorf("the RFC 3161 timestamp does not verify: %w", err)
 	}
 	return nil
+}
+
+// timestampEntity is what sigstore-go verifies an RFC 3161 timestamp of: a
+// bundle whose signature is covered, the bytes the timestamp is over, and
+// whose one timestamp is ts. Nothing else of it is read.
+func timestampEntity(covered, ts []byte) (*sgbundle.Bundle, error) {
+	sum := sha256.Sum256(covered)
+	return sgbundle.NewBundle(&protobundle.Bundle{
+		MediaType: MediaTypeBundle,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{}},
+			TimestampVerificationData: &protobundle.TimestampVerificationData{
+				Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts}},
+			},
+		},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+			Signature:     covered,
+		}},
+	})
 }
 
 // legacySignature is a simple-signing signature as cosign reads it from a
