@@ -104,19 +104,3 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 		})
 	}
 }
-
-// TestTlogWitnessRequire: the legacy layout keeps Rekor v1 entries only,
-// so a Rekor v2 log requires an entry in bundles alone.
-func TestTlogWitnessRequire(t *testing.T) {
-	for _, tc := range []struct {
-		version uint32
-		layout  Layout
-		want    bool
-	}{{0, LayoutLegacy, true}, {1, LayoutLegacy, true}, {2, LayoutLegacy, false}, {1, LayoutBundle, true}, {2, LayoutBundle, true}} {
-		p := Policy{IgnoreTlog: true}
-		(&TlogWitness{Version: tc.version}).Require(&p, tc.layout)
-		if got := !p.IgnoreTlog; got != tc.want {
-			t.Errorf("Rekor v%d, %s: entry required %v, want %v", tc.version, tc.layout, got, tc.want)
-		}
-	}
-}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/evidence"
 	"github.com/nestattest/nestattest/trust"
 )
 
@@ -92,8 +93,8 @@ type signing struct {
 	signer    attest.Signer
 	witnesses []attest.Witness
 	keyless   *attest.KeylessSigner
-	tlog      *attest.TlogWitness
-	tsa       *attest.TimestampWitness
+	tlog      *evidence.TlogWitness
+	tsa       *evidence.TimestampWitness
 	// trusted verifies the evidence a node carries already, for a key
 	// with witnesses (a keyless signer holds its own): loaded once, when a
 	// run first finds a node it signed before.
@@ -297,14 +298,14 @@ func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now t
 func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g *signing) error {
 	now := time.Now()
 	if tsa := o.tsa(cmd, sc, now); tsa != "" {
-		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3}), URL: tsa}
+		g.tsa = &evidence.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3}), URL: tsa}
 		g.witnesses = append(g.witnesses, g.tsa)
 	}
 	rekor, err := o.rekor(cmd, sc, now)
 	if err != nil || rekor == nil {
 		return err
 	}
-	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor), URL: rekor.BaseURL, Version: rekor.Version}
+	g.tlog = &evidence.TlogWitness{Log: sign.NewRekor(rekor), URL: rekor.BaseURL, Version: rekor.Version}
 	g.witnesses = append(g.witnesses, g.tlog)
 	return nil
 }
