@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/nestattest/nestattest/registry"
@@ -55,8 +58,6 @@ type BundleStore struct {
 
 // Layout implements Store.
 func (*BundleStore) Layout() Layout { return LayoutBundle }
-
-func (s *BundleStore) client() *registry.Client { return s.Client }
 
 // SignaturePayload implements Store: cosign v3's signing statement.
 func (*BundleStore) SignaturePayload(sub Subject, annotations map[string]string) (string, []byte, error) {
@@ -182,7 +183,7 @@ func Bundle(s *Signed, hint string) ([]byte, error) {
 	if !s.DSSE() {
 		return nil, fmt.Errorf("a bundle holds DSSE envelopes here, not %s payloads", s.PayloadType)
 	}
-	b, err := protoBundle(s, hint)
+	b, err := ProtoBundle(s, hint)
 	if err != nil {
 		return nil, err
 	}
@@ -257,4 +258,36 @@ func (s *BundleStore) now() time.Time {
 type referrerManifest struct {
 	v1.Manifest
 	ArtifactType string `json:"artifactType,omitempty"`
+}
+
+// ProtoBundle is the sigstore bundle v0.3 of a signed payload, as
+// sigstore-go takes it: a DSSE envelope, or for simple signing a message
+// signature over the payload's digest, with the key hint or the
+// certificate, the transparency-log entries and the timestamps.
+func ProtoBundle(s *Signed, hint string) (*protobundle.Bundle, error) {
+	vm := &protobundle.VerificationMaterial{TlogEntries: s.Material.TlogEntries}
+	if len(s.Material.Chain) > 0 {
+		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: s.Material.Chain[0].Raw}}
+	} else {
+		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint}}
+	}
+	if len(s.Material.Timestamps) > 0 {
+		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
+		for _, t := range s.Material.Timestamps {
+			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
+		}
+	}
+	b := &protobundle.Bundle{MediaType: MediaTypeBundle, VerificationMaterial: vm}
+	if s.DSSE() {
+		b.Content = &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
+			Payload: s.Payload, PayloadType: s.PayloadType, Signatures: []*protodsse.Signature{{Sig: s.Signature}},
+		}}
+		return b, nil
+	}
+	sum := sha256.Sum256(s.Payload)
+	b.Content = &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+		MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+		Signature:     s.Signature,
+	}}
+	return b, nil
 }

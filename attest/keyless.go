@@ -1,9 +1,7 @@
 package attest
 
 import (
-	"bytes"
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -15,7 +13,6 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/verify"
-	"github.com/sigstore/sigstore/pkg/signature"
 )
 
 // ErrKeyless: a keyless signer could not get or use its certificate.
@@ -177,30 +174,13 @@ func identityOf(leaf *x509.Certificate) (Identity, error) {
 	return Identity{Subject: s.SubjectAlternativeName, Issuer: s.Issuer}, nil
 }
 
-// Owns implements Signer: the signature was made under a certificate for
-// the same identity and issuer, chaining to a trusted authority, and
-// verifies with that certificate's key. Whichever of the run's keys made
-// it, or an earlier run's, it is this identity's.
-func (k *KeylessSigner) Owns(message, sig []byte, m Material) bool {
-	if len(m.Chain) == 0 {
-		return false
-	}
-	leaf := m.Chain[0]
-	id, err := identityOf(leaf)
-	k.mu.Lock()
-	want := k.id
-	k.mu.Unlock()
-	if err != nil || id.Subject != want.Subject || id.Issuer != want.Issuer {
-		return false
-	}
-	if _, err := verify.VerifyLeafCertificate(leaf.NotBefore, leaf, k.opts.TrustedMaterial); err != nil {
-		return false
-	}
-	v, err := signature.LoadVerifier(leaf.PublicKey, crypto.SHA256)
-	if err != nil {
-		return false
-	}
-	return v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)) == nil
+// Policy implements Signer: signatures under a certificate for the
+// signer's identity and issuer, chaining to its trusted material. Whichever
+// of the run's keys made one, or an earlier run's, it is this identity's.
+func (k *KeylessSigner) Policy() Policy {
+	id := k.Identity()
+	return Policy{Identity: &CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
+		TrustedMaterial: k.opts.TrustedMaterial, IgnoreSCT: k.opts.InsecureSkipSCT}
 }
 
 // Identity implements Signer.

@@ -76,6 +76,8 @@ type virtualTSA struct {
 	n     atomic.Int32
 }
 
+func (v *virtualTSA) Require(p *Policy, _ Layout) { p.UseSignedTimestamps = true }
+
 func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
 	time.Sleep(v.delay)
 	ts, err := v.vs.TimestampResponse(s.Signature)

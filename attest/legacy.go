@@ -43,8 +43,6 @@ type LegacyStore struct {
 // Layout implements Store.
 func (LegacyStore) Layout() Layout { return LayoutLegacy }
 
-func (s LegacyStore) client() *registry.Client { return s.Client }
-
 // Tag returns the tag cosign uses for a subject's signatures or
 // attestations: <repo>:sha256-<hex>.sig or .att.
 func Tag(repo name.Repository, digest v1.Hash, kind Kind) name.Tag {

@@ -150,39 +150,53 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 	return sent.present(key), nil
 }
 
-// addSignature writes a signature unless the signer's is there.
+// addSignature writes a signature unless one is there that passes this
+// run's policy.
 func (r *run) addSignature(ctx context.Context, store Store, sub Subject, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet) (Outcome, error) {
-	return r.add(ctx, store, ofKind(entries, KindSignature), ptype, payload, key, sent, func() (*Signed, error) {
+	return r.add(ctx, wanted{store: store, sub: sub, kind: KindSignature, ptype: ptype, payload: payload, key: key, sign: func() (*Signed, error) {
 		return r.signPayload(ctx, sub, KindSignature, ptype, payload)
-	})
+	}}, ofKind(entries, KindSignature), sent)
 }
 
-// attestation adds the node's attestation in store unless the signer's
-// attestation with the same statement is there.
+// attestation adds the node's attestation in store unless an attestation
+// with the same statement is there that passes this run's policy.
 func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation, entries []*Entry, sent *sentSet) (Outcome, error) {
 	stmt, err := att.statement()
 	if err != nil {
 		return Failed, err
 	}
 	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()}
-	return r.add(ctx, store, ofKind(entries, KindAttestation), PayloadInToto, stmt, key, sent, func() (*Signed, error) {
+	return r.add(ctx, wanted{store: store, sub: att.sub, kind: KindAttestation, ptype: PayloadInToto, payload: stmt, key: key, sign: func() (*Signed, error) {
 		return att.signed(ctx)
-	})
+	}}, ofKind(entries, KindAttestation), sent)
 }
 
-// add stores what sign makes of payload unless entries hold the signer's
-// own: present (written, when this run sent it before), or written.
-func (r *run) add(ctx context.Context, store Store, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet, sign func() (*Signed, error)) (Outcome, error) {
-	found, err := r.owned(ctx, entries, ptype, payload)
+// wanted is one payload a node must carry in a store, a signature or an
+// attestation, and how to sign it when it is missing.
+type wanted struct {
+	store   Store
+	sub     Subject
+	kind    Kind
+	ptype   string
+	payload []byte
+	key     sentKey // what the sentSet knows it by
+	sign    func() (*Signed, error)
+}
+
+// add stores what w.sign makes of the payload unless entries hold it,
+// signed as this run's policy requires: present (written, when this run
+// sent it before), or written.
+func (r *run) add(ctx context.Context, w wanted, entries []*Entry, sent *sentSet) (Outcome, error) {
+	found, err := r.verified(ctx, w, entries)
 	if err != nil || found {
-		return sent.present(key), err
+		return sent.present(w.key), err
 	}
-	signed, err := sign()
+	signed, err := w.sign()
 	if err != nil {
 		return Failed, err
 	}
-	sent.add(key)
-	if err := store.Add(ctx, signed); err != nil {
+	sent.add(w.key)
+	if err := w.store.Add(ctx, signed); err != nil {
 		return Failed, err
 	}
 	return Written, nil
@@ -203,38 +217,73 @@ func (r *run) signPayload(ctx context.Context, sub Subject, kind Kind, ptype str
 	return s, nil
 }
 
-// owned looks among entries for one with this payload (an attestation: the
-// same statement, whenever made) signed by the signer. Entries whose
-// listing shows another payload are not read.
-func (r *run) owned(ctx context.Context, entries []*Entry, ptype string, payload []byte) (bool, error) {
-	digest := digestOf(payload)
-	stmt, _ := StatementDigest(payload)
+// verified looks among entries for one with w's payload (an attestation:
+// the same statement, whenever made) that passes the policy this run's
+// signer and witnesses imply in w's layout, verified as Verify verifies
+// it: signed by this identity, with the evidence the witnesses add where
+// the layout keeps it. Entries whose listing shows another payload are
+// not read.
+func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, error) {
+	digest := digestOf(w.payload)
+	stmt, _ := StatementDigest(w.payload)
 	for _, e := range entries {
-		switch {
-		case e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest,
-			e.Statement != (v1.Hash{}) && e.Statement != stmt:
-			continue
-		case e.Signature != nil && e.Material != nil && e.PayloadDigest == digest:
-			if r.opts.Signer.Owns(Message(ptype, payload), e.Signature, *e.Material) {
-				return true, nil
-			}
+		if e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest || e.Statement != (v1.Hash{}) && e.Statement != stmt {
 			continue
 		}
-		s, err := e.Load(ctx)
+		s, err := read(ctx, w, e, digest)
 		if errors.Is(err, errNotBundle) {
 			continue
 		}
 		if err != nil {
 			return false, err
 		}
-		if s.PayloadType != ptype || !samePayload(s.Payload, payload, digest, stmt) {
+		if s.Kind != w.kind || s.PayloadType != w.ptype || !samePayload(s.Payload, w.payload, digest, stmt) {
 			continue
 		}
-		if r.opts.Signer.Owns(s.Message(), s.Signature, s.Material) {
+		c, err := r.checker(w.store.Layout())
+		if err != nil {
+			return false, err
+		}
+		if c.verify(ctx, w.sub, s) == nil {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// read reads an entry; a legacy signature whose listing shows w's payload
+// (the layer's digest is the payload's) is not fetched.
+func read(ctx context.Context, w wanted, e *Entry, digest v1.Hash) (*Signed, error) {
+	if e.Signature != nil && e.Material != nil && e.PayloadDigest == digest {
+		return &Signed{Subject: w.sub, Kind: w.kind, PayloadType: w.ptype, Payload: w.payload, Signature: e.Signature, Material: *e.Material}, nil
+	}
+	return e.Load(ctx)
+}
+
+// checker verifies what a node carries in layout against the policy this
+// run implies there: the signer's (its key, or its identity and the
+// authorities it chains to) and what each witness requires. The trusted
+// material is asked for once, when a node first carries a payload the run
+// would write: a run on an unsigned tree never needs it.
+func (r *run) checker(layout Layout) (*checker, error) {
+	return r.checkers.do(layout, func() (*checker, error) {
+		p := r.opts.Signer.Policy()
+		p.IgnoreTlog = true
+		for _, w := range r.opts.Witnesses {
+			w.Require(&p, layout)
+		}
+		if r.opts.TrustedMaterial != nil {
+			tm, err := r.opts.TrustedMaterial()
+			if err != nil {
+				return nil, fmt.Errorf("the trusted root to verify what the node carries: %w", err)
+			}
+			p.TrustedMaterial = tm
+		}
+		if (!p.IgnoreTlog || p.UseSignedTimestamps) && p.TrustedMaterial == nil {
+			return nil, errors.New("attest: Sign with witnesses needs TrustedMaterial, to verify the evidence a node carries")
+		}
+		return newChecker(p)
+	})
 }
 
 func samePayload(got, want []byte, digest, stmt v1.Hash) bool {

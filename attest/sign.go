@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/sigstore/sigstore-go/pkg/root"
 
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
@@ -21,6 +22,13 @@ type Options struct {
 	// Witnesses add evidence to each signed payload before it is stored:
 	// a transparency-log entry, a timestamp.
 	Witnesses []Witness
+	// TrustedMaterial returns what verifies the evidence a node carries
+	// already (the transparency logs and timestamp authorities of the
+	// Witnesses), in place of the Signer's own (a keyless signer's
+	// certificate authorities; a key has none). It is asked once, when a
+	// node first carries a payload this run would write; required with
+	// Witnesses unless the Signer's Policy holds trusted material.
+	TrustedMaterial func() (root.TrustedMaterial, error)
 	// Stores are the layouts written, each in full; at least one.
 	Stores []Store
 	// Client reaches the registries, for the mirror check and the final
@@ -55,7 +63,12 @@ type Options struct {
 // Witness adds evidence to a signed payload: a transparency-log entry, an
 // RFC 3161 timestamp.
 type Witness interface {
+	// Witness adds the evidence to s.
 	Witness(ctx context.Context, s *Signed) error
+	// Require makes p require the evidence Witness adds, as a layout keeps
+	// it: a node whose signature lacks it is not signed yet for this run.
+	// A layout that cannot keep the evidence requires nothing more.
+	Require(p *Policy, layout Layout)
 }
 
 // Sign signs and attests every node of the tree in its own repository, in
@@ -132,6 +145,7 @@ type run struct {
 	uri         string // the predicate type URI
 	mirrors     mirrorLookup
 	signed      flights // signature payloads checked or written, per layout and repository
+	checkers    onceMap[Layout, *checker]
 }
 
 func newRun(tree *walk.Tree, opts Options) (*run, error) {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
 )
@@ -23,10 +22,11 @@ type Signer interface {
 	// Sign signs message and returns the signature with what verifies it:
 	// the public key, or the certificate chain it was signed under.
 	Sign(ctx context.Context, message []byte) ([]byte, Material, error)
-	// Owns reports whether sig over message, stored with m, was made by
-	// this signer's identity, checked locally: a run recognises its own
-	// signatures without asking a KMS or a log.
-	Owns(message, sig []byte, m Material) bool
+	// Policy is the trust that accepts this signer's signatures: its key,
+	// or its certificate identity and the authorities it chains to. Sign
+	// adds what its witnesses require and verifies what a node carries
+	// with it, as Verify does, to tell whether the node is signed already.
+	Policy() Policy
 	// Identity describes the signer.
 	Identity() Identity
 }
@@ -68,7 +68,8 @@ func (id Identity) String() string {
 
 // KeySigner signs with one key through sigstore's signature.SignerVerifier:
 // a cosign key, or a KMS key whose signing happens remotely. Its public key
-// is read once, so Owns checks signatures locally.
+// is read once, so its Policy checks signatures locally, without asking
+// the KMS.
 type KeySigner struct {
 	sv       signature.SignerVerifier
 	verifier signature.Verifier
@@ -108,24 +109,11 @@ func (k *KeySigner) Sign(ctx context.Context, message []byte) ([]byte, Material,
 	return sig, Material{PublicKey: k.id.Key}, nil
 }
 
-// Owns implements Signer: the signature verifies with the key, and no
-// other key is named with it.
-func (k *KeySigner) Owns(message, sig []byte, m Material) bool {
-	if len(m.Chain) > 0 {
-		return false
-	}
-	if m.PublicKey != nil && !sameKey(m.PublicKey, k.id.Key) {
-		return false
-	}
-	return k.verifier.VerifySignature(bytes.NewReader(sig), bytes.NewReader(message)) == nil
-}
+// Policy implements Signer: signatures by the key.
+func (k *KeySigner) Policy() Policy { return Policy{Key: k.id.Key} }
 
 // Identity implements Signer.
 func (k *KeySigner) Identity() Identity { return k.id }
 
 // Verifier returns a verifier for the signer's public key.
 func (k *KeySigner) Verifier() signature.Verifier { return k.verifier }
-
-func sameKey(a, b crypto.PublicKey) bool {
-	return cryptoutils.EqualKeys(a, b) == nil
-}

@@ -2,23 +2,12 @@ package attest
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
-	cbundle "github.com/sigstore/cosign/v2/pkg/cosign/bundle"
-	"github.com/sigstore/cosign/v2/pkg/oci"
-	"github.com/sigstore/cosign/v2/pkg/oci/static"
-	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
-	"github.com/sigstore/sigstore-go/pkg/verify"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
-	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
@@ -41,7 +30,11 @@ type VerifyOptions struct {
 	// repository, as sign with Mirrors signs it there; Client looks for
 	// the mirrored copies.
 	Mirrors bool
-	Client  *registry.Client
+	// Client is the stores' registry client: told up front which
+	// repositories the nodes are in (so that a token registry is asked
+	// for their tokens together), and the one that looks for mirrored
+	// copies; required with Mirrors.
+	Client *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
 }
@@ -137,11 +130,8 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range []Store{opts.Legacy, opts.Bundle} {
-		if h, ok := s.(interface{ client() *registry.Client }); ok {
-			h.client().WantRepositories(repositories(nodes, tree.Root)...)
-			break
-		}
+	if opts.Client != nil {
+		opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
 	}
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
@@ -154,9 +144,9 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 }
 
 type verifier struct {
+	*checker
 	opts        VerifyOptions
 	mirrors     mirrorLookup
-	co          *cosign.CheckOpts
 	uris        []string
 	annotations map[string]string
 	root        string // the root's repository@digest
@@ -169,7 +159,7 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Mirrors && opts.Client == nil {
 		return nil, errors.New("attest: Verify with Mirrors needs a Client")
 	}
-	co, err := opts.Policy.checkOpts()
+	c, err := newChecker(opts.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +177,7 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Policy.RequireRoot {
 		want[AnnotationRoot] = root
 	}
-	return &verifier{opts: opts, co: co, uris: uris, annotations: want, root: root}, nil
+	return &verifier{checker: c, opts: opts, uris: uris, annotations: want, root: root}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
@@ -355,77 +345,6 @@ func (v *verifier) knownPayload(sub Subject, d v1.Hash) []byte {
 	return nil
 }
 
-// verifySignature verifies a signature with cosign and returns the
-// repository it names ("" when the layout names none) and its annotations.
-func (v *verifier) verifySignature(ctx context.Context, sub Subject, s *Signed) (string, map[string]string, error) {
-	h := sub.Descriptor.Digest
-	if !s.DSSE() {
-		if err := v.checkTimestamps(s.Signature, s.Material.Timestamps); err != nil {
-			return "", nil, err
-		}
-		sig, err := legacySignature(s)
-		if err != nil {
-			return "", nil, err
-		}
-		co := *v.co
-		co.ClaimVerifier = cosign.SimpleClaimVerifier
-		if _, err := cosign.VerifyImageSignature(ctx, sig, h, &co); err != nil {
-			return "", nil, err
-		}
-		var p payload.SimpleContainerImage
-		if err := json.Unmarshal(s.Payload, &p); err != nil {
-			return "", nil, err
-		}
-		return p.Critical.Identity.DockerReference, stringMap(p.Optional), nil
-	}
-	st, err := v.verifyBundle(ctx, sub, s)
-	if err != nil {
-		return "", nil, err
-	}
-	if st.PredicateType != PredicateCosignSign {
-		return "", nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
-	}
-	for _, subj := range st.Subject {
-		if subj.Digest[h.Algorithm] == h.Hex {
-			return subj.Name, subj.Annotations, nil
-		}
-	}
-	return "", nil, errors.New("no subject with this digest")
-}
-
-// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
-// subject's digest, checks that its statement names the digest (cosign's
-// IntotoSubjectClaimVerifier), and returns the statement.
-func (v *verifier) verifyBundle(ctx context.Context, sub Subject, s *Signed) (*statementInfo, error) {
-	if s.Bundle == nil {
-		return nil, errors.New("not read from a bundle")
-	}
-	var b sgbundle.Bundle
-	if err := b.UnmarshalJSON(s.Bundle); err != nil {
-		return nil, err
-	}
-	h := sub.Descriptor.Digest
-	digest, err := hex.DecodeString(h.Hex)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := cosign.VerifyNewBundle(ctx, v.co, verify.WithArtifactDigest(h.Algorithm, digest), &b); err != nil {
-		return nil, err
-	}
-	env, err := s.Envelope()
-	if err != nil {
-		return nil, err
-	}
-	att, err := static.NewAttestation(env)
-	if err != nil {
-		return nil, err
-	}
-	if err := cosign.IntotoSubjectClaimVerifier(att, h, nil); err != nil {
-		return nil, err
-	}
-	return readStatement(s.Payload)
-}
-
 // attestation checks for an attestation of predicate type uri the policy
 // accepts, whose statement's subject is the node's digest.
 func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, entries []*Entry, typ, uri string) Check {
@@ -467,108 +386,6 @@ func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, 
 	c.Err = ErrUnattested
 	return c
 }
-
-// verifyAttestation verifies an attestation with cosign and returns its
-// predicate type.
-func (v *verifier) verifyAttestation(ctx context.Context, sub Subject, s *Signed) (string, error) {
-	if s.Bundle != nil {
-		st, err := v.verifyBundle(ctx, sub, s)
-		if err != nil {
-			return "", err
-		}
-		return st.PredicateType, nil
-	}
-	env, err := s.Envelope()
-	if err != nil {
-		return "", err
-	}
-	if err := v.checkTimestamps(env, s.Material.EnvelopeTimestamps); err != nil {
-		return "", err
-	}
-	att, err := static.NewAttestation(env, legacyOptions(s.Material, true)...)
-	if err != nil {
-		return "", err
-	}
-	co := *v.co
-	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
-	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{att}}, sub.Descriptor.Digest, &co); err != nil {
-		return "", err
-	}
-	st, err := readStatement(s.Payload)
-	if err != nil {
-		return "", err
-	}
-	return st.PredicateType, nil
-}
-
-// checkTimestamps refuses a legacy layer whose RFC 3161 timestamp does not
-// verify over what it must cover, before cosign reads it: cosign v2.6.5
-// panics on such a timestamp (verify.go, VerifyRFC3161Timestamp, with no
-// timestamp verified and no error), in a goroutine no caller can recover.
-func (v *verifier) checkTimestamps(covered []byte, timestamps [][]byte) error {
-	if len(timestamps) == 0 {
-		return nil
-	}
-	if v.co.TrustedMaterial == nil {
-		return errors.New("an RFC 3161 timestamp, and no trusted root to verify it")
-	}
-	b, err := protoBundle(&Signed{PayloadType: PayloadSimpleSigning, Payload: covered, Signature: covered,
-		Material: Material{PublicKey: struct{}{}, Timestamps: timestamps[:1]}}, "")
-	if err != nil {
-		return err
-	}
-	entity, err := sgbundle.NewBundle(b)
-	if err != nil {
-		return err
-	}
-	if _, err := verify.VerifySignedTimestampWithThreshold(entity, v.co.TrustedMaterial, 1); err != nil {
-		return fmt.Errorf("the RFC 3161 timestamp does not verify: %w", err)
-	}
-	return nil
-}
-
-// legacySignature is a simple-signing signature as cosign reads it from a
-// legacy layer.
-func legacySignature(s *Signed) (oci.Signature, error) {
-	return static.NewSignature(s.Payload, base64.StdEncoding.EncodeToString(s.Signature), legacyOptions(s.Material, false)...)
-}
-
-// legacyOptions carry a signature's material into cosign's static layer:
-// the certificate chain, the Rekor v1 bundle and the RFC 3161 timestamp.
-func legacyOptions(m Material, envelope bool) []static.Option {
-	var opts []static.Option
-	if len(m.Chain) > 0 {
-		leaf, _ := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
-		chain, _ := cryptoutils.MarshalCertificatesToPEM(m.Chain[1:])
-		opts = append(opts, static.WithCertChain(leaf, chain))
-	}
-	for _, e := range m.TlogEntries {
-		if raw, ok := rekorBundleOf(e); ok {
-			var b cbundle.RekorBundle
-			if json.Unmarshal(raw, &b) == nil {
-				opts = append(opts, static.WithBundle(&b))
-				break
-			}
-		}
-	}
-	ts := m.Timestamps
-	if envelope {
-		ts = m.EnvelopeTimestamps
-	}
-	if len(ts) > 0 {
-		opts = append(opts, static.WithRFC3161Timestamp(&cbundle.RFC3161Timestamp{SignedRFC3161Timestamp: ts[0]}))
-	}
-	return opts
-}
-
-// sigList is a list of signatures as cosign's verification functions take
-// them; they read it with Get alone, never as an image.
-type sigList struct {
-	v1.Image
-	sigs []oci.Signature
-}
-
-func (s sigList) Get() ([]oci.Signature, error) { return s.sigs, nil }
 
 func ofKind(entries []*Entry, k Kind) []*Entry {
 	var out []*Entry

@@ -18,7 +18,7 @@ func keyPolicy(s Signer) Policy {
 }
 
 func verifyOpts(c *registry.Client, p Policy) VerifyOptions {
-	return VerifyOptions{Policy: p, Legacy: LegacyStore{Client: c}, Bundle: &BundleStore{Client: c}}
+	return VerifyOptions{Policy: p, Legacy: LegacyStore{Client: c}, Bundle: &BundleStore{Client: c}, Client: c}
 }
 
 // signedKo pushes and signs the ko sample, and returns the tree, the

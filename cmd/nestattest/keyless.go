@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/evidence"
 	"github.com/nestattest/nestattest/trust"
 )
 
@@ -62,7 +64,7 @@ func (o *signingOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.identityToken, "identity-token", "", "OIDC identity token for keyless signing, or a file holding one (else $"+envIDToken+", GitHub Actions' token, or "+defaultTokenFile+")")
 	f.StringVar(&o.identityTokenFile, "identity-token-file", "", "file holding the OIDC identity token, read again for each certificate (a projected Kubernetes service-account token, a SPIFFE JWT-SVID)")
 	f.StringVar(&o.signingConfig, "signing-config", "", "sigstore signing config JSON naming Fulcio, Rekor (v1 or v2) and timestamp authorities; flags given explicitly override it (default: the --tuf-mirror repository's, unless --trusted-root is given)")
-	f.StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the certificate authorities keyless certificates must chain to (default: the --tuf-mirror repository's)")
+	f.StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the certificate authorities keyless certificates must chain to, and the transparency logs and timestamp authorities whose evidence a re-run checks on what is signed already (default: the --tuf-mirror repository's)")
 	f.BoolVar(&o.insecureSkipVerify, "insecure-skip-verify", false, "accept a keyless certificate without a signed certificate timestamp (private instances without a CT log; tests)")
 	o.tuf.addFlags(cmd)
 }
@@ -91,8 +93,12 @@ type signing struct {
 	signer    attest.Signer
 	witnesses []attest.Witness
 	keyless   *attest.KeylessSigner
-	tlog      *attest.TlogWitness
-	tsa       *attest.TimestampWitness
+	tlog      *evidence.TlogWitness
+	tsa       *evidence.TimestampWitness
+	// trusted verifies the evidence a node carries already, for a key
+	// with witnesses (a keyless signer holds its own): loaded once, when a
+	// run first finds a node it signed before.
+	trusted func() (root.TrustedMaterial, error)
 }
 
 // stats are the certificates, transparency-log entries and timestamps a
@@ -158,6 +164,9 @@ func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams
 	if err := o.witnesses(cmd, sc, g); err != nil {
 		return nil, err
 	}
+	if g.keyless == nil && len(g.witnesses) > 0 {
+		g.trusted = sync.OnceValues(func() (root.TrustedMaterial, error) { return o.trustedMaterial(s) })
+	}
 	return g, nil
 }
 
@@ -194,7 +203,8 @@ func (o *signingOptions) configName() string {
 	return "the signing config of the TUF repository at " + orDefault(o.tuf.mirror, trust.DefaultMirror)
 }
 
-// trustedMaterial is what keyless certificates must chain to:
+// trustedMaterial is what keyless certificates must chain to, and what
+// verifies the transparency-log entries and timestamps a re-run finds:
 // --trusted-root, else the TUF repository's trusted root.
 func (o *signingOptions) trustedMaterial(s streams) (root.TrustedMaterial, error) {
 	if o.trustedRoot == "" {
@@ -251,6 +261,9 @@ func (o *signingOptions) tsa(cmd *cobra.Command, sc *root.SigningConfig, now tim
 	if sc == nil || given(cmd, "timestamp-server-url") {
 		return o.tsaURL
 	}
+	if len(sc.TimestampAuthorityURLs()) == 0 { // and no tsaConfig, which sigstore-go would dereference
+		return ""
+	}
 	svcs, err := root.SelectServices(sc.TimestampAuthorityURLs(), sc.TimestampAuthorityURLsConfig(), sign.TimestampAuthorityAPIVersions, now)
 	if err == nil && len(svcs) > 0 {
 		return svcs[0].URL
@@ -267,7 +280,11 @@ func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now t
 	}
 	rekor := &sign.RekorOptions{BaseURL: orDefault(o.rekorURL, defaultRekorURL), Retries: 3, Version: 1}
 	if sc != nil && !given(cmd, "rekor-url") {
-		svcs, err := root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
+		var svcs []root.Service
+		var err error
+		if len(sc.RekorLogURLs()) > 0 { // else no rekorTlogConfig either, which sigstore-go would dereference
+			svcs, err = root.SelectServices(sc.RekorLogURLs(), sc.RekorLogURLsConfig(), sign.RekorAPIVersions, now)
+		}
 		if err != nil || len(svcs) == 0 {
 			return nil, usagef("%s names no transparency log; with none, pass --tlog-upload=false", o.configName())
 		}
@@ -281,14 +298,14 @@ func (o *signingOptions) rekor(cmd *cobra.Command, sc *root.SigningConfig, now t
 func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g *signing) error {
 	now := time.Now()
 	if tsa := o.tsa(cmd, sc, now); tsa != "" {
-		g.tsa = &attest.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3}), URL: tsa}
+		g.tsa = &evidence.TimestampWitness{TSA: sign.NewTimestampAuthority(&sign.TimestampAuthorityOptions{URL: tsa, Retries: 3}), URL: tsa}
 		g.witnesses = append(g.witnesses, g.tsa)
 	}
 	rekor, err := o.rekor(cmd, sc, now)
 	if err != nil || rekor == nil {
 		return err
 	}
-	g.tlog = &attest.TlogWitness{Log: sign.NewRekor(rekor), URL: rekor.BaseURL}
+	g.tlog = &evidence.TlogWitness{Log: sign.NewRekor(rekor), URL: rekor.BaseURL, Version: rekor.Version}
 	g.witnesses = append(g.witnesses, g.tlog)
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -42,6 +43,23 @@ func TestEmptyServiceFlagsAreUnset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A signing config that names no timestamp authority has no tsaConfig
+	// either: no timestamps, rather than a nil dereference in sigstore-go.
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(testSigningConfig), &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc, "tsaUrls")
+	delete(doc, "tsaConfig")
+	raw, _ := json.Marshal(doc)
+	noTSAPath := filepath.Join(t.TempDir(), "signing_config.json")
+	if err := os.WriteFile(noTSAPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noTSA, err := root.NewSigningConfigFromPath(noTSAPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	empty := []string{"--key=", "--fulcio-url=", "--rekor-url=", "--timestamp-server-url=", "--trusted-root=", "--signing-config="}
 	for _, tc := range []struct {
 		name               string
@@ -59,6 +77,8 @@ func TestEmptyServiceFlagsAreUnset(t *testing.T) {
 			fulcio: "https://f.example", rekor: "https://r.example", rekorVersion: 1, tsa: "https://t.example"},
 		{name: "values override the signing config", sc: sc, args: []string{"--fulcio-url=https://f.example", "--rekor-url=https://r.example", "--timestamp-server-url=https://t.example"},
 			fulcio: "https://f.example", rekor: "https://r.example", rekorVersion: 1, tsa: "https://t.example"},
+		{name: "signing config without a timestamp authority", args: empty, sc: noTSA,
+			fulcio: "https://fulcio.config.example", rekor: "https://rekor.config.example", rekorVersion: 2},
 		{name: "no transparency log", args: append(empty, "--tlog-upload=false"), fulcio: defaultFulcioURL, noTlog: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -136,7 +136,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	}
 	progress.start("propagating", len(tree.Nodes)-1)
 	rep, err := attest.SignNodes(ctx, tree, tree.Nodes[1:], attest.Options{
-		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client,
+		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client,
 		Propagate: sources, Annotations: map[string]string{attest.AnnotationSource: attest.SourceAnnotation(sources)},
 		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs,
 		Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
@@ -187,7 +187,7 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}}, nil
+	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Client: c}, nil
 }
 
 // readSources resolves ref and verifies the builder's provenance of it,

@@ -43,8 +43,10 @@ func newSign(s streams) *cobra.Command {
 		Long: `sign walks the tree under REF across its scoped repositories and gives every
 node — the root, every index, every leaf — a cosign signature
 (<repo>:sha256-<hex>.sig) and an in-toto attestation (<repo>:sha256-<hex>.att)
-in its own repository. What this key already signed and attested is not
-written again. A node that fails does not stop the others.
+in its own repository. What this signer already signed and attested, with the
+evidence this run adds (a transparency-log entry, a timestamp), is not written
+again; what lacks that evidence is signed anew with it. A node that fails does
+not stop the others.
 
 With --child, --from or --discover, sign first composes the parent index at
 REF (a tag) from those children, as nestattest catalog does, then signs and
@@ -133,7 +135,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	predicates = o.shard.provenance(predicates)
 	progress.start("signing", len(tree.Nodes))
 	rep, err := attest.Sign(ctx, tree, attest.Options{
-		Signer: signing.signer, Witnesses: signing.witnesses, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
+		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
 		Jobs: o.walk.jobs, Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
 	})

@@ -1,17 +1,15 @@
-package attest
+package evidence
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync/atomic"
 
-	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
-	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
-	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
 	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/nestattest/nestattest/attest"
 )
 
 // TlogWitness logs every signed payload in a transparency log (Rekor v1 or
@@ -20,13 +18,26 @@ import (
 type TlogWitness struct {
 	Log sign.Transparency
 	// URL is where the log is, for an error when it cannot be reached.
-	URL     string
+	URL string
+	// Version is the log's major API version: 1 (also when zero) or 2.
+	// The legacy layout keeps Rekor v1 entries only (cosign's bundle
+	// annotation holds a v1 signed entry timestamp).
+	Version uint32
 	entries atomic.Int32
 }
 
-// Witness implements Witness.
-func (w *TlogWitness) Witness(ctx context.Context, s *Signed) error {
-	b, err := protoBundle(s, "")
+// Require implements attest.Witness: a transparency-log entry, where the
+// layout keeps this log's entries.
+func (w *TlogWitness) Require(p *attest.Policy, layout attest.Layout) {
+	if layout == attest.LayoutLegacy && w.Version > 1 {
+		return
+	}
+	p.IgnoreTlog = false
+}
+
+// Witness implements attest.Witness.
+func (w *TlogWitness) Witness(ctx context.Context, s *attest.Signed) error {
+	b, err := attest.ProtoBundle(s, "")
 	if err != nil {
 		return err
 	}
@@ -35,7 +46,7 @@ func (w *TlogWitness) Witness(ctx context.Context, s *Signed) error {
 		return err
 	}
 	if err := w.Log.GetTransparencyLogEntry(ctx, pem, b); err != nil {
-		if err = Unreachable(ServiceTlog, w.URL, err); errors.Is(err, ErrUnreachable) {
+		if err = attest.Unreachable(attest.ServiceTlog, w.URL, err); errors.Is(err, attest.ErrUnreachable) {
 			return err
 		}
 		return fmt.Errorf("transparency log: %w", err)
@@ -61,8 +72,11 @@ type TimestampWitness struct {
 	timestamps atomic.Int32
 }
 
-// Witness implements Witness.
-func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {
+// Require implements attest.Witness: a timestamp from a trusted authority.
+func (w *TimestampWitness) Require(p *attest.Policy, _ attest.Layout) { p.UseSignedTimestamps = true }
+
+// Witness implements attest.Witness.
+func (w *TimestampWitness) Witness(ctx context.Context, s *attest.Signed) error {
 	ts, err := w.TSA.GetTimestamp(ctx, s.Signature)
 	if err != nil {
 		return w.failed(err)
@@ -85,7 +99,7 @@ func (w *TimestampWitness) Witness(ctx context.Context, s *Signed) error {
 }
 
 func (w *TimestampWitness) failed(err error) error {
-	if err = Unreachable(ServiceTSA, w.URL, err); errors.Is(err, ErrUnreachable) {
+	if err = attest.Unreachable(attest.ServiceTSA, w.URL, err); errors.Is(err, attest.ErrUnreachable) {
 		return err
 	}
 	return fmt.Errorf("timestamp authority: %w", err)
@@ -96,7 +110,7 @@ func (w *TimestampWitness) Timestamps() int { return int(w.timestamps.Load()) }
 
 // signerPEM is the PEM of a signature's certificate or public key, as a
 // transparency log takes it.
-func signerPEM(m Material) ([]byte, error) {
+func signerPEM(m attest.Material) ([]byte, error) {
 	if len(m.Chain) > 0 {
 		return cryptoutils.MarshalCertificateToPEM(m.Chain[0])
 	}
@@ -104,35 +118,4 @@ func signerPEM(m Material) ([]byte, error) {
 		return cryptoutils.MarshalPublicKeyToPEM(m.PublicKey)
 	}
 	return nil, fmt.Errorf("a signature to log needs its certificate or public key")
-}
-
-// protoBundle is the sigstore bundle v0.3 of a signed payload: a DSSE
-// envelope, or for simple signing a message signature over the payload's
-// digest.
-func protoBundle(s *Signed, hint string) (*protobundle.Bundle, error) {
-	vm := &protobundle.VerificationMaterial{TlogEntries: s.Material.TlogEntries}
-	if len(s.Material.Chain) > 0 {
-		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: s.Material.Chain[0].Raw}}
-	} else {
-		vm.Content = &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: hint}}
-	}
-	if len(s.Material.Timestamps) > 0 {
-		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
-		for _, t := range s.Material.Timestamps {
-			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
-		}
-	}
-	b := &protobundle.Bundle{MediaType: MediaTypeBundle, VerificationMaterial: vm}
-	if s.DSSE() {
-		b.Content = &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
-			Payload: s.Payload, PayloadType: s.PayloadType, Signatures: []*protodsse.Signature{{Sig: s.Signature}},
-		}}
-		return b, nil
-	}
-	sum := sha256.Sum256(s.Payload)
-	b.Content = &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
-		MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
-		Signature:     s.Signature,
-	}}
-	return b, nil
 }

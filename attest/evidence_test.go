@@ -1,0 +1,106 @@
+package attest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+
+	"github.com/nestattest/nestattest/registry"
+)
+
+// TestRerunAddsMissingTimestamps signs the ko tree in both layouts without
+// a timestamp authority, then again with one: the second run writes a
+// timestamped signature and attestation on every node (verify requiring
+// timestamps fails before it and passes after), and a third writes
+// nothing. With a key, and keyless.
+func TestRerunAddsMissingTimestamps(t *testing.T) {
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority := newShortCA(t, time.Hour)
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{authority.authority()}, nil, vs.TimestampingAuthorities(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	keyless := func(t *testing.T) (Signer, Policy) {
+		s, err := NewKeylessSigner(ctx, KeylessOptions{CA: authority, TrustedMaterial: tr, InsecureSkipSCT: true,
+			Token: func(context.Context) (string, error) { return testIdentity, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, IgnoreSCT: true}
+	}
+	key := func(t *testing.T) (Signer, Policy) {
+		s := loadTestKey(t)
+		return s, Policy{Key: s.Identity().Key}
+	}
+	for _, tc := range []struct {
+		name   string
+		signer func(t *testing.T) (Signer, Policy)
+	}{{"key", key}, {"keyless", keyless}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistryReferrers(t, true)
+			c := registry.NewClient(registry.Options{})
+			tree := pushKo(t, r, c)
+			signer, policy := tc.signer(t)
+			policy.TrustedMaterial, policy.IgnoreTlog, policy.UseSignedTimestamps = tr, true, true
+			policy.Types, policy.RequireRoot = []string{"slsaprovenance1"}, true
+			verified := func(layout Layout) int {
+				vopts := verifyOpts(c, policy)
+				vopts.Layout = layout
+				vr, err := Verify(ctx, tree, vopts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(tree.Nodes) - vr.Failed()
+			}
+			sign := func(tsa bool) *Report {
+				opts := signOpts(c, signer, LegacyStore{Client: c}, &BundleStore{Client: c})
+				if tsa {
+					opts.Witnesses = []Witness{&virtualTSA{vs: vs}}
+					opts.TrustedMaterial = func() (root.TrustedMaterial, error) { return tr, nil }
+				}
+				rep, err := Sign(ctx, tree, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rep
+			}
+			n := len(tree.Nodes)
+			if tl := sign(false).Tally(); tl.Written != n {
+				t.Fatalf("first run, no timestamps: %+v", tl)
+			}
+			for _, l := range []Layout{LayoutLegacy, LayoutBundle} {
+				if got := verified(l); got != 0 {
+					t.Errorf("%s before the re-run: %d of %d nodes pass with timestamps required, want none", l, got, n)
+				}
+			}
+			before := r.writeCount()
+			rep := sign(true)
+			places := 0
+			for _, res := range rep.Results {
+				places += len(res.Places)
+			}
+			if tl := rep.Tally(); tl.Written != n || tl.Signatures != places || tl.Attestations != places {
+				t.Errorf("re-run with a timestamp authority: %+v, want every node written, a signature and an attestation in each of its %d places", tl, places)
+			}
+			if r.writeCount() == before {
+				t.Error("re-run with a timestamp authority wrote nothing to the registry")
+			}
+			for _, l := range []Layout{LayoutLegacy, LayoutBundle} {
+				if got := verified(l); got != n {
+					t.Errorf("%s after the re-run: %d of %d nodes pass with timestamps required", l, got, n)
+				}
+			}
+			before = r.writeCount()
+			if tl := sign(true).Tally(); tl.Present != n || tl.Written != 0 || r.writeCount() != before {
+				t.Errorf("third run: %+v, %d writes; want nothing written", tl, r.writeCount()-before)
+			}
+		})
+	}
+}
