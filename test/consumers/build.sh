@@ -82,7 +82,7 @@ build() {
   else
     echo "consumers: building $name ($want, $dir/$mod)"
     local start=$SECONDS
-    if ! (cd "$here/$dir" && "$GO" build -modfile="$mod" -buildvcs=false -ldflags='-s -w' -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
+    if ! (cd "$here/$dir" && "$GO" build -modfile="$mod" -buildvcs=false -gcflags=all=-dwarf=false -ldflags='-s -w' -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
       echo "consumers: building $name ($want) failed:" >&2
       tail -40 "$log" >&2
       rm -f "$exe.tmp"
