@@ -52,6 +52,15 @@ jobs_max="${NESTATTEST_TEST_JOBS:-5}"
 shards="${NESTATTEST_E2E_SHARDS:-3}"
 export NESTATTEST_E2E=require NESTATTEST_TOOLS="$root/.tools/bin" NESTATTEST_BIN="$bins/nestattest" GO
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-trimpath -gcflags=all=-dwarf=false"
+# One timestamp authority for every test process (harness.EnvSharedTSA):
+# the TSA holds port 2112 whatever it is told, so a TSA per test made the
+# tests that need one wait for each other, the expiry test's ten minutes
+# included. The first test that needs it starts it; it is stopped here.
+export NESTATTEST_SHARED_TSA="$logs/tsa"
+stop_tsa() { [ -f "$NESTATTEST_SHARED_TSA/pid" ] && kill "$(cat "$NESTATTEST_SHARED_TSA/pid")" 2>/dev/null; return 0; }
+trap stop_tsa EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 start=$SECONDS
 echo "test: logs in $logs"
 

@@ -111,6 +111,12 @@ type SigstoreCounts struct {
 	Refused int
 }
 
+// EnvSharedTSA names a directory through which every test process shares
+// one timestamp authority (see StartSigstore). The first Sigstore that
+// needs it starts it, detached; the one who set the variable stops it, by
+// the process ID in the directory's file pid.
+const EnvSharedTSA = "NESTATTEST_SHARED_TSA"
+
 // tsaLockWait bounds the wait for another test's TSA: long enough for the
 // longest test that holds one (minutes, on a loaded machine), within the
 // suite's 60-minute timeout.
@@ -123,9 +129,12 @@ const tsaLockWait = 30 * time.Minute
 // skips the test, or fails it under NESTATTEST_E2E=require.
 //
 // The TSA v2.1.3 always serves metrics on port 2112 of every interface, so
-// only one TSA runs on a machine at a time: StartSigstore waits, up to
-// tsaLockWait, for a TSA of another test or test process to stop (test/ci.sh
-// runs packages and e2e shards in parallel, several of which start one).
+// only one TSA runs on a machine at a time. With EnvSharedTSA set (test/ci.sh
+// sets it: it runs packages and e2e shards in parallel, many of which need a
+// TSA), every test process uses the one TSA started for the directory it
+// names, each Sigstore counting its own timestamps through its own meter.
+// Without it, StartSigstore starts a TSA of its own, waiting up to
+// tsaLockWait for a TSA of another test or test process to stop.
 func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 	t.Helper()
 	fulcioBin := Tool(t, "fulcio")
@@ -148,10 +157,13 @@ func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 		rekor = rekorDaemon(t, rekorBin, filepath.Join(dir, "rekor"), since)
 		daemons = append(daemons, rekor)
 	}
+	shared := sharedTSADir()
 	if !opts.NoTSA {
-		holdMachineLock(t, "nestattest-tsa-metrics-2112.lock", tsaLockWait)
 		tsa = tsaDaemon(tsaBin, filepath.Join(dir, "tsa"), since)
-		daemons = append(daemons, tsa)
+		if shared == "" {
+			holdMachineLock(t, "nestattest-tsa-metrics-2112.lock", tsaLockWait)
+			daemons = append(daemons, tsa)
+		}
 	}
 	for _, d := range daemons {
 		d.launch(t)
@@ -162,6 +174,11 @@ func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 		body := d.await(t)
 		d.meter = newMeter(t, d.base, d.counted...)
 		d.describe(t, d.meter.URL, body, &root, &sc)
+	}
+	if tsa != nil && shared != "" {
+		base, body := sharedTSA(t, tsaBin, shared)
+		tsa.base, tsa.meter = base, newMeter(t, base, tsa.counted...)
+		tsa.describe(t, tsa.meter.URL, body, &root, &sc)
 	}
 	s.fulcio, s.FulcioURL, s.fulcioDaemon = fulcio.meter, fulcio.meter.URL, fulcio
 	if rekor != nil {
@@ -322,22 +339,30 @@ const rekorCheckpointInterval = 200 * time.Millisecond
 // file it will not find.
 func tsaDaemon(bin, dir string, since time.Time) *daemon {
 	return &daemon{
-		name: "timestamp-server", bin: bin, dir: dir, ready: "/api/v1/timestamp/certchain",
+		name: "timestamp-server", bin: bin, dir: dir, ready: tsaReady,
 		counted: []string{"/api/v1/timestamp"},
-		args: func(t testing.TB) ([]string, string) {
-			web := freeAddr(t)
-			return []string{"serve",
-				"--host", host(web), "--port", port(web),
-				"--timestamp-signer", "memory",
-				"--disable-ntp-monitoring",
-			}, web
-		},
+		args:    tsaArgs,
 		describe: func(t testing.TB, at string, body []byte, root *trustedRoot, sc *signingConfig) {
 			root.TimestampAuthorities = append(root.TimestampAuthorities, authority(t, at, pemChain(t, body), since))
 			sc.TSAURLs = append(sc.TSAURLs, serviceAt(at+"/api/v1/timestamp", 1, since))
 			sc.TSAConfig = &serviceConfig{Selector: "ANY"}
 		},
 	}
+}
+
+// tsaReady is the timestamp authority's path polled until it answers: its
+// certificate chain, which the trusted root takes.
+const tsaReady = "/api/v1/timestamp/certchain"
+
+// tsaArgs returns the timestamp authority's arguments on a fresh port, and
+// the host:port it serves.
+func tsaArgs(t testing.TB) ([]string, string) {
+	web := freeAddr(t)
+	return []string{"serve",
+		"--host", host(web), "--port", port(web),
+		"--timestamp-signer", "memory",
+		"--disable-ntp-monitoring",
+	}, web
 }
 
 // daemon is one service process of a Sigstore.

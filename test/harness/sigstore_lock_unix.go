@@ -17,7 +17,13 @@ import (
 // resource the harness cannot choose per test, such as a fixed port.
 func holdMachineLock(t testing.TB, name string, timeout time.Duration) {
 	t.Helper()
-	path := filepath.Join(os.TempDir(), name)
+	t.Cleanup(lockFile(t, filepath.Join(os.TempDir(), name), timeout))
+}
+
+// lockFile takes an exclusive lock on the file at path, waiting up to
+// timeout for it, and returns the function that releases it.
+func lockFile(t testing.TB, path string, timeout time.Duration) (release func()) {
+	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +36,7 @@ func holdMachineLock(t testing.TB, name string, timeout time.Duration) {
 			if waited := time.Since(start); waited > time.Second {
 				t.Logf("waited %v for lock %s (held while a test runs a TSA)", waited.Round(time.Second), path)
 			}
-			break
+			return func() { f.Close() } // closing the file releases the lock
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()
@@ -38,5 +44,4 @@ func holdMachineLock(t testing.TB, name string, timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
 }
