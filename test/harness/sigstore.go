@@ -117,6 +117,10 @@ type SigstoreCounts struct {
 // the process ID in the directory's file pid.
 const EnvSharedTSA = "NESTATTEST_SHARED_TSA"
 
+// tsaMachineLock is the file, in the temporary directory, locked while a
+// TSA runs on the machine.
+const tsaMachineLock = "nestattest-tsa-metrics-2112.lock"
+
 // tsaLockWait bounds the wait for another test's TSA: long enough for the
 // longest test that holds one (minutes, on a loaded machine), within the
 // suite's 60-minute timeout.
@@ -161,7 +165,7 @@ func StartSigstore(t testing.TB, opts SigstoreOptions) *Sigstore {
 	if !opts.NoTSA {
 		tsa = tsaDaemon(tsaBin, filepath.Join(dir, "tsa"), since)
 		if shared == "" {
-			holdMachineLock(t, "nestattest-tsa-metrics-2112.lock", tsaLockWait)
+			holdMachineLock(t, tsaMachineLock, tsaLockWait)
 			daemons = append(daemons, tsa)
 		}
 	}

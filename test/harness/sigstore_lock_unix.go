@@ -17,12 +17,14 @@ import (
 // resource the harness cannot choose per test, such as a fixed port.
 func holdMachineLock(t testing.TB, name string, timeout time.Duration) {
 	t.Helper()
-	t.Cleanup(lockFile(t, filepath.Join(os.TempDir(), name), timeout))
+	f := lockFile(t, filepath.Join(os.TempDir(), name), timeout)
+	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
 }
 
 // lockFile takes an exclusive lock on the file at path, waiting up to
-// timeout for it, and returns the function that releases it.
-func lockFile(t testing.TB, path string, timeout time.Duration) (release func()) {
+// timeout for it, and returns the file: the lock is held until every copy
+// of its descriptor (a child process may inherit one) is closed.
+func lockFile(t testing.TB, path string, timeout time.Duration) *os.File {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
@@ -36,7 +38,7 @@ func lockFile(t testing.TB, path string, timeout time.Duration) (release func())
 			if waited := time.Since(start); waited > time.Second {
 				t.Logf("waited %v for lock %s (held while a test runs a TSA)", waited.Round(time.Second), path)
 			}
-			return func() { f.Close() } // closing the file releases the lock
+			return f
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()

@@ -16,12 +16,14 @@ import (
 // authority that every test process sharing dir uses, starting it when none
 // answers. It runs detached (its own session, not killed with the test
 // process that started it): whoever set EnvSharedTSA stops it, by the pid
-// in dir/pid (test/ci.sh does, when the suite ends).
+// in dir/pid (test/ci.sh does, when the suite ends). It inherits the
+// machine's TSA lock (see StartSigstore), so a test that starts a TSA of
+// its own, from a process without EnvSharedTSA, waits for it to stop.
 func sharedTSA(t testing.TB, bin, dir string) (string, []byte) {
 	t.Helper()
 	mkdir(t, dir)
-	release := lockFile(t, filepath.Join(dir, "lock"), tsaLockWait)
-	defer release()
+	dirLock := lockFile(t, filepath.Join(dir, "lock"), tsaLockWait)
+	defer dirLock.Close()
 	urlPath := filepath.Join(dir, "url")
 	if b, err := os.ReadFile(urlPath); err == nil {
 		base := strings.TrimSpace(string(b))
@@ -32,6 +34,8 @@ func sharedTSA(t testing.TB, bin, dir string) (string, []byte) {
 			t.Logf("the shared timestamp authority at %s does not answer (%v): starting another", base, err)
 		}
 	}
+	machine := lockFile(t, filepath.Join(os.TempDir(), tsaMachineLock), tsaLockWait)
+	defer machine.Close() // the TSA holds its own copy
 	for attempt := 1; ; attempt++ {
 		args, web := tsaArgs(t)
 		p := &process{logPath: filepath.Join(dir, "timestamp-server.log"), exited: make(chan struct{})}
@@ -44,6 +48,7 @@ func sharedTSA(t testing.TB, bin, dir string) (string, []byte) {
 		p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		p.cmd.ExtraFiles = []*os.File{machine}
 		if err := p.cmd.Start(); err != nil {
 			logf.Close()
 			t.Fatalf("start %s: %v", bin, err)
