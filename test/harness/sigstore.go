@@ -420,6 +420,13 @@ func (d *daemon) await(t testing.TB) []byte {
 // It is killed if the test process dies.
 func launch(t testing.TB, dir, name, bin string, args ...string) *process {
 	t.Helper()
+	return launchWith(t, dieWithParent, dir, name, bin, args...)
+}
+
+// launchWith is launch with setup, instead of dieWithParent, applied to the
+// command before it starts.
+func launchWith(t testing.TB, setup func(*exec.Cmd), dir, name, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{logPath: filepath.Join(dir, name+".log"), exited: make(chan struct{})}
 	logf, err := os.Create(p.logPath)
 	if err != nil {
@@ -429,7 +436,7 @@ func launch(t testing.TB, dir, name, bin string, args ...string) *process {
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	dieWithParent(p.cmd)
+	setup(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start %s: %v", bin, err)

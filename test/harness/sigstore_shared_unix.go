@@ -38,26 +38,10 @@ func sharedTSA(t testing.TB, bin, dir string) (string, []byte) {
 	defer machine.Close() // the TSA holds its own copy
 	for attempt := 1; ; attempt++ {
 		args, web := tsaArgs(t)
-		p := &process{logPath: filepath.Join(dir, "timestamp-server.log"), exited: make(chan struct{})}
-		logf, err := os.Create(p.logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.cmd = exec.Command(bin, args...)
-		p.cmd.Dir = dir
-		p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none")
-		p.cmd.Stdout, p.cmd.Stderr = logf, logf
-		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		p.cmd.ExtraFiles = []*os.File{machine}
-		if err := p.cmd.Start(); err != nil {
-			logf.Close()
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		go func() {
-			p.err = p.cmd.Wait()
-			logf.Close()
-			close(p.exited)
-		}()
+		p := launchWith(t, func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			cmd.ExtraFiles = []*os.File{machine}
+		}, dir, "timestamp-server", bin, args...)
 		base := "http://" + web
 		body, err := p.poll(base + tsaReady)
 		if err == nil {
