@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,9 +14,13 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cosignstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/nestattest/nestattest/registry"
@@ -188,6 +193,64 @@ func Bundle(s *Signed, hint string) ([]byte, error) {
 		return nil, err
 	}
 	return protojson.Marshal(b)
+}
+
+// Verify implements Store: the bundle s was read from, verified with
+// cosign's VerifyNewBundle (sigstore-go) for sub's digest, its statement
+// naming the digest (cosign's IntotoSubjectClaimVerifier). A signature's
+// statement is cosign v3's signing statement, its subject naming the
+// repository and carrying the annotations.
+func (*BundleStore) Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*Claim, error) {
+	st, err := verifyBundle(ctx, co, sub, s)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind == KindAttestation {
+		return &Claim{PredicateType: st.PredicateType}, nil
+	}
+	if st.PredicateType != PredicateCosignSign {
+		return nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
+	}
+	h := sub.Descriptor.Digest
+	for _, subj := range st.Subject {
+		if subj.Digest[h.Algorithm] == h.Hex {
+			return &Claim{Repository: subj.Name, Annotations: subj.Annotations}, nil
+		}
+	}
+	return nil, errors.New("no subject with this digest")
+}
+
+// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
+// subject's digest, checks that its statement names the digest (cosign's
+// IntotoSubjectClaimVerifier), and returns the statement.
+func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*statementInfo, error) {
+	if s.Bundle == nil {
+		return nil, errors.New("not read from a bundle")
+	}
+	var b sgbundle.Bundle
+	if err := b.UnmarshalJSON(s.Bundle); err != nil {
+		return nil, err
+	}
+	h := sub.Descriptor.Digest
+	digest, err := hex.DecodeString(h.Hex)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cosign.VerifyNewBundle(ctx, co, verify.WithArtifactDigest(h.Algorithm, digest), &b); err != nil {
+		return nil, err
+	}
+	env, err := s.Envelope()
+	if err != nil {
+		return nil, err
+	}
+	att, err := cosignstatic.NewAttestation(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := cosign.IntotoSubjectClaimVerifier(att, h, nil); err != nil {
+		return nil, err
+	}
+	return readStatement(s.Payload)
 }
 
 // Add implements Store: the bundle and cosign's empty config are uploaded,

@@ -51,9 +51,7 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 			policy.TrustedMaterial, policy.IgnoreTlog, policy.UseSignedTimestamps = tr, true, true
 			policy.Types, policy.RequireRoot = []string{"slsaprovenance1"}, true
 			verified := func(layout Layout) int {
-				vopts := verifyOpts(c, policy)
-				vopts.Layout = layout
-				vr, err := Verify(ctx, tree, vopts)
+				vr, err := Verify(ctx, tree, verifyOptsIn(t, c, policy, layout))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -153,9 +153,7 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	policy := Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
 		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
 	for _, layout := range []Layout{LayoutLegacy, LayoutBundle} {
-		vopts := verifyOpts(c, policy)
-		vopts.Layout = layout
-		vr, err := Verify(ctx, tree, vopts)
+		vr, err := Verify(ctx, tree, verifyOptsIn(t, c, policy, layout))
 		if err != nil || vr.Failed() != 0 {
 			t.Errorf("%s after expiry: %q, %v", layout, failures(vr), err)
 		}

@@ -230,7 +230,7 @@ func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, e
 		if e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest || e.Statement != (v1.Hash{}) && e.Statement != stmt {
 			continue
 		}
-		s, err := read(ctx, w, e, digest)
+		s, err := e.Load(ctx, w.payload)
 		if errors.Is(err, errNotBundle) {
 			continue
 		}
@@ -244,20 +244,11 @@ func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, e
 		if err != nil {
 			return false, err
 		}
-		if c.verify(ctx, w.sub, s) == nil {
+		if _, err := c.verify(ctx, w.store, w.sub, s); err == nil {
 			return true, nil
 		}
 	}
 	return false, nil
-}
-
-// read reads an entry; a legacy signature whose listing shows w's payload
-// (the layer's digest is the payload's) is not fetched.
-func read(ctx context.Context, w wanted, e *Entry, digest v1.Hash) (*Signed, error) {
-	if e.Signature != nil && e.Material != nil && e.PayloadDigest == digest {
-		return &Signed{Subject: w.sub, Kind: w.kind, PayloadType: w.ptype, Payload: w.payload, Signature: e.Signature, Material: *e.Material}, nil
-	}
-	return e.Load(ctx)
 }
 
 // checker verifies what a node carries in layout against the policy this

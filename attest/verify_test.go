@@ -18,7 +18,19 @@ func keyPolicy(s Signer) Policy {
 }
 
 func verifyOpts(c *registry.Client, p Policy) VerifyOptions {
-	return VerifyOptions{Policy: p, Legacy: LegacyStore{Client: c}, Bundle: &BundleStore{Client: c}, Client: c}
+	return VerifyOptions{Policy: p, Stores: []Store{&BundleStore{Client: c}, LegacyStore{Client: c}}, Client: c}
+}
+
+// verifyOptsIn are verifyOpts that read one layout only.
+func verifyOptsIn(t *testing.T, c *registry.Client, p Policy, l Layout) VerifyOptions {
+	t.Helper()
+	stores, err := Stores(c, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := verifyOpts(c, p)
+	opts.Stores = stores
+	return opts
 }
 
 // signedKo pushes and signs the ko sample, and returns the tree, the

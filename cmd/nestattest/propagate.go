@@ -187,7 +187,11 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Client: c}, nil
+	stores, err := attest.Stores(c, attest.LayoutBundle, attest.LayoutLegacy)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	return attest.VerifyOptions{Policy: policy, Stores: stores, Client: c}, nil
 }
 
 // readSources resolves ref and verifies the builder's provenance of it,

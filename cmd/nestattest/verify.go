@@ -154,13 +154,18 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	case keyless && ((o.identity.Subject == "") == (o.identity.SubjectRegexp == "") || (o.identity.Issuer == "") == (o.identity.IssuerRegexp == "")):
 		return attest.VerifyOptions{}, usagef("keyless verification needs one of --certificate-identity and --certificate-identity-regexp, and one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp")
 	}
-	var layout attest.Layout
+	var layouts []attest.Layout
 	switch o.format {
-	case "auto":
+	case "auto": // as cosign v3 reads a node: its bundles, else its legacy tags
+		layouts = []attest.Layout{attest.LayoutBundle, attest.LayoutLegacy}
 	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
-		layout = attest.Layout(o.format)
+		layouts = []attest.Layout{attest.Layout(o.format)}
 	default:
 		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
+	}
+	stores, err := attest.Stores(c, layouts...)
+	if err != nil {
+		return attest.VerifyOptions{}, err
 	}
 	annotations, err := parseAnnotations("--annotations", o.annotations)
 	if err != nil {
@@ -187,8 +192,7 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 			return attest.VerifyOptions{}, err
 		}
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs,
-		Mirrors: o.mirrors, Client: c}, nil
+	return attest.VerifyOptions{Policy: policy, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
 }
 
 // trustedMaterial is the sigstore trusted root at path (given with flag),
