@@ -28,12 +28,7 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 	}
 	ctx := context.Background()
 	keyless := func(t *testing.T) (Signer, Policy) {
-		s, err := NewKeylessSigner(ctx, KeylessOptions{CA: authority, TrustedMaterial: tr, InsecureSkipSCT: true,
-			Token: func(context.Context) (string, error) { return testIdentity, nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, IgnoreSCT: true}
+		return newTestKeyless(t, authority, tr), Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, IgnoreSCT: true}
 	}
 	key := func(t *testing.T) (Signer, Policy) {
 		s := loadTestKey(t)

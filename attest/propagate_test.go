@@ -102,14 +102,14 @@ func TestReadSourcesRefuses(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name  string
-		setup func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *KeySigner)
+		setup func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner)
 		want  error
 	}{
-		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *KeySigner) {}, ErrUnsigned},
-		{"attested by another key", func(t *testing.T, c *registry.Client, tree *walk.Tree, _ *KeySigner) {
+		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *testSigner) {}, ErrUnsigned},
+		{"attested by another key", func(t *testing.T, c *registry.Client, tree *walk.Tree, _ *testSigner) {
 			attestRoot(t, c, tree, loadTestKey(t), tree.Root.Digest())
 		}, ErrUnsigned},
-		{"provenance of another digest", func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *KeySigner) {
+		{"provenance of another digest", func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner) {
 			attestRoot(t, c, tree, builder, tree.Nodes[1].Digest())
 		}, ErrForeignSubject},
 	} {

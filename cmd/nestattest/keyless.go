@@ -19,6 +19,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/evidence"
+	"github.com/nestattest/nestattest/attest/identity"
 	"github.com/nestattest/nestattest/trust"
 )
 
@@ -92,7 +93,7 @@ func orDefault(v, def string) string {
 type signing struct {
 	signer    attest.Signer
 	witnesses []attest.Witness
-	keyless   *attest.KeylessSigner
+	keyless   *identity.KeylessSigner
 	tlog      *evidence.TlogWitness
 	tsa       *evidence.TimestampWitness
 	// trusted verifies the evidence a node carries already, for a key
@@ -143,7 +144,7 @@ func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams
 	}
 	g := &signing{}
 	var err error
-	var tokens attest.TokenSource
+	var tokens identity.TokenSource
 	if o.key.key != "" {
 		if g.signer, err = o.key.load(ctx, s, stdinFree); err != nil {
 			return nil, err
@@ -218,7 +219,7 @@ func (o *signingOptions) trustedMaterial(s streams) (root.TrustedMaterial, error
 }
 
 // keylessSigner gets the run's one certificate.
-func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig, tokens attest.TokenSource) (*attest.KeylessSigner, error) {
+func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig, tokens identity.TokenSource) (*identity.KeylessSigner, error) {
 	tr, err := o.trustedMaterial(s)
 	if err != nil {
 		return nil, err
@@ -227,7 +228,7 @@ func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, 
 	if err != nil {
 		return nil, err
 	}
-	signer, err := attest.NewKeylessSigner(ctx, attest.KeylessOptions{
+	signer, err := identity.NewKeylessSigner(ctx, identity.KeylessOptions{
 		CA: sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcio, Retries: 3}), CAURL: fulcio, Token: tokens,
 		TrustedMaterial: tr, InsecureSkipSCT: o.insecureSkipVerify,
 	})
@@ -314,7 +315,7 @@ func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g
 // token, or a file holding one), --identity-token-file, $SIGSTORE_ID_TOKEN,
 // GitHub Actions' OIDC token for audience sigstore, or the projected token
 // at defaultTokenFile. Every token is registered as a secret.
-func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
+func (o *signingOptions) tokenSource(s streams) (identity.TokenSource, error) {
 	secret := func(tok string, err error) (string, error) {
 		tok = strings.TrimSpace(tok)
 		s.secrets.Add(tok)
@@ -323,7 +324,7 @@ func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
 		}
 		return tok, err
 	}
-	fromFile := func(path string) attest.TokenSource {
+	fromFile := func(path string) identity.TokenSource {
 		return func(context.Context) (string, error) {
 			b, err := os.ReadFile(path)
 			return secret(string(b), err)

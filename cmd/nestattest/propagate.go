@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/identity"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -173,7 +174,7 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 		id := o.sourceIdentity
 		policy.Identity = &id
 	default:
-		if policy.Key, err = attest.LoadPublicKey(ctx, o.sourceKey); err != nil {
+		if policy.Key, err = identity.LoadPublicKey(ctx, o.sourceKey); err != nil {
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/identity"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -176,7 +177,7 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	if keyless {
 		id := o.identity
 		policy.Identity = &id
-	} else if policy.Key, err = attest.LoadPublicKey(ctx, o.key); err != nil {
+	} else if policy.Key, err = identity.LoadPublicKey(ctx, o.key); err != nil {
 		return attest.VerifyOptions{}, usageError{err}
 	}
 	if !o.signatureOnly {

@@ -1,103 +1,17 @@
-package attest
+package identity
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
-	"math/big"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
+	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/registry"
 )
-
-const (
-	testIdentity = "builder@example.test"
-	testIssuer   = "https://issuer.example.test"
-)
-
-// shortCA is an in-process certificate authority that certifies any key
-// for the identity its token names, with certificates that end life
-// seconds after they are issued: what a long run meets with Fulcio's ten
-// minutes.
-type shortCA struct {
-	root, inter *x509.Certificate
-	key         crypto.Signer
-	life        time.Duration
-	issued      atomic.Int32
-}
-
-func newShortCA(t *testing.T, life time.Duration) *shortCA {
-	t.Helper()
-	rootCert, rootKey, err := ca.GenerateRootCa()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, interKey, err := ca.GenerateFulcioIntermediate(rootCert, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &shortCA{root: rootCert, inter: inter, key: interKey, life: life}
-}
-
-// GetCertificate implements sign.CertificateProvider: the token is the
-// identity, certified with Fulcio's OIDC issuer extension.
-func (c *shortCA) GetCertificate(_ context.Context, kp sign.Keypair, opts *sign.CertificateProviderOptions) ([]byte, error) {
-	serial := c.issued.Add(1)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(serial)), EmailAddresses: []string{opts.IDToken},
-		NotBefore: now.Add(-time.Second), NotAfter: now.Add(c.life),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1}, Value: []byte(testIssuer)}},
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, c.inter, kp.GetPublicKey(), c.key)
-}
-
-func (c *shortCA) authority() root.CertificateAuthority {
-	return &root.FulcioCertificateAuthority{Root: c.root, Intermediates: []*x509.Certificate{c.inter},
-		ValidityPeriodStart: time.Now().Add(-time.Hour), ValidityPeriodEnd: time.Now().Add(time.Hour)}
-}
-
-// virtualTSA countersigns with sigstore-go's in-process timestamp
-// authority, slowly, so a run outlives its certificates.
-type virtualTSA struct {
-	vs    *ca.VirtualSigstore
-	delay time.Duration
-	n     atomic.Int32
-}
-
-func (v *virtualTSA) Require(p *Policy, _ Layout) { p.UseSignedTimestamps = true }
-
-func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
-	time.Sleep(v.delay)
-	ts, err := v.vs.TimestampResponse(s.Signature)
-	if err != nil {
-		return err
-	}
-	s.Material.Timestamps = append(s.Material.Timestamps, ts)
-	v.n.Add(1)
-	if s.DSSE() { // the legacy layout timestamps the envelope
-		env, err := s.Envelope()
-		if err != nil {
-			return err
-		}
-		if ts, err = v.vs.TimestampResponse(env); err != nil {
-			return err
-		}
-		s.Material.EnvelopeTimestamps = append(s.Material.EnvelopeTimestamps, ts)
-	}
-	return nil
-}
 
 // TestKeylessRotatesAndVerifiesAfterExpiry signs the ko tree keylessly in
 // both layouts with certificates that live three seconds, through a
@@ -132,10 +46,10 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	}
 	signer := newSigner(testIdentity)
 	tsa := &virtualTSA{vs: vs, delay: 120 * time.Millisecond}
-	opts := signOpts(c, signer, LegacyStore{Client: c}, &BundleStore{Client: c})
-	opts.Witnesses = []Witness{tsa}
+	opts := signOpts(t, c, signer)
+	opts.Witnesses = []attest.Witness{tsa}
 	start := time.Now()
-	rep, err := Sign(ctx, tree, opts)
+	rep, err := attest.Sign(ctx, tree, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,31 +64,31 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(start.Add(took + 3*time.Second))) // every certificate has expired
-	policy := Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
+	policy := attest.Policy{Identity: &attest.CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
 		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
-	for _, layout := range []Layout{LayoutLegacy, LayoutBundle} {
-		vr, err := Verify(ctx, tree, verifyOptsIn(t, c, policy, layout))
+	for _, layout := range []attest.Layout{attest.LayoutLegacy, attest.LayoutBundle} {
+		vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, policy, layout))
 		if err != nil || vr.Failed() != 0 {
 			t.Errorf("%s after expiry: %q, %v", layout, failures(vr), err)
 		}
 	}
 	other := policy
-	other.Identity = &CertificateIdentity{Subject: "someone@example.test", Issuer: testIssuer}
-	if vr, err := Verify(ctx, tree, verifyOpts(c, other)); err != nil || vr.Failed() != len(tree.Nodes) {
+	other.Identity = &attest.CertificateIdentity{Subject: "someone@example.test", Issuer: testIssuer}
+	if vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, other, attest.LayoutBundle, attest.LayoutLegacy)); err != nil || vr.Failed() != len(tree.Nodes) {
 		t.Errorf("another identity: %d of %d failed, %v", vr.Failed(), len(tree.Nodes), err)
 	}
 
 	// A new run, a new key, the same identity: nothing to write.
 	before := r.writeCount()
 	again := newSigner(testIdentity)
-	opts = signOpts(c, again, LegacyStore{Client: c}, &BundleStore{Client: c})
-	opts.Witnesses = []Witness{tsa}
-	if rep, err := Sign(ctx, tree, opts); err != nil || rep.Tally().Present != len(tree.Nodes) || r.writeCount() != before {
+	opts = signOpts(t, c, again)
+	opts.Witnesses = []attest.Witness{tsa}
+	if rep, err := attest.Sign(ctx, tree, opts); err != nil || rep.Tally().Present != len(tree.Nodes) || r.writeCount() != before {
 		t.Errorf("re-run: %+v, %d writes, %v", rep.Tally(), r.writeCount()-before, err)
 	}
 	// Another identity signs anew.
 	opts.Signer = newSigner("someone@example.test")
-	if rep, err := Sign(ctx, tree, opts); err != nil || rep.Tally().Written != len(tree.Nodes) {
+	if rep, err := attest.Sign(ctx, tree, opts); err != nil || rep.Tally().Written != len(tree.Nodes) {
 		t.Errorf("another identity: %+v, %v", rep.Tally(), err)
 	}
 }
