@@ -37,7 +37,7 @@ func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder Signe
 	if _, err := r.signature(context.Background(), LegacyStore{Client: c}, sub, nil, &sentSet{}); err != nil {
 		t.Fatal(err)
 	}
-	signed, err := r.signPayload(context.Background(), sub, KindAttestation, PayloadInToto, stmt)
+	signed, err := r.signPayload(context.Background(), Signed{Subject: sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
 	if err != nil {
 		t.Fatal(err)
 	}
