@@ -54,7 +54,6 @@ var emptyConfig = []byte("{}")
 // confirmed). A signature is an in-toto statement of PredicateCosignSign in
 // a DSSE envelope, as cosign v3 signs.
 type BundleStore struct {
-	Client *registry.Client
 	// Now stamps org.opencontainers.image.created; time.Now when nil.
 	Now func() time.Time
 
@@ -73,8 +72,8 @@ func (*BundleStore) SignaturePayload(sub Subject, annotations map[string]string)
 // List implements Store: the subject's referrers, one request; each
 // bundle's manifest and blob are read by Load. A referrer whose listing
 // names no bundle predicate type is of a kind Load tells.
-func (s *BundleStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
-	refs, err := s.Client.Referrers(ctx, sub.Repository, sub.Descriptor.Digest)
+func (s *BundleStore) List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error) {
+	refs, err := c.Referrers(ctx, sub.Repository, sub.Descriptor.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s: %w", sub.Digest(), err)
 	}
@@ -88,7 +87,7 @@ func (s *BundleStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
 		if h, err := v1.NewHash(d.Annotations[AnnotationStatement]); err == nil {
 			e.Statement = h
 		}
-		e.load = func(ctx context.Context) (*Signed, error) { return s.load(ctx, sub, d) }
+		e.load = func(ctx context.Context) (*Signed, error) { return s.load(ctx, c, sub, d) }
 		out = append(out, e)
 	}
 	return out, nil
@@ -106,9 +105,9 @@ func kindOf(predicateType string) Kind {
 var errNotBundle = errors.New("not a sigstore bundle")
 
 // load reads a referrer manifest and its bundle.
-func (s *BundleStore) load(ctx context.Context, sub Subject, d v1.Descriptor) (*Signed, error) {
+func (*BundleStore) load(ctx context.Context, c *registry.Client, sub Subject, d v1.Descriptor) (*Signed, error) {
 	where := sub.Repository.Digest(d.Digest.String())
-	m, err := s.Client.GetManifest(ctx, where, registry.MaxManifestBytes)
+	m, err := c.GetManifest(ctx, where, registry.MaxManifestBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", where, err)
 	}
@@ -123,7 +122,7 @@ func (s *BundleStore) load(ctx context.Context, sub Subject, d v1.Descriptor) (*
 		if !strings.HasPrefix(string(l.MediaType), bundleMediaTypePrefix) {
 			continue
 		}
-		raw, err := s.Client.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+		raw, err := c.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read the bundle of %s: %w", where, err)
 		}
@@ -255,7 +254,7 @@ func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Sig
 
 // Add implements Store: the bundle and cosign's empty config are uploaded,
 // then the referrer manifest, then it is listed.
-func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
+func (s *BundleStore) Add(ctx context.Context, c *registry.Client, signed *Signed) error {
 	repo := signed.Subject.Repository
 	hint := ""
 	if signed.Material.PublicKey != nil {
@@ -266,12 +265,12 @@ func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
 		return err
 	}
 	if _, known := s.configs.Load(repo.Name()); !known {
-		if _, err := s.Client.Upload(ctx, repo, emptyConfig); err != nil {
+		if _, err := c.Upload(ctx, repo, emptyConfig); err != nil {
 			return err
 		}
 		s.configs.Store(repo.Name(), true)
 	}
-	bd, err := s.Client.Upload(ctx, repo, raw)
+	bd, err := c.Upload(ctx, repo, raw)
 	if err != nil {
 		return err
 	}
@@ -303,7 +302,7 @@ func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
 		return err
 	}
 	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: digestOf(mraw), Size: int64(len(mraw)), ArtifactType: MediaTypeBundle, Annotations: ann}
-	if err := s.Client.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
+	if err := c.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
 		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
 	}
 	return nil

@@ -53,7 +53,7 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 				return len(tree.Nodes) - vr.Failed()
 			}
 			sign := func(tsa bool) *Report {
-				opts := signOpts(c, signer, LegacyStore{Client: c}, &BundleStore{Client: c})
+				opts := signOpts(c, signer, LegacyStore{}, &BundleStore{})
 				if tsa {
 					opts.Witnesses = []Witness{&virtualTSA{vs: vs}}
 					opts.TrustedMaterial = func() (root.TrustedMaterial, error) { return tr, nil }

@@ -45,9 +45,7 @@ const maxPayloadBytes = 16 << 20
 // a layer and writes it back, serialised per tag and confirmed
 // (registry.Client.UpdateTag): the cost does not grow with the layers the
 // tag holds.
-type LegacyStore struct {
-	Client *registry.Client
-}
+type LegacyStore struct{}
 
 // Layout implements Store.
 func (LegacyStore) Layout() Layout { return LayoutLegacy }
@@ -70,18 +68,18 @@ func (LegacyStore) SignaturePayload(sub Subject, annotations map[string]string) 
 
 // List implements Store: two requests, the manifests of the .sig and .att
 // tags; layers are read by Load.
-func (s LegacyStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
-	sigs, err := s.list(ctx, sub, KindSignature)
+func (s LegacyStore) List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error) {
+	sigs, err := s.list(ctx, c, sub, KindSignature)
 	if err != nil {
 		return nil, err
 	}
-	atts, err := s.list(ctx, sub, KindAttestation)
+	atts, err := s.list(ctx, c, sub, KindAttestation)
 	return append(sigs, atts...), err
 }
 
-func (s LegacyStore) list(ctx context.Context, sub Subject, kind Kind) ([]*Entry, error) {
+func (s LegacyStore) list(ctx context.Context, c *registry.Client, sub Subject, kind Kind) ([]*Entry, error) {
 	tag := Tag(sub.Repository, sub.Descriptor.Digest, kind)
-	m, err := s.Client.GetManifest(ctx, tag, registry.MaxManifestBytes)
+	m, err := c.GetManifest(ctx, tag, registry.MaxManifestBytes)
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil, nil
 	}
@@ -94,12 +92,12 @@ func (s LegacyStore) list(ctx context.Context, sub Subject, kind Kind) ([]*Entry
 	}
 	out := make([]*Entry, 0, len(man.Layers))
 	for i, l := range man.Layers {
-		out = append(out, s.entry(sub, kind, tag, i, l))
+		out = append(out, s.entry(c, sub, kind, tag, i, l))
 	}
 	return out, nil
 }
 
-func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
+func (LegacyStore) entry(c *registry.Client, sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
 	e := &Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
 	if kind == KindSignature {
 		e.PayloadDigest = l.Digest
@@ -115,7 +113,7 @@ func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Des
 		e.Statement = h
 	}
 	e.load = func(ctx context.Context) (*Signed, error) {
-		blob, err := s.Client.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+		blob, err := c.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", e.Where, err)
 		}
@@ -183,13 +181,13 @@ func legacyMaterial(ann map[string]string, kind Kind) (Material, error) {
 }
 
 // Add implements Store: the layer is appended to the subject's tag.
-func (s LegacyStore) Add(ctx context.Context, signed *Signed) error {
+func (LegacyStore) Add(ctx context.Context, c *registry.Client, signed *Signed) error {
 	layer, ann, err := legacyLayer(signed)
 	if err != nil {
 		return err
 	}
 	tag := Tag(signed.Subject.Repository, signed.Subject.Descriptor.Digest, signed.Kind)
-	if _, err := s.Client.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
+	if _, err := c.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
 		return fmt.Errorf("write %s: %w", tag, err)
 	}
 	return nil

@@ -51,7 +51,7 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			var entries []*Entry
-			if entries, err = store.List(ctx, sub); err == nil {
+			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
 			for i, att := range atts {
@@ -193,7 +193,7 @@ func (r *run) add(ctx context.Context, w wanted, entries []*Entry, sent *sentSet
 		return Failed, err
 	}
 	sent.add(w.key)
-	if err := w.store.Add(ctx, signed); err != nil {
+	if err := w.store.Add(ctx, r.opts.Client, signed); err != nil {
 		return Failed, err
 	}
 	return Written, nil

@@ -34,14 +34,14 @@ func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder Signe
 		t.Fatal(err)
 	}
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	if _, err := r.signature(context.Background(), LegacyStore{Client: c}, sub, nil, &sentSet{}); err != nil {
+	if _, err := r.signature(context.Background(), LegacyStore{}, sub, nil, &sentSet{}); err != nil {
 		t.Fatal(err)
 	}
 	signed, err := r.signPayload(context.Background(), Signed{Subject: sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (LegacyStore{Client: c}).Add(context.Background(), signed); err != nil {
+	if err := (LegacyStore{}).Add(context.Background(), c, signed); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -69,7 +69,7 @@ func TestPropagate(t *testing.T) {
 	// Every node below the root carries the builder's predicate, byte for
 	// byte, with itself as subject; verify accepts it by type and root.
 	for _, n := range tree.Nodes[1:] {
-		entries, err := LegacyStore{Client: c}.List(ctx, subjectOfNode(n.Repository, n))
+		entries, err := LegacyStore{}.List(ctx, c, subjectOfNode(n.Repository, n))
 		if err != nil {
 			t.Fatal(err)
 		}

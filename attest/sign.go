@@ -31,8 +31,11 @@ type Options struct {
 	TrustedMaterial func() (root.TrustedMaterial, error)
 	// Stores are the layouts written, each in full; at least one.
 	Stores []Store
-	// Client reaches the registries, for the mirror check and the final
-	// confirmation; required.
+	// Client is the one registry client of the run, required, handed to
+	// it once, as go-containerregistry's remote.Reuse hands a Pusher:
+	// every store reads and writes through it, so its journal holds every
+	// tag the run updated and its Settle, the final confirmation, covers
+	// them all. It looks for mirrored copies too.
 	Client *registry.Client
 	// Predicates give each node's attestation; nil means Provenance{}.
 	Predicates Predicates

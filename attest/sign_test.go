@@ -18,7 +18,7 @@ import (
 
 func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
 	if len(stores) == 0 {
-		stores = []Store{LegacyStore{Client: c}}
+		stores = []Store{LegacyStore{}}
 	}
 	return Options{Signer: s, Stores: stores, BindRoot: true, Mirrors: true, Client: c, Jobs: 4, Settle: -1,
 		Predicates: Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
@@ -29,12 +29,12 @@ func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
 var layouts = []struct {
 	name      string
 	referrers bool
-	stores    func(c *registry.Client) []Store
+	stores    func() []Store
 }{
-	{"legacy", false, func(c *registry.Client) []Store { return []Store{LegacyStore{Client: c}} }},
-	{"bundle with referrers API", true, func(c *registry.Client) []Store { return []Store{&BundleStore{Client: c}} }},
-	{"bundle with fallback tag", false, func(c *registry.Client) []Store { return []Store{&BundleStore{Client: c}} }},
-	{"both", false, func(c *registry.Client) []Store { return []Store{LegacyStore{Client: c}, &BundleStore{Client: c}} }},
+	{"legacy", false, func() []Store { return []Store{LegacyStore{}} }},
+	{"bundle with referrers API", true, func() []Store { return []Store{&BundleStore{}} }},
+	{"bundle with fallback tag", false, func() []Store { return []Store{&BundleStore{}} }},
+	{"both", false, func() []Store { return []Store{LegacyStore{}, &BundleStore{}} }},
 }
 
 func subjectOfNode(repo name.Repository, n *walk.Node) Subject {
@@ -48,7 +48,7 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 			c := registry.NewClient(registry.Options{})
 			tree := pushKo(t, r, c)
 			signer := loadTestKey(t)
-			stores := l.stores(c)
+			stores := l.stores()
 			rep, err := Sign(context.Background(), tree, signOpts(c, signer, stores...))
 			if err != nil {
 				t.Fatal(err)
@@ -67,7 +67,7 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 					}
 					for _, s := range stores {
 						if s.Layout() == p.Layout {
-							checkStored(t, s, subjectOfNode(repo, n), n, tree)
+							checkStored(t, c, s, subjectOfNode(repo, n), n, tree)
 						}
 					}
 				}
@@ -83,9 +83,9 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 
 // checkStored checks that sub carries exactly one signature and one
 // attestation in the store, for its own repository, bound to the root.
-func checkStored(t *testing.T, s Store, sub Subject, n *walk.Node, tree *walk.Tree) {
+func checkStored(t *testing.T, c *registry.Client, s Store, sub Subject, n *walk.Node, tree *walk.Tree) {
 	t.Helper()
-	entries, err := s.List(context.Background(), sub)
+	entries, err := s.List(context.Background(), c, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,11 +163,11 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 			c := registry.NewClient(registry.Options{})
 			tree := pushKo(t, r, c)
 			signer := loadTestKey(t)
-			if _, err := Sign(context.Background(), tree, signOpts(c, signer, l.stores(c)...)); err != nil {
+			if _, err := Sign(context.Background(), tree, signOpts(c, signer, l.stores()...)); err != nil {
 				t.Fatal(err)
 			}
 			before := r.writeCount()
-			opts := signOpts(c, signer, l.stores(c)...)
+			opts := signOpts(c, signer, l.stores()...)
 			opts.Predicates = Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now().Add(time.Hour)}
 			rep, err := Sign(context.Background(), tree, opts)
 			if err != nil {
@@ -180,7 +180,7 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 				t.Errorf("second run made %d writes", w)
 			}
 			// Another key does sign again.
-			if rep, err := Sign(context.Background(), tree, signOpts(c, loadTestKey(t), l.stores(c)...)); err != nil || rep.Tally().Written != len(tree.Nodes) {
+			if rep, err := Sign(context.Background(), tree, signOpts(c, loadTestKey(t), l.stores()...)); err != nil || rep.Tally().Written != len(tree.Nodes) {
 				t.Errorf("other key: %+v, %v", rep.Tally(), err)
 			}
 		})
@@ -196,7 +196,7 @@ func TestSignWithUserPredicate(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := LegacyStore{Client: c}.List(context.Background(), subjectOfNode(tree.Root.Repository, tree.Root))
+	entries, err := LegacyStore{}.List(context.Background(), c, subjectOfNode(tree.Root.Repository, tree.Root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func TestSignSharedTag(t *testing.T) {
 			r := newTestRegistryReferrers(t, l.referrers)
 			c := registry.NewClient(registry.Options{})
 			tree := pushSame(t, r, c, 12)
-			stores := l.stores(c)
+			stores := l.stores()
 			opts := signOpts(c, loadTestKey(t), stores...)
 			opts.Jobs = 8
 			rep, err := Sign(context.Background(), tree, opts)
@@ -269,7 +269,7 @@ func TestSignSharedTag(t *testing.T) {
 			child := tree.Nodes[1]
 			sub := subjectOfNode(tree.Root.Repository, child)
 			for _, s := range stores {
-				entries, err := s.List(context.Background(), sub)
+				entries, err := s.List(context.Background(), c, sub)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -33,17 +33,17 @@ func ParseLayout(s string) (Layout, error) {
 	return "", fmt.Errorf("storage format %q: want %s or %s", s, LayoutLegacy, LayoutBundle)
 }
 
-// Stores returns the store of each layout, in the order given, reaching
-// registries through c. Verify reads them in that order: as cosign v3
-// reads a node, LayoutBundle then LayoutLegacy.
-func Stores(c *registry.Client, layouts ...Layout) ([]Store, error) {
+// Stores returns the store of each layout, in the order given. Verify
+// reads them in that order: as cosign v3 reads a node, LayoutBundle then
+// LayoutLegacy.
+func Stores(layouts ...Layout) ([]Store, error) {
 	out := make([]Store, 0, len(layouts))
 	for _, l := range layouts {
 		switch l {
 		case LayoutLegacy:
-			out = append(out, LegacyStore{Client: c})
+			out = append(out, LegacyStore{})
 		case LayoutBundle:
-			out = append(out, &BundleStore{Client: c})
+			out = append(out, &BundleStore{})
 		default:
 			return nil, fmt.Errorf("storage format %q: want %s or %s", l, LayoutLegacy, LayoutBundle)
 		}
@@ -54,7 +54,9 @@ func Stores(c *registry.Client, layouts ...Layout) ([]Store, error) {
 // Store keeps the signatures and attestations of subjects in one layout:
 // it reads, writes and verifies its own material. Sign, verify and
 // propagate read, write and verify through it alone, so a layout is one
-// Store.
+// Store. A store holds no registry client: it reads and writes through
+// the one its caller hands it, the run's, so that the run's final
+// confirmation (registry.Client.Settle) covers every write.
 type Store interface {
 	// Layout names the store's layout.
 	Layout() Layout
@@ -62,11 +64,13 @@ type Store interface {
 	// layout: its payload type and payload. The same inputs give the same
 	// bytes.
 	SignaturePayload(sub Subject, annotations map[string]string) (payloadType string, payload []byte, err error)
-	// List returns the signatures and attestations sub carries; none is an
-	// empty list, not an error.
-	List(ctx context.Context, sub Subject) ([]*Entry, error)
-	// Add stores s and returns once the registry holds it, confirmed.
-	Add(ctx context.Context, s *Signed) error
+	// List returns the signatures and attestations sub carries, read
+	// through c (and loaded through it by Entry.Load); none is an empty
+	// list, not an error.
+	List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error)
+	// Add stores s through c and returns once the registry holds it,
+	// confirmed; c's Settle confirms it again at the end of the run.
+	Add(ctx context.Context, c *registry.Client, s *Signed) error
 	// Verify verifies s, a signature or attestation of sub this store
 	// read (or would write), with cosign's own verification for the
 	// layout, against the trust in co; it returns what s says of sub.

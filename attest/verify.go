@@ -21,7 +21,7 @@ type VerifyOptions struct {
 	// Stores are the layouts read, at least one. A node is verified in the
 	// first that holds anything for it, else in the last: read as cosign
 	// v3 reads, a node's bundles when it has any, else its legacy tags,
-	// they are Stores(c, LayoutBundle, LayoutLegacy).
+	// they are Stores(LayoutBundle, LayoutLegacy).
 	Stores []Store
 	// Jobs is how many nodes are verified at once.
 	Jobs int
@@ -29,10 +29,10 @@ type VerifyOptions struct {
 	// repository, as sign with Mirrors signs it there; Client looks for
 	// the mirrored copies.
 	Mirrors bool
-	// Client is the stores' registry client: told up front which
-	// repositories the nodes are in (so that a token registry is asked
-	// for their tokens together), and the one that looks for mirrored
-	// copies; required with Mirrors.
+	// Client is the one registry client of the run, required: every store
+	// reads through it, it is told up front which repositories the nodes
+	// are in (so that a token registry is asked for their tokens
+	// together), and it looks for mirrored copies.
 	Client *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
@@ -128,9 +128,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	if err != nil {
 		return nil, err
 	}
-	if opts.Client != nil {
-		opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
-	}
+	opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, nodes[i])
@@ -154,8 +152,8 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if len(opts.Stores) == 0 {
 		return nil, errors.New("attest: Verify needs a Store")
 	}
-	if opts.Mirrors && opts.Client == nil {
-		return nil, errors.New("attest: Verify with Mirrors needs a Client")
+	if opts.Client == nil {
+		return nil, errors.New("attest: Verify needs a Client")
 	}
 	c, err := newChecker(opts.Policy)
 	if err != nil {
@@ -230,7 +228,7 @@ func (v *verifier) read(ctx context.Context, sub Subject) (Store, []*Entry, []La
 		carried []Layout
 	)
 	for _, s := range v.opts.Stores {
-		es, err := s.List(ctx, sub)
+		es, err := s.List(ctx, v.opts.Client, sub)
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -18,13 +18,13 @@ func keyPolicy(s Signer) Policy {
 }
 
 func verifyOpts(c *registry.Client, p Policy) VerifyOptions {
-	return VerifyOptions{Policy: p, Stores: []Store{&BundleStore{Client: c}, LegacyStore{Client: c}}, Client: c}
+	return VerifyOptions{Policy: p, Stores: []Store{&BundleStore{}, LegacyStore{}}, Client: c}
 }
 
 // verifyOptsIn are verifyOpts that read one layout only.
 func verifyOptsIn(t *testing.T, c *registry.Client, p Policy, l Layout) VerifyOptions {
 	t.Helper()
-	stores, err := Stores(c, l)
+	stores, err := Stores(l)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func pushKo(t testing.TB, r *testRegistry, c *registry.Client) *walk.Tree {
 // confirmation.
 func signOpts(t testing.TB, c *registry.Client, s attest.Signer) attest.Options {
 	t.Helper()
-	stores, err := attest.Stores(c, attest.LayoutLegacy, attest.LayoutBundle)
+	stores, err := attest.Stores(attest.LayoutLegacy, attest.LayoutBundle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func signOpts(t testing.TB, c *registry.Client, s attest.Signer) attest.Options 
 // verifyOpts read the layouts given, in that order.
 func verifyOpts(t testing.TB, c *registry.Client, p attest.Policy, layouts ...attest.Layout) attest.VerifyOptions {
 	t.Helper()
-	stores, err := attest.Stores(c, layouts...)
+	stores, err := attest.Stores(layouts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err != nil {
 		return err
 	}
-	stores, err := signStores(o.format, client)
+	stores, err := signStores(o.format)
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,7 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 			return attest.VerifyOptions{}, usageError{err}
 		}
 	}
-	stores, err := attest.Stores(c, attest.LayoutBundle, attest.LayoutLegacy)
+	stores, err := attest.Stores(attest.LayoutBundle, attest.LayoutLegacy)
 	if err != nil {
 		return attest.VerifyOptions{}, err
 	}

@@ -164,7 +164,7 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	default:
 		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
 	}
-	stores, err := attest.Stores(c, layouts...)
+	stores, err := attest.Stores(layouts...)
 	if err != nil {
 		return attest.VerifyOptions{}, err
 	}
