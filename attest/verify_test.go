@@ -223,3 +223,42 @@ func TestVerifyMirrors(t *testing.T) {
 		t.Errorf("%d checks for a mirrored node, want its own two and its copy's two", n)
 	}
 }
+
+// TestVerifyReadsStoresInOrder: a node is verified in the first of the
+// stores that holds anything for it, else in the last, and its verdict
+// names every layout that holds anything.
+func TestVerifyReadsStoresInOrder(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	c := registry.NewClient(registry.Options{})
+	tree := pushKo(t, r, c)
+	s := loadTestKey(t)
+	signed := &walk.Tree{Root: tree.Root, Nodes: tree.Nodes[:1]}
+	if _, err := Sign(ctx, signed, signOpts(c, s, LegacyStore{}, &BundleStore{})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		order []Layout
+		want  Layout
+	}{
+		{[]Layout{LayoutBundle, LayoutLegacy}, LayoutBundle},
+		{[]Layout{LayoutLegacy, LayoutBundle}, LayoutLegacy},
+	} {
+		opts := verifyOpts(c, keyPolicy(s))
+		var err error
+		if opts.Stores, err = Stores(tc.order...); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Verify(ctx, tree, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, unsigned := rep.Verdicts[0], rep.Verdicts[1]
+		if !root.Passed() || root.Checks[0].Layout != tc.want || len(root.Layouts) != 2 || root.Layouts[0] != tc.order[0] {
+			t.Errorf("%v: the root verified in %s, carrying %v (%q); want it verified in %s, carrying both", tc.order, root.Checks[0].Layout, root.Layouts, root.Reasons(), tc.want)
+		}
+		if last := tc.order[len(tc.order)-1]; unsigned.Passed() || unsigned.Checks[0].Layout != last || len(unsigned.Layouts) != 0 {
+			t.Errorf("%v: an unsigned node checked in %s, carrying %v; want it checked in the last, %s, carrying none", tc.order, unsigned.Checks[0].Layout, unsigned.Layouts, last)
+		}
+	}
+}
