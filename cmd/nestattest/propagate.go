@@ -11,8 +11,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/internal/backoff"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
+)
+
+// The waits between polls for the builder's provenance (--wait): a second,
+// doubling up to half a minute.
+const (
+	pollFirst = time.Second
+	pollMax   = 30 * time.Second
 )
 
 // propagateOptions are `nestattest propagate`'s flags: whom the source
@@ -196,24 +204,24 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 // was verified, whatever the tag names by then.
 func (o *propagateOptions) readSources(ctx context.Context, s streams, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
 	deadline := time.Now().Add(o.wait)
-	backoff := time.Second
+	poll := backoff.Backoff{First: pollFirst, Max: pollMax}
 	for {
 		root, sources, err := o.readSourcesOnce(ctx, c, ref, opts)
 		if err == nil {
 			return root, sources, nil
 		}
 		waiting := errors.Is(err, attest.ErrUnsigned) || errors.Is(err, attest.ErrUnattested)
-		if !waiting || time.Now().Add(backoff).After(deadline) {
+		wait := poll.Next()
+		if !waiting || time.Now().Add(wait).After(deadline) {
 			if waiting && o.wait > 0 {
 				err = fmt.Errorf("%w (waited %v)", err, o.wait)
 			}
 			return name.Digest{}, nil, fmt.Errorf("the root's provenance does not verify, nothing written: %w", err)
 		}
-		fmt.Fprintf(s.err, "waiting for the builder's provenance of %s: %v; again in %v\n", ref, err, backoff)
-		if err := sleepCtx(ctx, backoff); err != nil {
+		fmt.Fprintf(s.err, "waiting for the builder's provenance of %s: %v; again in %v\n", ref, err, wait)
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return name.Digest{}, nil, err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -226,15 +234,4 @@ func (o *propagateOptions) readSourcesOnce(ctx context.Context, c *registry.Clie
 	sub := attest.Subject{Repository: ref.Context(), Descriptor: v1.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Raw))}}
 	sources, err := attest.ReadSources(ctx, sub, opts, o.sourceTypes)
 	return root, sources, err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
