@@ -23,16 +23,16 @@ import (
 )
 
 // checker verifies one signature or attestation with cosign's own
-// verification, against the trust of a policy (its key or identity, its
-// trusted material, the transparency-log and timestamp rules): what Verify
+// verification, against a Trust (its key or identity, its trusted
+// material, the transparency-log and timestamp rules): what Verify
 // checks of every node, and what Sign checks to tell whether a node is
 // signed already.
 type checker struct {
 	co *cosign.CheckOpts
 }
 
-func newChecker(p Policy) (*checker, error) {
-	co, err := p.checkOpts()
+func newChecker(t Trust) (*checker, error) {
+	co, err := t.checkOpts()
 	if err != nil {
 		return nil, err
 	}

@@ -174,12 +174,12 @@ func identityOf(leaf *x509.Certificate) (Identity, error) {
 	return Identity{Subject: s.SubjectAlternativeName, Issuer: s.Issuer}, nil
 }
 
-// Policy implements Signer: signatures under a certificate for the
+// Trust implements Signer: signatures under a certificate for the
 // signer's identity and issuer, chaining to its trusted material. Whichever
 // of the run's keys made one, or an earlier run's, it is this identity's.
-func (k *KeylessSigner) Policy() Policy {
+func (k *KeylessSigner) Trust() Trust {
 	id := k.Identity()
-	return Policy{Identity: &CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
+	return Trust{Identity: &CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
 		TrustedMaterial: k.opts.TrustedMaterial, IgnoreSCT: k.opts.InsecureSkipSCT}
 }
 

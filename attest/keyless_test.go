@@ -76,7 +76,7 @@ type virtualTSA struct {
 	n     atomic.Int32
 }
 
-func (v *virtualTSA) Require(p *Policy, _ Layout) { p.UseSignedTimestamps = true }
+func (v *virtualTSA) Require(t *Trust, _ Layout) { t.UseSignedTimestamps = true }
 
 func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
 	time.Sleep(v.delay)
@@ -150,19 +150,19 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(start.Add(took + 3*time.Second))) // every certificate has expired
-	policy := Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
-		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+	trust := Trust{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
+		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true}
 	for _, layout := range []Layout{LayoutLegacy, LayoutBundle} {
-		vopts := verifyOpts(c, policy)
+		vopts := verifyOpts(c, trust, treeRequirements())
 		vopts.Layout = layout
 		vr, err := Verify(ctx, tree, vopts)
 		if err != nil || vr.Failed() != 0 {
 			t.Errorf("%s after expiry: %q, %v", layout, failures(vr), err)
 		}
 	}
-	other := policy
+	other := trust
 	other.Identity = &CertificateIdentity{Subject: "someone@example.test", Issuer: testIssuer}
-	if vr, err := Verify(ctx, tree, verifyOpts(c, other)); err != nil || vr.Failed() != len(tree.Nodes) {
+	if vr, err := Verify(ctx, tree, verifyOpts(c, other, treeRequirements())); err != nil || vr.Failed() != len(tree.Nodes) {
 		t.Errorf("another identity: %d of %d failed, %v", vr.Failed(), len(tree.Nodes), err)
 	}
 

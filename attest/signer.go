@@ -22,11 +22,11 @@ type Signer interface {
 	// Sign signs message and returns the signature with what verifies it:
 	// the public key, or the certificate chain it was signed under.
 	Sign(ctx context.Context, message []byte) ([]byte, Material, error)
-	// Policy is the trust that accepts this signer's signatures: its key,
+	// Trust is the trust that accepts this signer's signatures: its key,
 	// or its certificate identity and the authorities it chains to. Sign
 	// adds what its witnesses require and verifies what a node carries
 	// with it, as Verify does, to tell whether the node is signed already.
-	Policy() Policy
+	Trust() Trust
 	// Identity describes the signer.
 	Identity() Identity
 }
@@ -68,7 +68,7 @@ func (id Identity) String() string {
 
 // KeySigner signs with one key through sigstore's signature.SignerVerifier:
 // a cosign key, or a KMS key whose signing happens remotely. Its public key
-// is read once, so its Policy checks signatures locally, without asking
+// is read once, so its Trust checks signatures locally, without asking
 // the KMS.
 type KeySigner struct {
 	sv       signature.SignerVerifier
@@ -109,8 +109,8 @@ func (k *KeySigner) Sign(ctx context.Context, message []byte) ([]byte, Material,
 	return sig, Material{PublicKey: k.id.Key}, nil
 }
 
-// Policy implements Signer: signatures by the key.
-func (k *KeySigner) Policy() Policy { return Policy{Key: k.id.Key} }
+// Trust implements Signer: signatures by the key.
+func (k *KeySigner) Trust() Trust { return Trust{Key: k.id.Key} }
 
 // Identity implements Signer.
 func (k *KeySigner) Identity() Identity { return k.id }

@@ -34,14 +34,23 @@ type propagateOptions struct {
 	format   string
 	verbose  bool
 
-	sourceKey         string
-	sourceIdentity    attest.CertificateIdentity
-	sourceTrustedRoot string
-	sourceIgnoreTlog  bool
-	sourceIgnoreSCT   bool
-	sourceTimestamps  bool
-	sourceTypes       []string
-	wait              time.Duration
+	source      trustOptions
+	sourceTypes []string
+	wait        time.Duration
+}
+
+// sourceTrustHelp is the help of propagate's --source-* trust flags: whom
+// the builder's provenance must come from.
+var sourceTrustHelp = trustHelp{
+	key:            "the builder's public key (Tekton Chains' cosign.pub): a file or URL, env://, k8s://NAMESPACE/SECRET or a KMS key",
+	identity:       "a keyless builder's certificate identity",
+	identityRegexp: "a regular expression a keyless builder's certificate identity must match",
+	issuer:         "a keyless builder's OIDC issuer",
+	issuerRegexp:   "a regular expression a keyless builder's OIDC issuer must match",
+	trustedRoot:    "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority; default: the --tuf-mirror repository's)",
+	ignoreTlog:     "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)",
+	ignoreSCT:      "accept a keyless builder's certificate without a signed certificate timestamp",
+	signedTimes:    "require RFC 3161 timestamps on the builder's signatures",
 }
 
 func newPropagate(s streams) *cobra.Command {
@@ -83,15 +92,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", string(attest.LayoutLegacy), "storage format of what is written: legacy, bundle or both")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
-	f.StringVar(&o.sourceKey, "source-key", "", "the builder's public key (Tekton Chains' cosign.pub): a file or URL, env://, k8s://NAMESPACE/SECRET or a KMS key")
-	f.StringVar(&o.sourceIdentity.Subject, "source-certificate-identity", "", "a keyless builder's certificate identity")
-	f.StringVar(&o.sourceIdentity.SubjectRegexp, "source-certificate-identity-regexp", "", "a regular expression a keyless builder's certificate identity must match")
-	f.StringVar(&o.sourceIdentity.Issuer, "source-certificate-oidc-issuer", "", "a keyless builder's OIDC issuer")
-	f.StringVar(&o.sourceIdentity.IssuerRegexp, "source-certificate-oidc-issuer-regexp", "", "a regular expression a keyless builder's OIDC issuer must match")
-	f.StringVar(&o.sourceTrustedRoot, "source-trusted-root", "", "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority; default: the --tuf-mirror repository's)")
-	f.BoolVar(&o.sourceIgnoreTlog, "source-insecure-ignore-tlog", false, "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)")
-	f.BoolVar(&o.sourceIgnoreSCT, "source-insecure-ignore-sct", false, "accept a keyless builder's certificate without a signed certificate timestamp")
-	f.BoolVar(&o.sourceTimestamps, "source-use-signed-timestamps", false, "require RFC 3161 timestamps on the builder's signatures")
+	o.source.addFlags(cmd, "source-", sourceTrustHelp)
 	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
 		"predicate type of the builder's provenance, in order of preference (repeatable; cosign names or a URI)")
 	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for the builder to sign and attest the root, polling with backoff")
@@ -169,33 +170,16 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 
 // sourceOptions are the verify options for the builder's signatures.
 func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
-	keyless := o.sourceIdentity != (attest.CertificateIdentity{})
-	policy := attest.Policy{IgnoreTlog: o.sourceIgnoreTlog, IgnoreSCT: o.sourceIgnoreSCT, UseSignedTimestamps: o.sourceTimestamps}
-	var err error
-	switch {
-	case o.sourceKey == "" && !keyless:
-		return attest.VerifyOptions{}, usagef("say whom the provenance must come from: --source-key (Tekton Chains' cosign.pub), or --source-certificate-identity and --source-certificate-oidc-issuer")
-	case o.sourceKey != "" && keyless:
-		return attest.VerifyOptions{}, usagef("--source-key and --source-certificate-identity exclude each other")
-	case keyless:
-		id := o.sourceIdentity
-		policy.Identity = &id
-	default:
-		if policy.Key, err = attest.LoadPublicKey(ctx, o.sourceKey); err != nil {
-			return attest.VerifyOptions{}, usageError{err}
-		}
-	}
-	if keyless || !o.sourceIgnoreTlog || o.sourceTimestamps {
-		if policy.TrustedMaterial, err = trustedMaterial(s, o.sourceTrustedRoot, "--source-trusted-root", &o.signing.tuf); err != nil {
-			return attest.VerifyOptions{}, err
-		}
-	}
 	for _, t := range o.sourceTypes {
 		if _, err := attest.PredicateURI(t); err != nil {
-			return attest.VerifyOptions{}, usageError{err}
+			return attest.VerifyOptions{}, usagef("--source-type: %w", err)
 		}
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Client: c}, nil
+	trust, err := o.source.trust(ctx, s, &o.signing.tuf)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	return attest.VerifyOptions{Trust: trust, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Client: c}, nil
 }
 
 // readSources resolves ref and verifies the builder's provenance of it,
