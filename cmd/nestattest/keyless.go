@@ -204,14 +204,7 @@ func (o *signingOptions) configName() string {
 // verifies the transparency-log entries and timestamps a re-run finds:
 // --trusted-root, else the TUF repository's trusted root.
 func (o *signingOptions) trustedMaterial(s streams) (root.TrustedMaterial, error) {
-	if o.trustedRoot == "" {
-		return o.tuf.trustedRoot(s, "--trusted-root")
-	}
-	tr, err := root.NewTrustedRootFromPath(o.trustedRoot)
-	if err != nil {
-		return nil, usagef("--trusted-root %s: %v", o.trustedRoot, err)
-	}
-	return tr, nil
+	return trustedMaterial(s, o.trustedRoot, "--trusted-root", &o.tuf)
 }
 
 // keylessSigner gets the run's one certificate.
