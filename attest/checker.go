@@ -17,8 +17,8 @@ type Claim struct {
 	PredicateType string
 }
 
-// checker is the trust of a policy (its key or identity, its trusted
-// material, the transparency-log and timestamp rules) as cosign takes it:
+// checker is a Trust (its key or identity, its trusted material, the
+// transparency-log and timestamp rules) as cosign takes it:
 // what Verify checks every node against, and what Sign checks to tell
 // whether a node is signed already. Each signature or attestation is
 // verified by the store that read it, the one that knows its layout, with
@@ -27,8 +27,8 @@ type checker struct {
 	co *cosign.CheckOpts
 }
 
-func newChecker(p Policy) (*checker, error) {
-	co, err := p.checkOpts()
+func newChecker(t Trust) (*checker, error) {
+	co, err := t.checkOpts()
 	if err != nil {
 		return nil, err
 	}

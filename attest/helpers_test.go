@@ -125,7 +125,7 @@ func (s *testSigner) Sign(_ context.Context, message []byte) ([]byte, Material, 
 	return sig, Material{PublicKey: s.pub}, err
 }
 
-func (s *testSigner) Policy() Policy     { return Policy{Key: s.pub} }
+func (s *testSigner) Trust() Trust       { return Trust{Key: s.pub} }
 func (s *testSigner) Identity() Identity { return Identity{Key: s.pub, KeyRef: "test"} }
 
 // pushSame pushes a parent whose n children are one two-platform index in

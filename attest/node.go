@@ -250,14 +250,14 @@ func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, e
 	return false, nil
 }
 
-// checker verifies what a node carries in layout against the policy this
+// checker verifies what a node carries in layout against the trust this
 // run implies there: the signer's (its key, or its identity and the
 // authorities it chains to) and what each witness requires. The trusted
 // material is asked for once, when a node first carries a payload the run
 // would write: a run on an unsigned tree never needs it.
 func (r *run) checker(layout Layout) (*checker, error) {
 	return r.checkers.do(layout, func() (*checker, error) {
-		p := r.opts.Signer.Policy()
+		p := r.opts.Signer.Trust()
 		p.IgnoreTlog = true
 		for _, w := range r.opts.Witnesses {
 			w.Require(&p, layout)

@@ -48,13 +48,13 @@ func SourceAnnotation(sources []*Source) string {
 }
 
 // ReadSources verifies the root as a consumer of the builder's provenance
-// would: a signature the policy accepts, and attestations of the first of
+// would: a signature the trust accepts, and attestations of the first of
 // types (cosign names or URIs) that it carries any of, verified, whose
 // statements name the root's digest among their subjects. It returns each
-// such attestation, once per statement. The policy's Types are not used.
+// such attestation, once per statement. opts.Require.Types is not used.
 func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []string) ([]*Source, error) {
 	node := &walk.Node{Repository: root.Repository, Descriptor: root.Descriptor, Index: -1}
-	opts.Policy.Types = nil
+	opts.Require.Types = nil
 	v, err := newVerifier(&walk.Tree{Root: node, Nodes: []*walk.Node{node}}, opts)
 	if err != nil {
 		return nil, err

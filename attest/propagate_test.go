@@ -54,7 +54,7 @@ func TestPropagate(t *testing.T) {
 	builder, trusted := loadTestKey(t), loadTestKey(t)
 	attestRoot(t, c, tree, builder, tree.Root.Digest())
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	source := verifyOpts(c, Policy{Key: builder.Identity().Key, IgnoreTlog: true})
+	source := verifyOpts(c, keyTrust(builder), Requirements{})
 
 	sources, err := ReadSources(ctx, sub, source, []string{"slsaprovenance1", "slsaprovenance02"})
 	if err != nil || len(sources) != 1 || !bytes.Equal(sources[0].Predicate, []byte(builderPredicate)) {
@@ -86,9 +86,9 @@ func TestPropagate(t *testing.T) {
 			t.Errorf("%s carries no attestation with the builder's predicate unchanged", n.Digest())
 		}
 	}
-	policy := keyPolicy(trusted)
-	policy.Annotations = map[string]string{AnnotationSource: SourceAnnotation(sources)}
-	vr, err := VerifyNodes(ctx, tree, tree.Nodes[1:], verifyOpts(c, policy))
+	req := treeRequirements()
+	req.Annotations = map[string]string{AnnotationSource: SourceAnnotation(sources)}
+	vr, err := VerifyNodes(ctx, tree, tree.Nodes[1:], verifyOpts(c, keyTrust(trusted), req))
 	if err != nil || vr.Failed() != 0 {
 		t.Errorf("verify: %q, %v", failures(vr), err)
 	}
@@ -120,7 +120,7 @@ func TestReadSourcesRefuses(t *testing.T) {
 			builder := loadTestKey(t)
 			tc.setup(t, c, tree, builder)
 			_, err := ReadSources(ctx, subjectOfNode(tree.Root.Repository, tree.Root),
-				verifyOpts(c, Policy{Key: builder.Identity().Key, IgnoreTlog: true}), []string{"slsaprovenance1"})
+				verifyOpts(c, keyTrust(builder), Requirements{}), []string{"slsaprovenance1"})
 			if !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}

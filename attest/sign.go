@@ -27,7 +27,7 @@ type Options struct {
 	// Witnesses), in place of the Signer's own (a keyless signer's
 	// certificate authorities; a key has none). It is asked once, when a
 	// node first carries a payload this run would write; required with
-	// Witnesses unless the Signer's Policy holds trusted material.
+	// Witnesses unless the Signer's Trust holds trusted material.
 	TrustedMaterial func() (root.TrustedMaterial, error)
 	// Stores are the layouts written, each in full; at least one.
 	Stores []Store
@@ -68,10 +68,10 @@ type Options struct {
 type Witness interface {
 	// Witness adds the evidence to s.
 	Witness(ctx context.Context, s *Signed) error
-	// Require makes p require the evidence Witness adds, as a layout keeps
+	// Require makes t require the evidence Witness adds, as a layout keeps
 	// it: a node whose signature lacks it is not signed yet for this run.
 	// A layout that cannot keep the evidence requires nothing more.
-	Require(p *Policy, layout Layout)
+	Require(t *Trust, layout Layout)
 }
 
 // Sign signs and attests every node of the tree in its own repository, in

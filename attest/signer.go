@@ -17,11 +17,11 @@ type Signer interface {
 	// Sign signs message and returns the signature with what verifies it:
 	// the public key, or the certificate chain it was signed under.
 	Sign(ctx context.Context, message []byte) ([]byte, Material, error)
-	// Policy is the trust that accepts this signer's signatures: its key,
+	// Trust is the trust that accepts this signer's signatures: its key,
 	// or its certificate identity and the authorities it chains to. Sign
 	// adds what its witnesses require and verifies what a node carries
 	// with it, as Verify does, to tell whether the node is signed already.
-	Policy() Policy
+	Trust() Trust
 	// Identity describes the signer.
 	Identity() Identity
 }

@@ -73,7 +73,7 @@ type virtualTSA struct {
 	n     atomic.Int32
 }
 
-func (v *virtualTSA) Require(p *Policy, _ Layout) { p.UseSignedTimestamps = true }
+func (v *virtualTSA) Require(t *Trust, _ Layout) { t.UseSignedTimestamps = true }
 
 func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
 	time.Sleep(v.delay)
@@ -98,7 +98,7 @@ func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
 
 // testKeyless signs with an ephemeral key that a CA certified for
 // testIdentity, once: the keyless Signer of a run in these tests, whose
-// Policy is what identity.KeylessSigner's is.
+// Trust is what identity.KeylessSigner's is.
 type testKeyless struct {
 	key   *sign.EphemeralKeypair
 	chain []*x509.Certificate
@@ -127,8 +127,8 @@ func (k *testKeyless) Sign(ctx context.Context, message []byte) ([]byte, Materia
 	return sig, Material{Chain: k.chain}, err
 }
 
-func (k *testKeyless) Policy() Policy {
-	return Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: k.tm, IgnoreSCT: true}
+func (k *testKeyless) Trust() Trust {
+	return Trust{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: k.tm, IgnoreSCT: true}
 }
 
 func (k *testKeyless) Identity() Identity { return Identity{Subject: testIdentity, Issuer: testIssuer} }

@@ -16,8 +16,12 @@ import (
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	// Policy is what every node must carry; Key or Identity is required.
-	Policy Policy
+	// Trust is whose signatures every node must carry, with what evidence;
+	// it must pass Trust.Validate.
+	Trust Trust
+	// Require is what else every node must show; it must pass
+	// Requirements.Validate.
+	Require Requirements
 	// Stores are the layouts read, at least one. A node is verified in the
 	// first that holds anything for it, else in the last: read as cosign
 	// v3 reads, a node's bundles when it has any, else its legacy tags,
@@ -155,22 +159,28 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Client == nil {
 		return nil, errors.New("attest: Verify needs a Client")
 	}
-	c, err := newChecker(opts.Policy)
+	if err := opts.Trust.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Require.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newChecker(opts.Trust)
 	if err != nil {
 		return nil, err
 	}
-	uris := make([]string, len(opts.Policy.Types))
-	for i, t := range opts.Policy.Types {
+	uris := make([]string, len(opts.Require.Types))
+	for i, t := range opts.Require.Types {
 		if uris[i], err = PredicateURI(t); err != nil {
 			return nil, err
 		}
 	}
 	want := map[string]string{}
-	for k, v := range opts.Policy.Annotations {
+	for k, v := range opts.Require.Annotations {
 		want[k] = v
 	}
 	root := tree.Root.Digest().String()
-	if opts.Policy.RequireRoot {
+	if opts.Require.RequireRoot {
 		want[AnnotationRoot] = root
 	}
 	return &verifier{checker: c, opts: opts, uris: uris, annotations: want, root: root}, nil
@@ -213,7 +223,7 @@ func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) 
 	}
 	checks := []Check{v.signature(ctx, sub, store, entries)}
 	for i, uri := range v.uris {
-		checks = append(checks, v.attestation(ctx, sub, store, entries, v.opts.Policy.Types[i], uri))
+		checks = append(checks, v.attestation(ctx, sub, store, entries, v.opts.Require.Types[i], uri))
 	}
 	return checks, layouts
 }

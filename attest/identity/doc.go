@@ -1,7 +1,8 @@
 // Package identity holds the identities that sign a run: each is an
 // attest.Signer, which signs a payload and says who signed it (its
 // attest.Identity) and what trust accepts its signatures (its
-// attest.Policy).
+// attest.Trust). LoadPublicKey is what attest.NewTrust loads a verifying
+// key with (TrustOptions.LoadKey).
 //
 // A KeySigner signs with one key: a cosign key file, a Tekton Chains
 // signing-secrets directory, env://VAR, k8s://NAMESPACE/SECRET, or a KMS
@@ -14,6 +15,6 @@
 //
 // identity imports attest, never the reverse: attest keeps the Signer
 // interface and the types a signature carries (Material, Identity,
-// Policy), so a new kind of identity is a new Signer here and attest does
+// Trust), so a new kind of identity is a new Signer here and attest does
 // not change.
 package identity

@@ -115,14 +115,20 @@ func signOpts(t testing.TB, c *registry.Client, s attest.Signer) attest.Options 
 		Predicates: attest.Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
 }
 
+// treeRequirements are what the tests require of a signed tree: provenance,
+// every node bound to the root.
+func treeRequirements() attest.Requirements {
+	return attest.Requirements{Types: []string{"slsaprovenance1"}, RequireRoot: true}
+}
+
 // verifyOpts read the layouts given, in that order.
-func verifyOpts(t testing.TB, c *registry.Client, p attest.Policy, layouts ...attest.Layout) attest.VerifyOptions {
+func verifyOpts(t testing.TB, c *registry.Client, tr attest.Trust, r attest.Requirements, layouts ...attest.Layout) attest.VerifyOptions {
 	t.Helper()
 	stores, err := attest.Stores(layouts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return attest.VerifyOptions{Policy: p, Stores: stores, Client: c}
+	return attest.VerifyOptions{Trust: tr, Require: r, Stores: stores, Client: c}
 }
 
 // failures returns path: reasons of every failed node.
@@ -187,7 +193,7 @@ type virtualTSA struct {
 	n     atomic.Int32
 }
 
-func (v *virtualTSA) Require(p *attest.Policy, _ attest.Layout) { p.UseSignedTimestamps = true }
+func (v *virtualTSA) Require(t *attest.Trust, _ attest.Layout) { t.UseSignedTimestamps = true }
 
 func (v *virtualTSA) Witness(_ context.Context, s *attest.Signed) error {
 	time.Sleep(v.delay)

@@ -176,12 +176,12 @@ func identityOf(leaf *x509.Certificate) (attest.Identity, error) {
 	return attest.Identity{Subject: s.SubjectAlternativeName, Issuer: s.Issuer}, nil
 }
 
-// Policy implements attest.Signer: signatures under a certificate for the
+// Trust implements attest.Signer: signatures under a certificate for the
 // signer's identity and issuer, chaining to its trusted material. Whichever
 // of the run's keys made one, or an earlier run's, it is this identity's.
-func (k *KeylessSigner) Policy() attest.Policy {
+func (k *KeylessSigner) Trust() attest.Trust {
 	id := k.Identity()
-	return attest.Policy{Identity: &attest.CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
+	return attest.Trust{Identity: &attest.CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
 		TrustedMaterial: k.opts.TrustedMaterial, IgnoreSCT: k.opts.InsecureSkipSCT}
 }
 

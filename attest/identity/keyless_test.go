@@ -64,17 +64,17 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	}
 
 	time.Sleep(time.Until(start.Add(took + 3*time.Second))) // every certificate has expired
-	policy := attest.Policy{Identity: &attest.CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
-		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+	trust := attest.Trust{Identity: &attest.CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
+		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true}
 	for _, layout := range []attest.Layout{attest.LayoutLegacy, attest.LayoutBundle} {
-		vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, policy, layout))
+		vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, trust, treeRequirements(), layout))
 		if err != nil || vr.Failed() != 0 {
 			t.Errorf("%s after expiry: %q, %v", layout, failures(vr), err)
 		}
 	}
-	other := policy
+	other := trust
 	other.Identity = &attest.CertificateIdentity{Subject: "someone@example.test", Issuer: testIssuer}
-	if vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, other, attest.LayoutBundle, attest.LayoutLegacy)); err != nil || vr.Failed() != len(tree.Nodes) {
+	if vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, other, treeRequirements(), attest.LayoutBundle, attest.LayoutLegacy)); err != nil || vr.Failed() != len(tree.Nodes) {
 		t.Errorf("another identity: %d of %d failed, %v", vr.Failed(), len(tree.Nodes), err)
 	}
 

@@ -15,7 +15,7 @@ import (
 
 // KeySigner signs with one key through sigstore's signature.SignerVerifier:
 // a cosign key, or a KMS key whose signing happens remotely. Its public key
-// is read once, so its Policy checks signatures locally, without asking
+// is read once, so its Trust checks signatures locally, without asking
 // the KMS.
 type KeySigner struct {
 	sv       signature.SignerVerifier
@@ -56,8 +56,8 @@ func (k *KeySigner) Sign(ctx context.Context, message []byte) ([]byte, attest.Ma
 	return sig, attest.Material{PublicKey: k.id.Key}, nil
 }
 
-// Policy implements attest.Signer: signatures by the key.
-func (k *KeySigner) Policy() attest.Policy { return attest.Policy{Key: k.id.Key} }
+// Trust implements attest.Signer: signatures by the key.
+func (k *KeySigner) Trust() attest.Trust { return attest.Trust{Key: k.id.Key} }
 
 // Identity implements attest.Signer.
 func (k *KeySigner) Identity() attest.Identity { return k.id }
