@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,9 +14,13 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cosignstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/nestattest/nestattest/registry"
@@ -49,7 +54,6 @@ var emptyConfig = []byte("{}")
 // confirmed). A signature is an in-toto statement of PredicateCosignSign in
 // a DSSE envelope, as cosign v3 signs.
 type BundleStore struct {
-	Client *registry.Client
 	// Now stamps org.opencontainers.image.created; time.Now when nil.
 	Now func() time.Time
 
@@ -68,8 +72,8 @@ func (*BundleStore) SignaturePayload(sub Subject, annotations map[string]string)
 // List implements Store: the subject's referrers, one request; each
 // bundle's manifest and blob are read by Load. A referrer whose listing
 // names no bundle predicate type is of a kind Load tells.
-func (s *BundleStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
-	refs, err := s.Client.Referrers(ctx, sub.Repository, sub.Descriptor.Digest)
+func (s *BundleStore) List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error) {
+	refs, err := c.Referrers(ctx, sub.Repository, sub.Descriptor.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s: %w", sub.Digest(), err)
 	}
@@ -83,7 +87,7 @@ func (s *BundleStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
 		if h, err := v1.NewHash(d.Annotations[AnnotationStatement]); err == nil {
 			e.Statement = h
 		}
-		e.load = func(ctx context.Context) (*Signed, error) { return s.load(ctx, sub, d) }
+		e.load = func(ctx context.Context) (*Signed, error) { return s.load(ctx, c, sub, d) }
 		out = append(out, e)
 	}
 	return out, nil
@@ -101,9 +105,9 @@ func kindOf(predicateType string) Kind {
 var errNotBundle = errors.New("not a sigstore bundle")
 
 // load reads a referrer manifest and its bundle.
-func (s *BundleStore) load(ctx context.Context, sub Subject, d v1.Descriptor) (*Signed, error) {
+func (*BundleStore) load(ctx context.Context, c *registry.Client, sub Subject, d v1.Descriptor) (*Signed, error) {
 	where := sub.Repository.Digest(d.Digest.String())
-	m, err := s.Client.GetManifest(ctx, where, registry.MaxManifestBytes)
+	m, err := c.GetManifest(ctx, where, registry.MaxManifestBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", where, err)
 	}
@@ -118,7 +122,7 @@ func (s *BundleStore) load(ctx context.Context, sub Subject, d v1.Descriptor) (*
 		if !strings.HasPrefix(string(l.MediaType), bundleMediaTypePrefix) {
 			continue
 		}
-		raw, err := s.Client.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+		raw, err := c.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read the bundle of %s: %w", where, err)
 		}
@@ -190,9 +194,67 @@ func Bundle(s *Signed, hint string) ([]byte, error) {
 	return protojson.Marshal(b)
 }
 
+// Verify implements Store: the bundle s was read from, verified with
+// cosign's VerifyNewBundle (sigstore-go) for sub's digest, its statement
+// naming the digest (cosign's IntotoSubjectClaimVerifier). A signature's
+// statement is cosign v3's signing statement, its subject naming the
+// repository and carrying the annotations.
+func (*BundleStore) Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*Claim, error) {
+	st, err := verifyBundle(ctx, co, sub, s)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind == KindAttestation {
+		return &Claim{PredicateType: st.PredicateType}, nil
+	}
+	if st.PredicateType != PredicateCosignSign {
+		return nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
+	}
+	h := sub.Descriptor.Digest
+	for _, subj := range st.Subject {
+		if subj.Digest[h.Algorithm] == h.Hex {
+			return &Claim{Repository: subj.Name, Annotations: subj.Annotations}, nil
+		}
+	}
+	return nil, errors.New("no subject with this digest")
+}
+
+// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
+// subject's digest, checks that its statement names the digest (cosign's
+// IntotoSubjectClaimVerifier), and returns the statement.
+func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*statementInfo, error) {
+	if s.Bundle == nil {
+		return nil, errors.New("not read from a bundle")
+	}
+	var b sgbundle.Bundle
+	if err := b.UnmarshalJSON(s.Bundle); err != nil {
+		return nil, err
+	}
+	h := sub.Descriptor.Digest
+	digest, err := hex.DecodeString(h.Hex)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cosign.VerifyNewBundle(ctx, co, verify.WithArtifactDigest(h.Algorithm, digest), &b); err != nil {
+		return nil, err
+	}
+	env, err := s.Envelope()
+	if err != nil {
+		return nil, err
+	}
+	att, err := cosignstatic.NewAttestation(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := cosign.IntotoSubjectClaimVerifier(att, h, nil); err != nil {
+		return nil, err
+	}
+	return readStatement(s.Payload)
+}
+
 // Add implements Store: the bundle and cosign's empty config are uploaded,
 // then the referrer manifest, then it is listed.
-func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
+func (s *BundleStore) Add(ctx context.Context, c *registry.Client, signed *Signed) error {
 	repo := signed.Subject.Repository
 	hint := ""
 	if signed.Material.PublicKey != nil {
@@ -203,12 +265,12 @@ func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
 		return err
 	}
 	if _, known := s.configs.Load(repo.Name()); !known {
-		if _, err := s.Client.Upload(ctx, repo, emptyConfig); err != nil {
+		if _, err := c.Upload(ctx, repo, emptyConfig); err != nil {
 			return err
 		}
 		s.configs.Store(repo.Name(), true)
 	}
-	bd, err := s.Client.Upload(ctx, repo, raw)
+	bd, err := c.Upload(ctx, repo, raw)
 	if err != nil {
 		return err
 	}
@@ -240,7 +302,7 @@ func (s *BundleStore) Add(ctx context.Context, signed *Signed) error {
 		return err
 	}
 	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: digestOf(mraw), Size: int64(len(mraw)), ArtifactType: MediaTypeBundle, Annotations: ann}
-	if err := s.Client.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
+	if err := c.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
 		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
 	}
 	return nil

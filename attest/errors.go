@@ -11,6 +11,9 @@ var (
 	// ErrKeyPassword: the password does not decrypt the key (or the key is
 	// corrupt). It comes wrapped with ErrKey.
 	ErrKeyPassword = errors.New("wrong password, or the key is corrupt (decryption failed)")
+	// ErrOptions: a Trust or Requirements has options that exclude each
+	// other, or lacks one; see OptionError.
+	ErrOptions = errors.New("conflicting or missing options")
 	// ErrPredicate: the predicate or its type is not usable.
 	ErrPredicate = errors.New("invalid predicate")
 	// ErrUnsigned: a node has no signature that the policy accepts.

@@ -27,40 +27,32 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	keyless := func(t *testing.T) (Signer, Policy) {
-		s, err := NewKeylessSigner(ctx, KeylessOptions{CA: authority, TrustedMaterial: tr, InsecureSkipSCT: true,
-			Token: func(context.Context) (string, error) { return testIdentity, nil }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s, Policy{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, IgnoreSCT: true}
+	keyless := func(t *testing.T) (Signer, Trust) {
+		return newTestKeyless(t, authority, tr), Trust{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, IgnoreSCT: true}
 	}
-	key := func(t *testing.T) (Signer, Policy) {
+	key := func(t *testing.T) (Signer, Trust) {
 		s := loadTestKey(t)
-		return s, Policy{Key: s.Identity().Key}
+		return s, Trust{Key: s.Identity().Key}
 	}
 	for _, tc := range []struct {
 		name   string
-		signer func(t *testing.T) (Signer, Policy)
+		signer func(t *testing.T) (Signer, Trust)
 	}{{"key", key}, {"keyless", keyless}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRegistryReferrers(t, true)
 			c := registry.NewClient(registry.Options{})
 			tree := pushKo(t, r, c)
-			signer, policy := tc.signer(t)
-			policy.TrustedMaterial, policy.IgnoreTlog, policy.UseSignedTimestamps = tr, true, true
-			policy.Types, policy.RequireRoot = []string{"slsaprovenance1"}, true
+			signer, trust := tc.signer(t)
+			trust.TrustedMaterial, trust.IgnoreTlog, trust.UseSignedTimestamps = tr, true, true
 			verified := func(layout Layout) int {
-				vopts := verifyOpts(c, policy)
-				vopts.Layout = layout
-				vr, err := Verify(ctx, tree, vopts)
+				vr, err := Verify(ctx, tree, verifyOptsIn(t, c, trust, treeRequirements(), layout))
 				if err != nil {
 					t.Fatal(err)
 				}
 				return len(tree.Nodes) - vr.Failed()
 			}
 			sign := func(tsa bool) *Report {
-				opts := signOpts(c, signer, LegacyStore{Client: c}, &BundleStore{Client: c})
+				opts := signOpts(c, signer, LegacyStore{}, &BundleStore{})
 				if tsa {
 					opts.Witnesses = []Witness{&virtualTSA{vs: vs}}
 					opts.TrustedMaterial = func() (root.TrustedMaterial, error) { return tr, nil }

@@ -1,20 +1,24 @@
 package attest
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/registry"
@@ -95,36 +99,34 @@ func pushKo(t testing.TB, r *testRegistry, c *registry.Client) *walk.Tree {
 	return tree
 }
 
-// testKey writes a cosign key pair into a temporary directory and returns
-// the prefix and password.
-func testKey(t testing.TB) (dir string, password []byte) {
-	t.Helper()
-	dir = t.TempDir()
-	password = []byte("correct horse")
-	if _, _, err := GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return password, nil }); err != nil {
-		t.Fatal(err)
-	}
-	return dir, password
+// testSigner signs with a fresh ECDSA P-256 key, as a cosign key signs:
+// the Signer of a run in these tests (package identity, which holds the
+// real ones, imports attest).
+type testSigner struct {
+	sv  signature.SignerVerifier
+	pub crypto.PublicKey
 }
 
-func loadTestKey(t testing.TB) *KeySigner {
+func loadTestKey(t testing.TB) *testSigner {
 	t.Helper()
-	dir, pass := testKey(t)
-	s, err := LoadKey(context.Background(), filepath.Join(dir, "cosign.key"), func() ([]byte, error) { return pass, nil })
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
-}
-
-func readFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return &testSigner{sv: sv, pub: priv.Public()}
 }
+
+func (s *testSigner) Sign(_ context.Context, message []byte) ([]byte, Material, error) {
+	sig, err := s.sv.SignMessage(bytes.NewReader(message))
+	return sig, Material{PublicKey: s.pub}, err
+}
+
+func (s *testSigner) Trust() Trust       { return Trust{Key: s.pub} }
+func (s *testSigner) Identity() Identity { return Identity{Key: s.pub, KeyRef: "test"} }
 
 // pushSame pushes a parent whose n children are one two-platform index in
 // n repositories, and returns its tree.

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,8 +15,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci"
+	"github.com/sigstore/cosign/v2/pkg/oci/signature"
 	cosignstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/nestattest/nestattest/registry"
 )
@@ -36,9 +45,7 @@ const maxPayloadBytes = 16 << 20
 // a layer and writes it back, serialised per tag and confirmed
 // (registry.Client.UpdateTag): the cost does not grow with the layers the
 // tag holds.
-type LegacyStore struct {
-	Client *registry.Client
-}
+type LegacyStore struct{}
 
 // Layout implements Store.
 func (LegacyStore) Layout() Layout { return LayoutLegacy }
@@ -61,18 +68,18 @@ func (LegacyStore) SignaturePayload(sub Subject, annotations map[string]string) 
 
 // List implements Store: two requests, the manifests of the .sig and .att
 // tags; layers are read by Load.
-func (s LegacyStore) List(ctx context.Context, sub Subject) ([]*Entry, error) {
-	sigs, err := s.list(ctx, sub, KindSignature)
+func (s LegacyStore) List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error) {
+	sigs, err := s.list(ctx, c, sub, KindSignature)
 	if err != nil {
 		return nil, err
 	}
-	atts, err := s.list(ctx, sub, KindAttestation)
+	atts, err := s.list(ctx, c, sub, KindAttestation)
 	return append(sigs, atts...), err
 }
 
-func (s LegacyStore) list(ctx context.Context, sub Subject, kind Kind) ([]*Entry, error) {
+func (s LegacyStore) list(ctx context.Context, c *registry.Client, sub Subject, kind Kind) ([]*Entry, error) {
 	tag := Tag(sub.Repository, sub.Descriptor.Digest, kind)
-	m, err := s.Client.GetManifest(ctx, tag, registry.MaxManifestBytes)
+	m, err := c.GetManifest(ctx, tag, registry.MaxManifestBytes)
 	if errors.Is(err, registry.ErrNotFound) {
 		return nil, nil
 	}
@@ -85,18 +92,20 @@ func (s LegacyStore) list(ctx context.Context, sub Subject, kind Kind) ([]*Entry
 	}
 	out := make([]*Entry, 0, len(man.Layers))
 	for i, l := range man.Layers {
-		out = append(out, s.entry(sub, kind, tag, i, l))
+		out = append(out, s.entry(c, sub, kind, tag, i, l))
 	}
 	return out, nil
 }
 
-func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
+func (LegacyStore) entry(c *registry.Client, sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
 	e := &Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
 	if kind == KindSignature {
 		e.PayloadDigest = l.Digest
 		if sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosignstatic.SignatureAnnotationKey]); err == nil {
-			if m, err := legacyMaterial(l.Annotations, false); err == nil {
-				e.Signature, e.Material = sig, &m
+			if m, err := legacyMaterial(l.Annotations, kind); err == nil {
+				e.listed = func(p []byte) *Signed {
+					return &Signed{Subject: sub, Kind: kind, PayloadType: PayloadSimpleSigning, Payload: p, Signature: sig, Material: m}
+				}
 			}
 		}
 	}
@@ -104,7 +113,7 @@ func (s LegacyStore) entry(sub Subject, kind Kind, tag name.Tag, i int, l v1.Des
 		e.Statement = h
 	}
 	e.load = func(ctx context.Context) (*Signed, error) {
-		blob, err := s.Client.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+		blob, err := c.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", e.Where, err)
 		}
@@ -133,14 +142,15 @@ func legacySigned(sub Subject, kind Kind, blob []byte, ann map[string]string) (*
 		}
 	}
 	var err error
-	s.Material, err = legacyMaterial(ann, kind == KindAttestation)
+	s.Material, err = legacyMaterial(ann, kind)
 	return s, err
 }
 
 // legacyMaterial reads the certificate chain, the Rekor v1 bundle and the
 // RFC 3161 timestamp cosign keeps in a layer's annotations; an
-// attestation's timestamp is over its envelope.
-func legacyMaterial(ann map[string]string, envelope bool) (Material, error) {
+// attestation's timestamp is over its envelope. addLegacyMaterial writes
+// them.
+func legacyMaterial(ann map[string]string, kind Kind) (Material, error) {
 	var m Material
 	if c := ann[cosignstatic.CertificateAnnotationKey]; c != "" {
 		certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(c + "\n" + ann[cosignstatic.ChainAnnotationKey]))
@@ -161,7 +171,7 @@ func legacyMaterial(ann map[string]string, envelope bool) (Material, error) {
 		if err := json.Unmarshal([]byte(t), &ts); err != nil {
 			return m, fmt.Errorf("timestamp annotation: %w", err)
 		}
-		if envelope {
+		if kind == KindAttestation {
 			m.EnvelopeTimestamps = append(m.EnvelopeTimestamps, ts.SignedRFC3161Timestamp)
 		} else {
 			m.Timestamps = append(m.Timestamps, ts.SignedRFC3161Timestamp)
@@ -171,25 +181,144 @@ func legacyMaterial(ann map[string]string, envelope bool) (Material, error) {
 }
 
 // Add implements Store: the layer is appended to the subject's tag.
-func (s LegacyStore) Add(ctx context.Context, signed *Signed) error {
+func (LegacyStore) Add(ctx context.Context, c *registry.Client, signed *Signed) error {
 	layer, ann, err := legacyLayer(signed)
 	if err != nil {
 		return err
 	}
 	tag := Tag(signed.Subject.Repository, signed.Subject.Descriptor.Digest, signed.Kind)
-	if _, err := s.Client.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
+	if _, err := c.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
 		return fmt.Errorf("write %s: %w", tag, err)
 	}
 	return nil
 }
 
+// Verify implements Store: the layer Add writes for s, read back as cosign
+// reads a legacy layer (oci/signature: the material is in its
+// annotations), verified with cosign's VerifyImageSignature or
+// VerifyImageAttestation.
+func (LegacyStore) Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*Claim, error) {
+	layer, ann, err := legacyLayer(s)
+	if err != nil {
+		return nil, err
+	}
+	d, err := layer.Digest()
+	if err != nil {
+		return nil, err
+	}
+	size, err := layer.Size()
+	if err != nil {
+		return nil, err
+	}
+	mt, err := layer.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	sig := signature.New(layer, v1.Descriptor{MediaType: mt, Size: size, Digest: d, Annotations: ann})
+	if s.Kind == KindAttestation {
+		return verifyLegacyAttestation(ctx, co, sub, s, sig)
+	}
+	if err := checkTimestamps(co, s.Signature, s.Material.Timestamps); err != nil {
+		return nil, err
+	}
+	opts := *co
+	opts.ClaimVerifier = cosign.SimpleClaimVerifier
+	if _, err := cosign.VerifyImageSignature(ctx, sig, sub.Descriptor.Digest, &opts); err != nil {
+		return nil, err
+	}
+	var p payload.SimpleContainerImage
+	if err := json.Unmarshal(s.Payload, &p); err != nil {
+		return nil, err
+	}
+	return &Claim{Repository: p.Critical.Identity.DockerReference, Annotations: stringMap(p.Optional)}, nil
+}
+
+// verifyLegacyAttestation verifies an attestation's layer, sig, with
+// cosign's VerifyImageAttestation and its subject check.
+func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed, sig oci.Signature) (*Claim, error) {
+	env, err := s.Envelope()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTimestamps(co, env, s.Material.EnvelopeTimestamps); err != nil {
+		return nil, err
+	}
+	opts := *co
+	opts.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
+	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{sig}}, sub.Descriptor.Digest, &opts); err != nil {
+		return nil, err
+	}
+	st, err := readStatement(s.Payload)
+	if err != nil {
+		return nil, err
+	}
+	return &Claim{PredicateType: st.PredicateType}, nil
+}
+
+// checkTimestamps refuses a legacy layer whose RFC 3161 timestamp does not
+// verify over what it must cover, before cosign reads it: cosign v2.6.5
+// panics on such a timestamp (verify.go, VerifyRFC3161Timestamp, with no
+// timestamp verified and no error), in a goroutine no caller can recover.
+// With UseSignedTimestamps it refuses a layer without one: cosign v2.6.5
+// reads a legacy layer without a timestamp as one with nothing to check,
+// where sigstore-go requires one in a bundle.
+func checkTimestamps(co *cosign.CheckOpts, covered []byte, timestamps [][]byte) error {
+	if len(timestamps) == 0 && co.UseSignedTimestamps {
+		return errors.New("no RFC 3161 timestamp, and a signed timestamp is required (--use-signed-timestamps)")
+	}
+	if len(timestamps) == 0 {
+		return nil
+	}
+	if co.TrustedMaterial == nil {
+		return errors.New("an RFC 3161 timestamp, and no trusted root to verify it")
+	}
+	entity, err := timestampEntity(covered, timestamps[0])
+	if err != nil {
+		return err
+	}
+	if _, err := verify.VerifySignedTimestampWithThreshold(entity, co.TrustedMaterial, 1); err != nil {
+		return fmt.Errorf("the RFC 3161 timestamp does not verify: %w", err)
+	}
+	return nil
+}
+
+// timestampEntity is what sigstore-go verifies an RFC 3161 timestamp of: a
+// bundle whose signature is covered, the bytes the timestamp is over, and
+// whose one timestamp is ts. Nothing else of it is read.
+func timestampEntity(covered, ts []byte) (*sgbundle.Bundle, error) {
+	sum := sha256.Sum256(covered)
+	return sgbundle.NewBundle(&protobundle.Bundle{
+		MediaType: MediaTypeBundle,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{}},
+			TimestampVerificationData: &protobundle.TimestampVerificationData{
+				Rfc3161Timestamps: []*protocommon.RFC3161SignedTimestamp{{SignedTimestamp: ts}},
+			},
+		},
+		Content: &protobundle.Bundle_MessageSignature{MessageSignature: &protocommon.MessageSignature{
+			MessageDigest: &protocommon.HashOutput{Algorithm: protocommon.HashAlgorithm_SHA2_256, Digest: sum[:]},
+			Signature:     covered,
+		}},
+	})
+}
+
+// sigList is a list of signatures as cosign's verification functions take
+// them; they read it with Get alone, never as an image.
+type sigList struct {
+	v1.Image
+	sigs []oci.Signature
+}
+
+func (s sigList) Get() ([]oci.Signature, error) { return s.sigs, nil }
+
 // legacyLayer is the layer cosign stores for a signed payload, and its
-// annotations.
+// annotations: what Add writes, and what Verify has cosign read. A
+// signature's layer is its payload, an attestation's its DSSE envelope.
 func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
 	ann := map[string]string{cosignstatic.SignatureAnnotationKey: ""}
 	var content []byte
 	mt := types.MediaType(PayloadSimpleSigning)
-	if s.DSSE() {
+	if s.Kind == KindAttestation {
 		env, err := s.Envelope()
 		if err != nil {
 			return nil, nil, err
@@ -207,15 +336,16 @@ func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
 		content = s.Payload
 		ann[cosignstatic.SignatureAnnotationKey] = base64.StdEncoding.EncodeToString(s.Signature)
 	}
-	if err := addLegacyMaterial(ann, s.Material, s.DSSE()); err != nil {
+	if err := addLegacyMaterial(ann, s.Material, s.Kind); err != nil {
 		return nil, nil, err
 	}
 	return static.NewLayer(content, mt), ann, nil
 }
 
 // addLegacyMaterial writes the certificate chain, Rekor v1 bundle and RFC
-// 3161 timestamp as cosign annotates them: for an envelope, its timestamp.
-func addLegacyMaterial(ann map[string]string, m Material, envelope bool) error {
+// 3161 timestamp as cosign annotates them: for an attestation, its
+// envelope's timestamp. legacyMaterial reads them.
+func addLegacyMaterial(ann map[string]string, m Material, kind Kind) error {
 	if len(m.Chain) > 0 {
 		leaf, err := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
 		if err != nil {
@@ -235,7 +365,7 @@ func addLegacyMaterial(ann map[string]string, m Material, envelope bool) error {
 		}
 	}
 	ts := m.Timestamps
-	if envelope {
+	if kind == KindAttestation {
 		ts = m.EnvelopeTimestamps
 	}
 	if len(ts) > 0 {
@@ -316,4 +446,12 @@ func sameAnnotations(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+func stringMap(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
 }

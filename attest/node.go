@@ -51,7 +51,7 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			var entries []*Entry
-			if entries, err = store.List(ctx, sub); err == nil {
+			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
 			for i, att := range atts {
@@ -138,24 +138,21 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 	if err != nil {
 		return Failed, err
 	}
-	key := sentKey{store.Layout(), sub.Repository.Name(), KindSignature, ""}
+	w := wanted{
+		Signed: Signed{Subject: sub, Kind: KindSignature, PayloadType: ptype, Payload: payload},
+		store:  store,
+		key:    sentKey{store.Layout(), sub.Repository.Name(), KindSignature, ""},
+	}
+	w.sign = func() (*Signed, error) { return r.signPayload(ctx, w.Signed) }
 	out, first, err := r.signed.do(fmt.Sprintf("%s %s %s", store.Layout(), sub.Repository.Name(), digestOf(payload)), func() (Outcome, error) {
-		return r.addSignature(ctx, store, sub, entries, ptype, payload, key, sent)
+		return r.add(ctx, w, ofKind(entries, KindSignature), sent)
 	})
 	if first {
 		return out, err
 	}
 	// Done already: by another node sharing the payload (present for this
 	// one), or by an earlier attempt at this node (written by this run).
-	return sent.present(key), nil
-}
-
-// addSignature writes a signature unless one is there that passes this
-// run's policy.
-func (r *run) addSignature(ctx context.Context, store Store, sub Subject, entries []*Entry, ptype string, payload []byte, key sentKey, sent *sentSet) (Outcome, error) {
-	return r.add(ctx, wanted{store: store, sub: sub, kind: KindSignature, ptype: ptype, payload: payload, key: key, sign: func() (*Signed, error) {
-		return r.signPayload(ctx, sub, KindSignature, ptype, payload)
-	}}, ofKind(entries, KindSignature), sent)
+	return sent.present(w.key), nil
 }
 
 // attestation adds the node's attestation in store unless an attestation
@@ -165,22 +162,22 @@ func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation
 	if err != nil {
 		return Failed, err
 	}
-	key := sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()}
-	return r.add(ctx, wanted{store: store, sub: att.sub, kind: KindAttestation, ptype: PayloadInToto, payload: stmt, key: key, sign: func() (*Signed, error) {
-		return att.signed(ctx)
-	}}, ofKind(entries, KindAttestation), sent)
+	return r.add(ctx, wanted{
+		Signed: Signed{Subject: att.sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt},
+		store:  store,
+		key:    sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()},
+		sign:   func() (*Signed, error) { return att.signed(ctx) },
+	}, ofKind(entries, KindAttestation), sent)
 }
 
 // wanted is one payload a node must carry in a store, a signature or an
-// attestation, and how to sign it when it is missing.
+// attestation: a Signed not signed yet (its subject, kind, payload type
+// and payload), and how to sign it when it is missing.
 type wanted struct {
-	store   Store
-	sub     Subject
-	kind    Kind
-	ptype   string
-	payload []byte
-	key     sentKey // what the sentSet knows it by
-	sign    func() (*Signed, error)
+	Signed
+	store Store
+	key   sentKey // what the sentSet knows it by
+	sign  func() (*Signed, error)
 }
 
 // add stores what w.sign makes of the payload unless entries hold it,
@@ -196,19 +193,21 @@ func (r *run) add(ctx context.Context, w wanted, entries []*Entry, sent *sentSet
 		return Failed, err
 	}
 	sent.add(w.key)
-	if err := w.store.Add(ctx, signed); err != nil {
+	if err := w.store.Add(ctx, r.opts.Client, signed); err != nil {
 		return Failed, err
 	}
 	return Written, nil
 }
 
-// signPayload signs a payload and has the witnesses add their evidence.
-func (r *run) signPayload(ctx context.Context, sub Subject, kind Kind, ptype string, payload []byte) (*Signed, error) {
-	sig, m, err := r.opts.Signer.Sign(ctx, Message(ptype, payload))
+// signPayload signs u, a payload not signed yet (its subject, kind,
+// payload type and payload), and has the witnesses add their evidence.
+func (r *run) signPayload(ctx context.Context, u Signed) (*Signed, error) {
+	sig, m, err := r.opts.Signer.Sign(ctx, u.Message())
 	if err != nil {
 		return nil, err
 	}
-	s := &Signed{Subject: sub, Kind: kind, PayloadType: ptype, Payload: payload, Signature: sig, Material: m}
+	s := &u
+	s.Signature, s.Material = sig, m
 	for _, w := range r.opts.Witnesses {
 		if err := w.Witness(ctx, s); err != nil {
 			return nil, err
@@ -224,50 +223,41 @@ func (r *run) signPayload(ctx context.Context, sub Subject, kind Kind, ptype str
 // the layout keeps it. Entries whose listing shows another payload are
 // not read.
 func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, error) {
-	digest := digestOf(w.payload)
-	stmt, _ := StatementDigest(w.payload)
+	digest := digestOf(w.Payload)
+	stmt, _ := StatementDigest(w.Payload)
 	for _, e := range entries {
 		if e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest || e.Statement != (v1.Hash{}) && e.Statement != stmt {
 			continue
 		}
-		s, err := read(ctx, w, e, digest)
+		s, err := e.Load(ctx, w.Payload)
 		if errors.Is(err, errNotBundle) {
 			continue
 		}
 		if err != nil {
 			return false, err
 		}
-		if s.Kind != w.kind || s.PayloadType != w.ptype || !samePayload(s.Payload, w.payload, digest, stmt) {
+		if s.Kind != w.Kind || s.PayloadType != w.PayloadType || !samePayload(s.Payload, w.Payload, digest, stmt) {
 			continue
 		}
 		c, err := r.checker(w.store.Layout())
 		if err != nil {
 			return false, err
 		}
-		if c.verify(ctx, w.sub, s) == nil {
+		if _, err := c.verify(ctx, w.store, w.Subject, s); err == nil {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// read reads an entry; a legacy signature whose listing shows w's payload
-// (the layer's digest is the payload's) is not fetched.
-func read(ctx context.Context, w wanted, e *Entry, digest v1.Hash) (*Signed, error) {
-	if e.Signature != nil && e.Material != nil && e.PayloadDigest == digest {
-		return &Signed{Subject: w.sub, Kind: w.kind, PayloadType: w.ptype, Payload: w.payload, Signature: e.Signature, Material: *e.Material}, nil
-	}
-	return e.Load(ctx)
-}
-
-// checker verifies what a node carries in layout against the policy this
+// checker verifies what a node carries in layout against the trust this
 // run implies there: the signer's (its key, or its identity and the
 // authorities it chains to) and what each witness requires. The trusted
 // material is asked for once, when a node first carries a payload the run
 // would write: a run on an unsigned tree never needs it.
 func (r *run) checker(layout Layout) (*checker, error) {
 	return r.checkers.do(layout, func() (*checker, error) {
-		p := r.opts.Signer.Policy()
+		p := r.opts.Signer.Trust()
 		p.IgnoreTlog = true
 		for _, w := range r.opts.Witnesses {
 			w.Require(&p, layout)
@@ -359,7 +349,7 @@ func (a *lazyAttestation) signed(ctx context.Context) (*Signed, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.run.signPayload(ctx, a.sub, KindAttestation, PayloadInToto, stmt)
+	s, err := a.run.signPayload(ctx, Signed{Subject: a.sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
 	if err == nil {
 		a.sig = s
 	}

@@ -48,22 +48,22 @@ func SourceAnnotation(sources []*Source) string {
 }
 
 // ReadSources verifies the root as a consumer of the builder's provenance
-// would: a signature the policy accepts, and attestations of the first of
+// would: a signature the trust accepts, and attestations of the first of
 // types (cosign names or URIs) that it carries any of, verified, whose
 // statements name the root's digest among their subjects. It returns each
-// such attestation, once per statement. The policy's Types are not used.
+// such attestation, once per statement. opts.Require.Types is not used.
 func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []string) ([]*Source, error) {
 	node := &walk.Node{Repository: root.Repository, Descriptor: root.Descriptor, Index: -1}
-	opts.Policy.Types = nil
+	opts.Require.Types = nil
 	v, err := newVerifier(&walk.Tree{Root: node, Nodes: []*walk.Node{node}}, opts)
 	if err != nil {
 		return nil, err
 	}
-	layout, entries, _, err := v.read(ctx, root)
+	store, entries, _, err := v.read(ctx, root)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreadable, root.Digest(), err)
 	}
-	if c := v.signature(ctx, root, layout, entries); !c.OK {
+	if c := v.signature(ctx, root, store, entries); !c.OK {
 		return nil, fmt.Errorf("%w: %s: %s %s", c.Err, root.Digest(), c.Reason, c.Detail)
 	}
 	var foreign []string
@@ -72,7 +72,7 @@ func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []
 		if err != nil {
 			return nil, err
 		}
-		sources, others, err := v.sources(ctx, root, entries, uri)
+		sources, others, err := v.sources(ctx, root, store, entries, uri)
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +89,7 @@ func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []
 
 // sources are the verified attestations of type uri naming root; others
 // are the subjects of those naming anything else.
-func (v *verifier) sources(ctx context.Context, root Subject, entries []*Entry, uri string) (sources []*Source, others []string, err error) {
+func (v *verifier) sources(ctx context.Context, root Subject, store Store, entries []*Entry, uri string) (sources []*Source, others []string, err error) {
 	seen := map[v1.Hash]bool{}
 	for _, e := range ofKind(entries, KindAttestation) {
 		if e.PredicateType != "" && e.PredicateType != uri {
@@ -111,7 +111,7 @@ func (v *verifier) sources(ctx context.Context, root Subject, entries []*Entry, 
 			}
 			continue
 		}
-		if _, err := v.verifyAttestation(ctx, root, s); err != nil {
+		if _, err := v.verify(ctx, store, root, s); err != nil {
 			continue
 		}
 		d := digestOf(s.Payload)

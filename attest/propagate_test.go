@@ -34,14 +34,14 @@ func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder Signe
 		t.Fatal(err)
 	}
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	if _, err := r.signature(context.Background(), LegacyStore{Client: c}, sub, nil, &sentSet{}); err != nil {
+	if _, err := r.signature(context.Background(), LegacyStore{}, sub, nil, &sentSet{}); err != nil {
 		t.Fatal(err)
 	}
-	signed, err := r.signPayload(context.Background(), sub, KindAttestation, PayloadInToto, stmt)
+	signed, err := r.signPayload(context.Background(), Signed{Subject: sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (LegacyStore{Client: c}).Add(context.Background(), signed); err != nil {
+	if err := (LegacyStore{}).Add(context.Background(), c, signed); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -54,7 +54,7 @@ func TestPropagate(t *testing.T) {
 	builder, trusted := loadTestKey(t), loadTestKey(t)
 	attestRoot(t, c, tree, builder, tree.Root.Digest())
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	source := verifyOpts(c, Policy{Key: builder.Identity().Key, IgnoreTlog: true})
+	source := verifyOpts(c, keyTrust(builder), Requirements{})
 
 	sources, err := ReadSources(ctx, sub, source, []string{"slsaprovenance1", "slsaprovenance02"})
 	if err != nil || len(sources) != 1 || !bytes.Equal(sources[0].Predicate, []byte(builderPredicate)) {
@@ -69,7 +69,7 @@ func TestPropagate(t *testing.T) {
 	// Every node below the root carries the builder's predicate, byte for
 	// byte, with itself as subject; verify accepts it by type and root.
 	for _, n := range tree.Nodes[1:] {
-		entries, err := LegacyStore{Client: c}.List(ctx, subjectOfNode(n.Repository, n))
+		entries, err := LegacyStore{}.List(ctx, c, subjectOfNode(n.Repository, n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,9 +86,9 @@ func TestPropagate(t *testing.T) {
 			t.Errorf("%s carries no attestation with the builder's predicate unchanged", n.Digest())
 		}
 	}
-	policy := keyPolicy(trusted)
-	policy.Annotations = map[string]string{AnnotationSource: SourceAnnotation(sources)}
-	vr, err := VerifyNodes(ctx, tree, tree.Nodes[1:], verifyOpts(c, policy))
+	req := treeRequirements()
+	req.Annotations = map[string]string{AnnotationSource: SourceAnnotation(sources)}
+	vr, err := VerifyNodes(ctx, tree, tree.Nodes[1:], verifyOpts(c, keyTrust(trusted), req))
 	if err != nil || vr.Failed() != 0 {
 		t.Errorf("verify: %q, %v", failures(vr), err)
 	}
@@ -102,14 +102,14 @@ func TestReadSourcesRefuses(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name  string
-		setup func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *KeySigner)
+		setup func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner)
 		want  error
 	}{
-		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *KeySigner) {}, ErrUnsigned},
-		{"attested by another key", func(t *testing.T, c *registry.Client, tree *walk.Tree, _ *KeySigner) {
+		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *testSigner) {}, ErrUnsigned},
+		{"attested by another key", func(t *testing.T, c *registry.Client, tree *walk.Tree, _ *testSigner) {
 			attestRoot(t, c, tree, loadTestKey(t), tree.Root.Digest())
 		}, ErrUnsigned},
-		{"provenance of another digest", func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *KeySigner) {
+		{"provenance of another digest", func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner) {
 			attestRoot(t, c, tree, builder, tree.Nodes[1].Digest())
 		}, ErrForeignSubject},
 	} {
@@ -120,7 +120,7 @@ func TestReadSourcesRefuses(t *testing.T) {
 			builder := loadTestKey(t)
 			tc.setup(t, c, tree, builder)
 			_, err := ReadSources(ctx, subjectOfNode(tree.Root.Repository, tree.Root),
-				verifyOpts(c, Policy{Key: builder.Identity().Key, IgnoreTlog: true}), []string{"slsaprovenance1"})
+				verifyOpts(c, keyTrust(builder), Requirements{}), []string{"slsaprovenance1"})
 			if !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}

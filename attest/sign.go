@@ -27,12 +27,15 @@ type Options struct {
 	// Witnesses), in place of the Signer's own (a keyless signer's
 	// certificate authorities; a key has none). It is asked once, when a
 	// node first carries a payload this run would write; required with
-	// Witnesses unless the Signer's Policy holds trusted material.
+	// Witnesses unless the Signer's Trust holds trusted material.
 	TrustedMaterial func() (root.TrustedMaterial, error)
 	// Stores are the layouts written, each in full; at least one.
 	Stores []Store
-	// Client reaches the registries, for the mirror check and the final
-	// confirmation; required.
+	// Client is the one registry client of the run, required, handed to
+	// it once, as go-containerregistry's remote.Reuse hands a Pusher:
+	// every store reads and writes through it, so its journal holds every
+	// tag the run updated and its Settle, the final confirmation, covers
+	// them all. It looks for mirrored copies too.
 	Client *registry.Client
 	// Predicates give each node's attestation; nil means Provenance{}.
 	Predicates Predicates
@@ -65,10 +68,10 @@ type Options struct {
 type Witness interface {
 	// Witness adds the evidence to s.
 	Witness(ctx context.Context, s *Signed) error
-	// Require makes p require the evidence Witness adds, as a layout keeps
+	// Require makes t require the evidence Witness adds, as a layout keeps
 	// it: a node whose signature lacks it is not signed yet for this run.
 	// A layout that cannot keep the evidence requires nothing more.
-	Require(p *Policy, layout Layout)
+	Require(t *Trust, layout Layout)
 }
 
 // Sign signs and attests every node of the tree in its own repository, in

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +18,7 @@ import (
 
 func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
 	if len(stores) == 0 {
-		stores = []Store{LegacyStore{Client: c}}
+		stores = []Store{LegacyStore{}}
 	}
 	return Options{Signer: s, Stores: stores, BindRoot: true, Mirrors: true, Client: c, Jobs: 4, Settle: -1,
 		Predicates: Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
@@ -31,12 +29,12 @@ func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
 var layouts = []struct {
 	name      string
 	referrers bool
-	stores    func(c *registry.Client) []Store
+	stores    func() []Store
 }{
-	{"legacy", false, func(c *registry.Client) []Store { return []Store{LegacyStore{Client: c}} }},
-	{"bundle with referrers API", true, func(c *registry.Client) []Store { return []Store{&BundleStore{Client: c}} }},
-	{"bundle with fallback tag", false, func(c *registry.Client) []Store { return []Store{&BundleStore{Client: c}} }},
-	{"both", false, func(c *registry.Client) []Store { return []Store{LegacyStore{Client: c}, &BundleStore{Client: c}} }},
+	{"legacy", false, func() []Store { return []Store{LegacyStore{}} }},
+	{"bundle with referrers API", true, func() []Store { return []Store{&BundleStore{}} }},
+	{"bundle with fallback tag", false, func() []Store { return []Store{&BundleStore{}} }},
+	{"both", false, func() []Store { return []Store{LegacyStore{}, &BundleStore{}} }},
 }
 
 func subjectOfNode(repo name.Repository, n *walk.Node) Subject {
@@ -50,7 +48,7 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 			c := registry.NewClient(registry.Options{})
 			tree := pushKo(t, r, c)
 			signer := loadTestKey(t)
-			stores := l.stores(c)
+			stores := l.stores()
 			rep, err := Sign(context.Background(), tree, signOpts(c, signer, stores...))
 			if err != nil {
 				t.Fatal(err)
@@ -69,7 +67,7 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 					}
 					for _, s := range stores {
 						if s.Layout() == p.Layout {
-							checkStored(t, s, subjectOfNode(repo, n), n, tree)
+							checkStored(t, c, s, subjectOfNode(repo, n), n, tree)
 						}
 					}
 				}
@@ -85,9 +83,9 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 
 // checkStored checks that sub carries exactly one signature and one
 // attestation in the store, for its own repository, bound to the root.
-func checkStored(t *testing.T, s Store, sub Subject, n *walk.Node, tree *walk.Tree) {
+func checkStored(t *testing.T, c *registry.Client, s Store, sub Subject, n *walk.Node, tree *walk.Tree) {
 	t.Helper()
-	entries, err := s.List(context.Background(), sub)
+	entries, err := s.List(context.Background(), c, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +163,11 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 			c := registry.NewClient(registry.Options{})
 			tree := pushKo(t, r, c)
 			signer := loadTestKey(t)
-			if _, err := Sign(context.Background(), tree, signOpts(c, signer, l.stores(c)...)); err != nil {
+			if _, err := Sign(context.Background(), tree, signOpts(c, signer, l.stores()...)); err != nil {
 				t.Fatal(err)
 			}
 			before := r.writeCount()
-			opts := signOpts(c, signer, l.stores(c)...)
+			opts := signOpts(c, signer, l.stores()...)
 			opts.Predicates = Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now().Add(time.Hour)}
 			rep, err := Sign(context.Background(), tree, opts)
 			if err != nil {
@@ -182,7 +180,7 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 				t.Errorf("second run made %d writes", w)
 			}
 			// Another key does sign again.
-			if rep, err := Sign(context.Background(), tree, signOpts(c, loadTestKey(t), l.stores(c)...)); err != nil || rep.Tally().Written != len(tree.Nodes) {
+			if rep, err := Sign(context.Background(), tree, signOpts(c, loadTestKey(t), l.stores()...)); err != nil || rep.Tally().Written != len(tree.Nodes) {
 				t.Errorf("other key: %+v, %v", rep.Tally(), err)
 			}
 		})
@@ -198,7 +196,7 @@ func TestSignWithUserPredicate(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := LegacyStore{Client: c}.List(context.Background(), subjectOfNode(tree.Root.Repository, tree.Root))
+	entries, err := LegacyStore{}.List(context.Background(), c, subjectOfNode(tree.Root.Repository, tree.Root))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +259,7 @@ func TestSignSharedTag(t *testing.T) {
 			r := newTestRegistryReferrers(t, l.referrers)
 			c := registry.NewClient(registry.Options{})
 			tree := pushSame(t, r, c, 12)
-			stores := l.stores(c)
+			stores := l.stores()
 			opts := signOpts(c, loadTestKey(t), stores...)
 			opts.Jobs = 8
 			rep, err := Sign(context.Background(), tree, opts)
@@ -271,7 +269,7 @@ func TestSignSharedTag(t *testing.T) {
 			child := tree.Nodes[1]
 			sub := subjectOfNode(tree.Root.Repository, child)
 			for _, s := range stores {
-				entries, err := s.List(context.Background(), sub)
+				entries, err := s.List(context.Background(), c, sub)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -299,63 +297,6 @@ func TestSignSharedTag(t *testing.T) {
 				t.Errorf("tally %+v, want %d signatures and %d attestations written", tl, len(signed)*len(stores), atts)
 			}
 		})
-	}
-}
-
-func TestLoadKey(t *testing.T) {
-	ctx := context.Background()
-	dir, pass := testKey(t)
-	keyPath := filepath.Join(dir, "cosign.key")
-	good := func() ([]byte, error) { return pass, nil }
-	if _, err := LoadKey(ctx, keyPath, good); err != nil {
-		t.Fatal(err)
-	}
-	_, err := LoadKey(ctx, keyPath, func() ([]byte, error) { return []byte("wrong"), nil })
-	if !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "wrong password") || strings.Contains(err.Error(), "wrong\"") {
-		t.Errorf("wrong password: %v", err)
-	}
-	if _, err := LoadKey(ctx, filepath.Join(dir, "absent.key"), nil); !errors.Is(err, ErrKey) {
-		t.Errorf("absent key: %v", err)
-	}
-	asked := false
-	ask := func() ([]byte, error) { asked = true; return pass, nil }
-	if _, err := LoadKey(ctx, filepath.Join(dir, "cosign.pub"), ask); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "is a public key") || asked {
-		t.Errorf("public key: %v (password asked: %v)", err, asked)
-	}
-	if _, err := LoadKey(ctx, "https://example.test/cosign.key", ask); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "unknown key reference scheme") || asked {
-		t.Errorf("https key: %v", err)
-	}
-
-	// env://VAR holds the PEM; the password is asked for.
-	t.Setenv("NESTATTEST_TEST_KEY", string(readFile(t, keyPath)))
-	if _, err := LoadKey(ctx, "env://NESTATTEST_TEST_KEY", good); err != nil {
-		t.Errorf("env key: %v", err)
-	}
-	if _, err := LoadKey(ctx, "env://NESTATTEST_TEST_UNSET", good); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "not set") {
-		t.Errorf("unset env key: %v", err)
-	}
-
-	// Tekton Chains' signing-secrets layout: cosign.key and cosign.password.
-	chains := t.TempDir()
-	if err := os.WriteFile(filepath.Join(chains, ChainsKeyFile), readFile(t, keyPath), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(chains, ChainsPasswordFile), pass, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadKey(ctx, chains, nil); err != nil {
-		t.Errorf("chains layout: %v", err)
-	}
-
-	if pub, err := LoadPublicKey(ctx, filepath.Join(dir, "cosign.pub")); err != nil || pub == nil {
-		t.Errorf("public key: %v", err)
-	}
-	if _, err := LoadPublicKey(ctx, keyPath); !errors.Is(err, ErrKey) || !strings.Contains(err.Error(), "is a private key") {
-		t.Errorf("private key given to verify: %v", err)
-	}
-
-	if _, _, err := GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil }); err == nil {
-		t.Error("GenerateKeyPair overwrote an existing key")
 	}
 }
 

@@ -16,24 +16,27 @@ import (
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	// Policy is what every node must carry; Key or Identity is required.
-	Policy Policy
-	// Legacy and Bundle are the two layouts' stores; the one Layout names
-	// is required.
-	Legacy, Bundle Store
-	// Layout forces one layout; empty reads as cosign v3 does: a node's
-	// bundles when it has any, else its legacy tags.
-	Layout Layout
+	// Trust is whose signatures every node must carry, with what evidence;
+	// it must pass Trust.Validate.
+	Trust Trust
+	// Require is what else every node must show; it must pass
+	// Requirements.Validate.
+	Require Requirements
+	// Stores are the layouts read, at least one. A node is verified in the
+	// first that holds anything for it, else in the last: read as cosign
+	// v3 reads, a node's bundles when it has any, else its legacy tags,
+	// they are Stores(LayoutBundle, LayoutLegacy).
+	Stores []Store
 	// Jobs is how many nodes are verified at once.
 	Jobs int
 	// Mirrors also checks a node where catalog mirrored it into the root's
 	// repository, as sign with Mirrors signs it there; Client looks for
 	// the mirrored copies.
 	Mirrors bool
-	// Client is the stores' registry client: told up front which
-	// repositories the nodes are in (so that a token registry is asked
-	// for their tokens together), and the one that looks for mirrored
-	// copies; required with Mirrors.
+	// Client is the one registry client of the run, required: every store
+	// reads through it, it is told up front which repositories the nodes
+	// are in (so that a token registry is asked for their tokens
+	// together), and it looks for mirrored copies.
 	Client *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
@@ -112,10 +115,9 @@ func (r *VerifyReport) Failed() int {
 	return n
 }
 
-// Verify checks every node of the tree in its own repository with cosign's
-// own verification: for the legacy layout cosign's VerifyImageSignature and
-// VerifyImageAttestation, for bundles cosign's VerifyNewBundle (sigstore-go)
-// and its subject check. A node passes with a signature the policy accepts
+// Verify checks every node of the tree in its own repository, each
+// signature and attestation verified by the store that read it with
+// cosign's own verification for its layout (Store.Verify). A node passes with a signature the policy accepts
 // over its digest, naming its repository and carrying the required
 // annotations, and an attestation of each required type whose statement's
 // subject is its digest. A node the walk could not read fails with the
@@ -130,9 +132,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	if err != nil {
 		return nil, err
 	}
-	if opts.Client != nil {
-		opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
-	}
+	opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, nodes[i])
@@ -153,28 +153,34 @@ type verifier struct {
 }
 
 func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
-	if (opts.Layout != LayoutBundle && opts.Legacy == nil) || (opts.Layout != LayoutLegacy && opts.Bundle == nil) {
-		return nil, errors.New("attest: Verify needs the store of each layout it reads")
+	if len(opts.Stores) == 0 {
+		return nil, errors.New("attest: Verify needs a Store")
 	}
-	if opts.Mirrors && opts.Client == nil {
-		return nil, errors.New("attest: Verify with Mirrors needs a Client")
+	if opts.Client == nil {
+		return nil, errors.New("attest: Verify needs a Client")
 	}
-	c, err := newChecker(opts.Policy)
+	if err := opts.Trust.Validate(); err != nil {
+		return nil, err
+	}
+	if err := opts.Require.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newChecker(opts.Trust)
 	if err != nil {
 		return nil, err
 	}
-	uris := make([]string, len(opts.Policy.Types))
-	for i, t := range opts.Policy.Types {
+	uris := make([]string, len(opts.Require.Types))
+	for i, t := range opts.Require.Types {
 		if uris[i], err = PredicateURI(t); err != nil {
 			return nil, err
 		}
 	}
 	want := map[string]string{}
-	for k, v := range opts.Policy.Annotations {
+	for k, v := range opts.Require.Annotations {
 		want[k] = v
 	}
 	root := tree.Root.Digest().String()
-	if opts.Policy.RequireRoot {
+	if opts.Require.RequireRoot {
 		want[AnnotationRoot] = root
 	}
 	return &verifier{checker: c, opts: opts, uris: uris, annotations: want, root: root}, nil
@@ -211,60 +217,57 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 
 // checks verifies sub's signature and attestations in its repository.
 func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) {
-	layout, entries, layouts, err := v.read(ctx, sub)
+	store, entries, layouts, err := v.read(ctx, sub)
 	if err != nil {
 		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable}}, layouts
 	}
-	checks := []Check{v.signature(ctx, sub, layout, entries)}
+	checks := []Check{v.signature(ctx, sub, store, entries)}
 	for i, uri := range v.uris {
-		checks = append(checks, v.attestation(ctx, sub, layout, entries, v.opts.Policy.Types[i], uri))
+		checks = append(checks, v.attestation(ctx, sub, store, entries, v.opts.Require.Types[i], uri))
 	}
 	return checks, layouts
 }
 
-// read lists what the subject carries and picks the layout to verify:
-// the forced one, else bundles when there are any, else legacy tags.
-func (v *verifier) read(ctx context.Context, sub Subject) (Layout, []*Entry, []Layout, error) {
-	lists := map[Layout][]*Entry{}
-	var carried []Layout
-	for _, s := range []Store{v.opts.Bundle, v.opts.Legacy} {
-		if s == nil || (v.opts.Layout != "" && v.opts.Layout != s.Layout()) && !v.probe(s) {
+// read lists what the subject carries in every store and picks the store
+// to verify in: the first that holds anything, else the last. It returns
+// the layouts that hold anything too.
+func (v *verifier) read(ctx context.Context, sub Subject) (Store, []*Entry, []Layout, error) {
+	var (
+		store   Store
+		entries []*Entry
+		carried []Layout
+	)
+	for _, s := range v.opts.Stores {
+		es, err := s.List(ctx, v.opts.Client, sub)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if len(es) == 0 {
 			continue
 		}
-		es, err := s.List(ctx, sub)
-		if err != nil {
-			return "", nil, nil, err
-		}
-		lists[s.Layout()] = es
-		if len(es) > 0 {
-			carried = append(carried, s.Layout())
+		carried = append(carried, s.Layout())
+		if store == nil {
+			store, entries = s, es
 		}
 	}
-	layout := v.opts.Layout
-	if layout == "" {
-		layout = LayoutLegacy
-		if len(lists[LayoutBundle]) > 0 {
-			layout = LayoutBundle
-		}
+	if store == nil {
+		store = v.opts.Stores[len(v.opts.Stores)-1]
 	}
-	return layout, lists[layout], carried, nil
+	return store, entries, carried, nil
 }
-
-// probe says whether a store the layout does not read is listed anyway,
-// to report a node that carries both: only when both stores are given.
-func (v *verifier) probe(Store) bool { return v.opts.Layout == "" }
 
 // signature checks for a signature the policy accepts over the node's
 // digest, that names the node's repository and carries the required
 // annotations.
-func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, entries []*Entry) Check {
-	c := Check{Name: "signature", Layout: layout}
+func (v *verifier) signature(ctx context.Context, sub Subject, store Store, entries []*Entry) Check {
+	c := Check{Name: "signature", Layout: store.Layout()}
 	var others []string
 	var annotated, verified bool
 	var last error
 	want := v.wanted(sub)
+	known := v.knownPayloads(store, sub)
 	for _, e := range ofKind(entries, KindSignature) {
-		s, err := v.load(ctx, sub, e)
+		s, err := e.Load(ctx, known...)
 		if err != nil {
 			last = err
 			continue
@@ -272,17 +275,17 @@ func (v *verifier) signature(ctx context.Context, sub Subject, layout Layout, en
 		if s.Kind != KindSignature {
 			continue
 		}
-		repo, ann, err := v.verifySignature(ctx, sub, s)
+		claim, err := v.verify(ctx, store, sub, s)
 		if err != nil {
 			last = err
 			continue
 		}
 		verified = true
-		if repo != "" && repo != sub.Repository.Name() {
+		if repo := claim.Repository; repo != "" && repo != sub.Repository.Name() {
 			others = append(others, repo)
 			continue
 		}
-		if hasAnnotations(ann, want) {
+		if hasAnnotations(claim.Annotations, want) {
 			c.OK = true
 			return c
 		}
@@ -318,37 +321,28 @@ func (v *verifier) wanted(sub Subject) map[string]string {
 	return out
 }
 
-// load reads an entry; a legacy signature whose payload is one nestattest
-// signs for the subject (its digest is the layer's) is not fetched.
-func (v *verifier) load(ctx context.Context, sub Subject, e *Entry) (*Signed, error) {
-	if e.Kind == KindSignature && e.Signature != nil && e.Material != nil {
-		if p := v.knownPayload(sub, e.PayloadDigest); p != nil {
-			return &Signed{Subject: sub, Kind: KindSignature, PayloadType: PayloadSimpleSigning, Payload: p, Signature: e.Signature, Material: *e.Material}, nil
-		}
-	}
-	return e.Load(ctx)
-}
-
-// knownPayload is the simple-signing payload nestattest signs for sub with
-// the required annotations, with or without the root binding, whose digest
-// is d; nil when there is none.
-func (v *verifier) knownPayload(sub Subject, d v1.Hash) []byte {
+// knownPayloads are the signature payloads nestattest signs for sub in
+// store with the required annotations, with and without the root binding:
+// an entry whose listing shows one of them need not be fetched
+// (Entry.Load).
+func (v *verifier) knownPayloads(store Store, sub Subject) [][]byte {
 	bound := map[string]string{AnnotationRoot: v.root}
 	for k, val := range v.annotations {
 		bound[k] = val
 	}
+	var known [][]byte
 	for _, ann := range []map[string]string{v.annotations, bound} {
-		if p, err := SignaturePayload(sub.Digest(), ann); err == nil && digestOf(p) == d {
-			return p
+		if _, p, err := store.SignaturePayload(sub, ann); err == nil {
+			known = append(known, p)
 		}
 	}
-	return nil
+	return known
 }
 
 // attestation checks for an attestation of predicate type uri the policy
 // accepts, whose statement's subject is the node's digest.
-func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, entries []*Entry, typ, uri string) Check {
-	c := Check{Name: "attestation " + typ, Layout: layout}
+func (v *verifier) attestation(ctx context.Context, sub Subject, store Store, entries []*Entry, typ, uri string) Check {
+	c := Check{Name: "attestation " + typ, Layout: store.Layout()}
 	var types []string
 	var last error
 	for _, e := range ofKind(entries, KindAttestation) {
@@ -364,16 +358,16 @@ func (v *verifier) attestation(ctx context.Context, sub Subject, layout Layout, 
 		if s.Kind != KindAttestation {
 			continue
 		}
-		got, err := v.verifyAttestation(ctx, sub, s)
+		claim, err := v.verify(ctx, store, sub, s)
 		if err != nil {
 			last = err
 			continue
 		}
-		if got == uri {
+		if claim.PredicateType == uri {
 			c.OK = true
 			return c
 		}
-		types = append(types, got)
+		types = append(types, claim.PredicateType)
 	}
 	switch {
 	case last != nil:
@@ -404,14 +398,6 @@ func hasAnnotations(got, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-func stringMap(m map[string]any) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
 }
 
 func formatAnnotations(m map[string]string) string {

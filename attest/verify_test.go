@@ -13,12 +13,31 @@ import (
 	"github.com/nestattest/nestattest/walk"
 )
 
-func keyPolicy(s Signer) Policy {
-	return Policy{Key: s.Identity().Key, IgnoreTlog: true, Types: []string{"slsaprovenance1"}, RequireRoot: true}
+// keyTrust trusts s's key, without a transparency log.
+func keyTrust(s Signer) Trust {
+	return Trust{Key: s.Identity().Key, IgnoreTlog: true}
 }
 
-func verifyOpts(c *registry.Client, p Policy) VerifyOptions {
-	return VerifyOptions{Policy: p, Legacy: LegacyStore{Client: c}, Bundle: &BundleStore{Client: c}, Client: c}
+// treeRequirements are what the tests require of a signed tree: provenance,
+// every node bound to the root.
+func treeRequirements() Requirements {
+	return Requirements{Types: []string{"slsaprovenance1"}, RequireRoot: true}
+}
+
+func verifyOpts(c *registry.Client, t Trust, r Requirements) VerifyOptions {
+	return VerifyOptions{Trust: t, Require: r, Stores: []Store{&BundleStore{}, LegacyStore{}}, Client: c}
+}
+
+// verifyOptsIn are verifyOpts that read one layout only.
+func verifyOptsIn(t *testing.T, c *registry.Client, tr Trust, r Requirements, l Layout) VerifyOptions {
+	t.Helper()
+	stores, err := Stores(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := verifyOpts(c, tr, r)
+	opts.Stores = stores
+	return opts
 }
 
 // signedKo pushes and signs the ko sample, and returns the tree, the
@@ -31,7 +50,7 @@ func signedKo(t *testing.T) (*testRegistry, *walk.Tree, *registry.Client, Signer
 	if _, err := Sign(context.Background(), tree, signOpts(c, s)); err != nil {
 		t.Fatal(err)
 	}
-	return r, tree, c, s, verifyOpts(c, keyPolicy(s))
+	return r, tree, c, s, verifyOpts(c, keyTrust(s), treeRequirements())
 }
 
 func nodeAt(t *testing.T, tree *walk.Tree, path string, kind walk.Kind) *walk.Node {
@@ -65,7 +84,7 @@ func TestVerifySignedTree(t *testing.T) {
 	if f := failures(rep); len(f) != 0 {
 		t.Fatalf("failures: %q", f)
 	}
-	opts.Policy.Types = append(opts.Policy.Types, "spdxjson")
+	opts.Require.Types = append(opts.Require.Types, "spdxjson")
 	rep, err = Verify(context.Background(), tree, opts)
 	if err != nil || rep.Failed() != len(tree.Nodes) {
 		t.Fatalf("requiring an SBOM no node has: %d failed, %v", rep.Failed(), err)
@@ -150,15 +169,15 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	p := keyPolicy(s)
-	p.RequireRoot = false
-	vopts := verifyOpts(c, p)
+	req := treeRequirements()
+	req.RequireRoot = false
+	vopts := verifyOpts(c, keyTrust(s), req)
 	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
 		t.Fatalf("without --require-root: %q, %v", failures(rep), err)
 	}
 	// Every node below the root fails; the root's own signature is over
 	// the root, bound without the annotation (as Chains signs a root).
-	vopts.Policy.RequireRoot = true
+	vopts.Require.RequireRoot = true
 	rep, err := Verify(context.Background(), tree, vopts)
 	if err != nil || rep.Failed() != len(tree.Nodes)-1 || !rep.Verdicts[0].Passed() || !strings.Contains(rep.Verdicts[1].Reasons(), AnnotationRoot) {
 		t.Fatalf("with --require-root: %d failed, %q, %v", rep.Failed(), rep.Verdicts[1].Reasons(), err)
@@ -178,7 +197,7 @@ func TestVerifyMirrors(t *testing.T) {
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	vopts := verifyOpts(c, keyPolicy(s))
+	vopts := verifyOpts(c, keyTrust(s), treeRequirements())
 	if rep, err := Verify(context.Background(), tree, vopts); err != nil || rep.Failed() != 0 {
 		t.Fatalf("without mirrors: %q, %v", failures(rep), err)
 	}
@@ -209,5 +228,44 @@ func TestVerifyMirrors(t *testing.T) {
 	}
 	if n := len(rep.Verdicts[1].Checks); n != 4 {
 		t.Errorf("%d checks for a mirrored node, want its own two and its copy's two", n)
+	}
+}
+
+// TestVerifyReadsStoresInOrder: a node is verified in the first of the
+// stores that holds anything for it, else in the last, and its verdict
+// names every layout that holds anything.
+func TestVerifyReadsStoresInOrder(t *testing.T) {
+	ctx := context.Background()
+	r := newTestRegistry(t)
+	c := registry.NewClient(registry.Options{})
+	tree := pushKo(t, r, c)
+	s := loadTestKey(t)
+	signed := &walk.Tree{Root: tree.Root, Nodes: tree.Nodes[:1]}
+	if _, err := Sign(ctx, signed, signOpts(c, s, LegacyStore{}, &BundleStore{})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		order []Layout
+		want  Layout
+	}{
+		{[]Layout{LayoutBundle, LayoutLegacy}, LayoutBundle},
+		{[]Layout{LayoutLegacy, LayoutBundle}, LayoutLegacy},
+	} {
+		opts := verifyOpts(c, keyTrust(s), treeRequirements())
+		var err error
+		if opts.Stores, err = Stores(tc.order...); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Verify(ctx, tree, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, unsigned := rep.Verdicts[0], rep.Verdicts[1]
+		if !root.Passed() || root.Checks[0].Layout != tc.want || len(root.Layouts) != 2 || root.Layouts[0] != tc.order[0] {
+			t.Errorf("%v: the root verified in %s, carrying %v (%q); want it verified in %s, carrying both", tc.order, root.Checks[0].Layout, root.Layouts, root.Reasons(), tc.want)
+		}
+		if last := tc.order[len(tc.order)-1]; unsigned.Passed() || unsigned.Checks[0].Layout != last || len(unsigned.Layouts) != 0 {
+			t.Errorf("%v: an unsigned node checked in %s, carrying %v; want it checked in the last, %s, carrying none", tc.order, unsigned.Checks[0].Layout, unsigned.Layouts, last)
+		}
 	}
 }

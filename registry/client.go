@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/nestattest/nestattest/internal/backoff"
 )
 
 // Client is the one way nestattest talks to registries: manifests, blobs,
@@ -209,7 +211,8 @@ func (c *Client) read(ctx context.Context, repo name.Repository, r request, limi
 	return readRetrying(ctx, httpClient(rt), r, limit, c.opts.retries(), c.opts.backoff())
 }
 
-func readRetrying(ctx context.Context, hc *http.Client, r request, limit int64, retries int, backoff time.Duration) ([]byte, *http.Response, error) {
+func readRetrying(ctx context.Context, hc *http.Client, r request, limit int64, retries int, first time.Duration) ([]byte, *http.Response, error) {
+	wait := backoff.Backoff{First: first}
 	for attempt := 0; ; attempt++ {
 		resp, err := send(ctx, hc, r)
 		if err != nil {
@@ -219,10 +222,9 @@ func readRetrying(ctx context.Context, hc *http.Client, r request, limit int64, 
 		if err == nil || errors.Is(err, ErrTooLarge) || attempt >= retries || ctx.Err() != nil {
 			return body, resp, err
 		}
-		if err := sleep(ctx, backoff); err != nil {
+		if err := wait.Wait(ctx); err != nil {
 			return nil, nil, err
 		}
-		backoff *= 2
 	}
 }
 

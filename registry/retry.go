@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/nestattest/nestattest/internal/backoff"
 )
 
 // maxRetryAfter caps how long a Retry-After header can make us wait.
@@ -23,7 +25,7 @@ type retryTransport struct {
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	wait := t.backoff
+	wait := backoff.Backoff{First: t.backoff}
 	for attempt := 0; ; attempt++ {
 		r, err := rewind(req, attempt)
 		if err != nil {
@@ -33,14 +35,13 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if attempt >= t.retries || !retryable(req, resp, err) {
 			return resp, err
 		}
-		d := retryAfter(resp, wait)
+		d := retryAfter(resp, wait.Next())
 		if resp != nil {
 			drain(resp)
 		}
-		if err := sleep(req.Context(), d); err != nil {
+		if err := backoff.Sleep(req.Context(), d); err != nil {
 			return nil, err
 		}
-		wait *= 2
 	}
 }
 
@@ -83,14 +84,14 @@ func permanent(err error) bool {
 	return errors.Is(err, http.ErrSchemeMismatch) || errors.As(err, &rhe) || errors.As(err, &cve)
 }
 
-// retryAfter is the wait the registry asked for, or the backoff.
-func retryAfter(resp *http.Response, backoff time.Duration) time.Duration {
+// retryAfter is the wait the registry asked for, or the backoff's wait.
+func retryAfter(resp *http.Response, wait time.Duration) time.Duration {
 	if resp == nil {
-		return backoff
+		return wait
 	}
 	v := resp.Header.Get("Retry-After")
 	if v == "" {
-		return backoff
+		return wait
 	}
 	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
 		return min(time.Duration(s)*time.Second, maxRetryAfter)
@@ -98,21 +99,10 @@ func retryAfter(resp *http.Response, backoff time.Duration) time.Duration {
 	if t, err := http.ParseTime(v); err == nil {
 		return min(max(time.Until(t), 0), maxRetryAfter)
 	}
-	return backoff
+	return wait
 }
 
 func drain(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nestattest/nestattest/internal/backoff"
 )
 
 // Edit is a change to the manifest a tag points at, such as adding one
@@ -236,7 +238,7 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 	if len(updates) == 0 {
 		return 0, nil
 	}
-	if err := sleep(ctx, delay); err != nil {
+	if err := backoff.Sleep(ctx, delay); err != nil {
 		return 0, err
 	}
 	var (

@@ -28,11 +28,11 @@ type TlogWitness struct {
 
 // Require implements attest.Witness: a transparency-log entry, where the
 // layout keeps this log's entries.
-func (w *TlogWitness) Require(p *attest.Policy, layout attest.Layout) {
+func (w *TlogWitness) Require(t *attest.Trust, layout attest.Layout) {
 	if layout == attest.LayoutLegacy && w.Version > 1 {
 		return
 	}
-	p.IgnoreTlog = false
+	t.IgnoreTlog = false
 }
 
 // Witness implements attest.Witness.
@@ -73,7 +73,7 @@ type TimestampWitness struct {
 }
 
 // Require implements attest.Witness: a timestamp from a trusted authority.
-func (w *TimestampWitness) Require(p *attest.Policy, _ attest.Layout) { p.UseSignedTimestamps = true }
+func (w *TimestampWitness) Require(t *attest.Trust, _ attest.Layout) { t.UseSignedTimestamps = true }
 
 // Witness implements attest.Witness.
 func (w *TimestampWitness) Witness(ctx context.Context, s *attest.Signed) error {

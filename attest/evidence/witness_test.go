@@ -14,7 +14,7 @@ func TestTlogWitnessRequire(t *testing.T) {
 		layout  attest.Layout
 		want    bool
 	}{{0, attest.LayoutLegacy, true}, {1, attest.LayoutLegacy, true}, {2, attest.LayoutLegacy, false}, {1, attest.LayoutBundle, true}, {2, attest.LayoutBundle, true}} {
-		p := attest.Policy{IgnoreTlog: true}
+		p := attest.Trust{IgnoreTlog: true}
 		(&TlogWitness{Version: tc.version}).Require(&p, tc.layout)
 		if got := !p.IgnoreTlog; got != tc.want {
 			t.Errorf("Rekor v%d, %s: entry required %v, want %v", tc.version, tc.layout, got, tc.want)

@@ -17,7 +17,7 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/spf13/cobra"
 
-	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/identity"
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -157,7 +157,7 @@ func pushChildren(parent name.Repository, children []sample.Child, file string) 
 // for --password-file.
 func demoKey(dir string) (key, password string, err error) {
 	pass := []byte(randomHex())
-	key, _, err = attest.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil })
+	key, _, err = identity.GenerateKeyPair(filepath.Join(dir, "cosign"), func(bool) ([]byte, error) { return pass, nil })
 	if err != nil {
 		return "", "", err
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/identity"
 )
 
 // Variables cosign reads, read the same way.
@@ -28,19 +29,19 @@ type keyOptions struct {
 }
 
 func (o *keyOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&o.key, "key", "", "the signing key: "+attest.KeyRefHelp)
+	cmd.Flags().StringVar(&o.key, "key", "", "the signing key: "+identity.KeyRefHelp)
 	cmd.Flags().StringVar(&o.passwordFile, "password-file", "",
 		"file holding the key password (one trailing newline is dropped); else $"+envPassword+", a prompt on a terminal, or standard input")
 }
 
 // load loads the key once for the whole run. stdinFree says whether a
 // password may be read from standard input.
-func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*attest.KeySigner, error) {
+func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*identity.KeySigner, error) {
 	if o.key == "" {
 		return nil, usagef("--key is required")
 	}
 	var none bool // the password came from a standard input that held none
-	signer, err := attest.LoadKey(ctx, o.key, func() ([]byte, error) {
+	signer, err := identity.LoadKey(ctx, o.key, func() ([]byte, error) {
 		p, fromStdin, err := o.password(s, stdinFree)
 		s.secrets.Add(string(p))
 		none = fromStdin && err == nil && len(p) == 0
@@ -117,7 +118,7 @@ standard input. The files are the ones cosign writes: cosign sign, cosign
 verify and Tekton Chains use them as they are.`,
 		Args: exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			keyPath, pubPath, err := attest.GenerateKeyPair(prefix, func(confirm bool) ([]byte, error) {
+			keyPath, pubPath, err := identity.GenerateKeyPair(prefix, func(confirm bool) ([]byte, error) {
 				return passwordForNewKey(s, confirm)
 			})
 			if err != nil {

@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +15,8 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/evidence"
+	"github.com/nestattest/nestattest/attest/identity"
+	"github.com/nestattest/nestattest/internal/ghoidc"
 	"github.com/nestattest/nestattest/trust"
 )
 
@@ -92,7 +90,7 @@ func orDefault(v, def string) string {
 type signing struct {
 	signer    attest.Signer
 	witnesses []attest.Witness
-	keyless   *attest.KeylessSigner
+	keyless   *identity.KeylessSigner
 	tlog      *evidence.TlogWitness
 	tsa       *evidence.TimestampWitness
 	// trusted verifies the evidence a node carries already, for a key
@@ -143,7 +141,7 @@ func (o *signingOptions) load(ctx context.Context, cmd *cobra.Command, s streams
 	}
 	g := &signing{}
 	var err error
-	var tokens attest.TokenSource
+	var tokens identity.TokenSource
 	if o.key.key != "" {
 		if g.signer, err = o.key.load(ctx, s, stdinFree); err != nil {
 			return nil, err
@@ -207,18 +205,11 @@ func (o *signingOptions) configName() string {
 // verifies the transparency-log entries and timestamps a re-run finds:
 // --trusted-root, else the TUF repository's trusted root.
 func (o *signingOptions) trustedMaterial(s streams) (root.TrustedMaterial, error) {
-	if o.trustedRoot == "" {
-		return o.tuf.trustedRoot(s, "--trusted-root")
-	}
-	tr, err := root.NewTrustedRootFromPath(o.trustedRoot)
-	if err != nil {
-		return nil, usagef("--trusted-root %s: %v", o.trustedRoot, err)
-	}
-	return tr, nil
+	return trustedMaterial(s, o.trustedRoot, "--trusted-root", &o.tuf)
 }
 
 // keylessSigner gets the run's one certificate.
-func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig, tokens attest.TokenSource) (*attest.KeylessSigner, error) {
+func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, s streams, sc *root.SigningConfig, tokens identity.TokenSource) (*identity.KeylessSigner, error) {
 	tr, err := o.trustedMaterial(s)
 	if err != nil {
 		return nil, err
@@ -227,7 +218,7 @@ func (o *signingOptions) keylessSigner(ctx context.Context, cmd *cobra.Command, 
 	if err != nil {
 		return nil, err
 	}
-	signer, err := attest.NewKeylessSigner(ctx, attest.KeylessOptions{
+	signer, err := identity.NewKeylessSigner(ctx, identity.KeylessOptions{
 		CA: sign.NewFulcio(&sign.FulcioOptions{BaseURL: fulcio, Retries: 3}), CAURL: fulcio, Token: tokens,
 		TrustedMaterial: tr, InsecureSkipSCT: o.insecureSkipVerify,
 	})
@@ -314,7 +305,7 @@ func (o *signingOptions) witnesses(cmd *cobra.Command, sc *root.SigningConfig, g
 // token, or a file holding one), --identity-token-file, $SIGSTORE_ID_TOKEN,
 // GitHub Actions' OIDC token for audience sigstore, or the projected token
 // at defaultTokenFile. Every token is registered as a secret.
-func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
+func (o *signingOptions) tokenSource(s streams) (identity.TokenSource, error) {
 	secret := func(tok string, err error) (string, error) {
 		tok = strings.TrimSpace(tok)
 		s.secrets.Add(tok)
@@ -323,7 +314,7 @@ func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
 		}
 		return tok, err
 	}
-	fromFile := func(path string) attest.TokenSource {
+	fromFile := func(path string) identity.TokenSource {
 		return func(context.Context) (string, error) {
 			b, err := os.ReadFile(path)
 			return secret(string(b), err)
@@ -341,47 +332,11 @@ func (o *signingOptions) tokenSource(s streams) (attest.TokenSource, error) {
 	case os.Getenv(envIDToken) != "":
 		tok := os.Getenv(envIDToken)
 		return func(context.Context) (string, error) { return secret(tok, nil) }, nil
-	case os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL") != "":
-		return func(ctx context.Context) (string, error) { return secret(githubToken(ctx)) }, nil
+	case ghoidc.Available():
+		return func(ctx context.Context) (string, error) { return secret(ghoidc.Token(ctx, tokenAudience)) }, nil
 	}
 	if _, err := os.Stat(defaultTokenFile); err == nil {
 		return fromFile(defaultTokenFile), nil
 	}
 	return nil, usagef("keyless signing needs an OIDC identity token: --identity-token, --identity-token-file (a projected service-account token, a SPIFFE JWT-SVID), $%s, a GitHub Actions job with `permissions: id-token: write`, or a token at %s; or sign with --key", envIDToken, defaultTokenFile)
-}
-
-// githubToken asks GitHub Actions for the job's OIDC token, for Fulcio's
-// audience, as actions/attest and cosign do.
-func githubToken(ctx context.Context) (string, error) {
-	u, err := url.Parse(os.Getenv("ACTIONS_ID_TOKEN_REQUEST_URL"))
-	if err != nil {
-		return "", fmt.Errorf("ACTIONS_ID_TOKEN_REQUEST_URL: %w", err)
-	}
-	q := u.Query()
-	q.Set("audience", tokenAudience)
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Authorization", "bearer "+os.Getenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN"))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("GitHub Actions OIDC token: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GitHub Actions OIDC token: HTTP %d (does the job have `permissions: id-token: write`?)", resp.StatusCode)
-	}
-	var tok struct {
-		Value string `json:"value"`
-	}
-	if err := json.Unmarshal(body, &tok); err != nil {
-		return "", fmt.Errorf("GitHub Actions OIDC token: %w", err)
-	}
-	return tok.Value, nil
 }

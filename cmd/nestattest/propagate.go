@@ -11,8 +11,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/internal/backoff"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
+)
+
+// The waits between polls for the builder's provenance (--wait): a second,
+// doubling up to half a minute.
+const (
+	pollFirst = time.Second
+	pollMax   = 30 * time.Second
 )
 
 // propagateOptions are `nestattest propagate`'s flags: whom the source
@@ -26,14 +34,23 @@ type propagateOptions struct {
 	format   string
 	verbose  bool
 
-	sourceKey         string
-	sourceIdentity    attest.CertificateIdentity
-	sourceTrustedRoot string
-	sourceIgnoreTlog  bool
-	sourceIgnoreSCT   bool
-	sourceTimestamps  bool
-	sourceTypes       []string
-	wait              time.Duration
+	source      trustOptions
+	sourceTypes []string
+	wait        time.Duration
+}
+
+// sourceTrustHelp is the help of propagate's --source-* trust flags: whom
+// the builder's provenance must come from.
+var sourceTrustHelp = trustHelp{
+	key:            "the builder's public key (Tekton Chains' cosign.pub): a file or URL, env://, k8s://NAMESPACE/SECRET or a KMS key",
+	identity:       "a keyless builder's certificate identity",
+	identityRegexp: "a regular expression a keyless builder's certificate identity must match",
+	issuer:         "a keyless builder's OIDC issuer",
+	issuerRegexp:   "a regular expression a keyless builder's OIDC issuer must match",
+	trustedRoot:    "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority; default: the --tuf-mirror repository's)",
+	ignoreTlog:     "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)",
+	ignoreSCT:      "accept a keyless builder's certificate without a signed certificate timestamp",
+	signedTimes:    "require RFC 3161 timestamps on the builder's signatures",
 }
 
 func newPropagate(s streams) *cobra.Command {
@@ -75,15 +92,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", string(attest.LayoutLegacy), "storage format of what is written: legacy, bundle or both")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
-	f.StringVar(&o.sourceKey, "source-key", "", "the builder's public key (Tekton Chains' cosign.pub): a file or URL, env://, k8s://NAMESPACE/SECRET or a KMS key")
-	f.StringVar(&o.sourceIdentity.Subject, "source-certificate-identity", "", "a keyless builder's certificate identity")
-	f.StringVar(&o.sourceIdentity.SubjectRegexp, "source-certificate-identity-regexp", "", "a regular expression a keyless builder's certificate identity must match")
-	f.StringVar(&o.sourceIdentity.Issuer, "source-certificate-oidc-issuer", "", "a keyless builder's OIDC issuer")
-	f.StringVar(&o.sourceIdentity.IssuerRegexp, "source-certificate-oidc-issuer-regexp", "", "a regular expression a keyless builder's OIDC issuer must match")
-	f.StringVar(&o.sourceTrustedRoot, "source-trusted-root", "", "sigstore trusted root for the builder's signatures (its Fulcio, Rekor and timestamp authority; default: the --tuf-mirror repository's)")
-	f.BoolVar(&o.sourceIgnoreTlog, "source-insecure-ignore-tlog", false, "accept the builder's signatures without transparency-log entries (a Chains without transparency.enabled)")
-	f.BoolVar(&o.sourceIgnoreSCT, "source-insecure-ignore-sct", false, "accept a keyless builder's certificate without a signed certificate timestamp")
-	f.BoolVar(&o.sourceTimestamps, "source-use-signed-timestamps", false, "require RFC 3161 timestamps on the builder's signatures")
+	o.source.addFlags(cmd, "source-", sourceTrustHelp)
 	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
 		"predicate type of the builder's provenance, in order of preference (repeatable; cosign names or a URI)")
 	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for the builder to sign and attest the root, polling with backoff")
@@ -107,7 +116,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err != nil {
 		return err
 	}
-	stores, err := signStores(o.format, client)
+	stores, err := signStores(o.format)
 	if err != nil {
 		return err
 	}
@@ -161,33 +170,20 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 
 // sourceOptions are the verify options for the builder's signatures.
 func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
-	keyless := o.sourceIdentity != (attest.CertificateIdentity{})
-	policy := attest.Policy{IgnoreTlog: o.sourceIgnoreTlog, IgnoreSCT: o.sourceIgnoreSCT, UseSignedTimestamps: o.sourceTimestamps}
-	var err error
-	switch {
-	case o.sourceKey == "" && !keyless:
-		return attest.VerifyOptions{}, usagef("say whom the provenance must come from: --source-key (Tekton Chains' cosign.pub), or --source-certificate-identity and --source-certificate-oidc-issuer")
-	case o.sourceKey != "" && keyless:
-		return attest.VerifyOptions{}, usagef("--source-key and --source-certificate-identity exclude each other")
-	case keyless:
-		id := o.sourceIdentity
-		policy.Identity = &id
-	default:
-		if policy.Key, err = attest.LoadPublicKey(ctx, o.sourceKey); err != nil {
-			return attest.VerifyOptions{}, usageError{err}
-		}
-	}
-	if keyless || !o.sourceIgnoreTlog || o.sourceTimestamps {
-		if policy.TrustedMaterial, err = trustedMaterial(s, o.sourceTrustedRoot, "--source-trusted-root", &o.signing.tuf); err != nil {
-			return attest.VerifyOptions{}, err
-		}
-	}
 	for _, t := range o.sourceTypes {
 		if _, err := attest.PredicateURI(t); err != nil {
-			return attest.VerifyOptions{}, usageError{err}
+			return attest.VerifyOptions{}, usagef("--source-type: %w", err)
 		}
 	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Client: c}, nil
+	trust, err := o.source.trust(ctx, s, &o.signing.tuf)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	stores, err := attest.Stores(attest.LayoutBundle, attest.LayoutLegacy)
+	if err != nil {
+		return attest.VerifyOptions{}, err
+	}
+	return attest.VerifyOptions{Trust: trust, Stores: stores, Client: c}, nil
 }
 
 // readSources resolves ref and verifies the builder's provenance of it,
@@ -196,24 +192,24 @@ func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *regi
 // was verified, whatever the tag names by then.
 func (o *propagateOptions) readSources(ctx context.Context, s streams, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
 	deadline := time.Now().Add(o.wait)
-	backoff := time.Second
+	poll := backoff.Backoff{First: pollFirst, Max: pollMax}
 	for {
 		root, sources, err := o.readSourcesOnce(ctx, c, ref, opts)
 		if err == nil {
 			return root, sources, nil
 		}
 		waiting := errors.Is(err, attest.ErrUnsigned) || errors.Is(err, attest.ErrUnattested)
-		if !waiting || time.Now().Add(backoff).After(deadline) {
+		wait := poll.Next()
+		if !waiting || time.Now().Add(wait).After(deadline) {
 			if waiting && o.wait > 0 {
 				err = fmt.Errorf("%w (waited %v)", err, o.wait)
 			}
 			return name.Digest{}, nil, fmt.Errorf("the root's provenance does not verify, nothing written: %w", err)
 		}
-		fmt.Fprintf(s.err, "waiting for the builder's provenance of %s: %v; again in %v\n", ref, err, backoff)
-		if err := sleepCtx(ctx, backoff); err != nil {
+		fmt.Fprintf(s.err, "waiting for the builder's provenance of %s: %v; again in %v\n", ref, err, wait)
+		if err := backoff.Sleep(ctx, wait); err != nil {
 			return name.Digest{}, nil, err
 		}
-		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
@@ -226,15 +222,4 @@ func (o *propagateOptions) readSourcesOnce(ctx context.Context, c *registry.Clie
 	sub := attest.Subject{Repository: ref.Context(), Descriptor: v1.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Raw))}}
 	sources, err := attest.ReadSources(ctx, sub, opts, o.sourceTypes)
 	return root, sources, err
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

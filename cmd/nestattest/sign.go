@@ -105,7 +105,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	client := o.registry.client(s, true, o.walk.jobs)
-	stores, err := signStores(o.format, client)
+	stores, err := signStores(o.format)
 	if err != nil {
 		return err
 	}
@@ -159,15 +159,12 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 }
 
 // signStores are the stores of a --format.
-func signStores(format string, c *registry.Client) ([]attest.Store, error) {
-	legacy, bundle := attest.LegacyStore{Client: c}, &attest.BundleStore{Client: c}
+func signStores(format string) ([]attest.Store, error) {
 	switch format {
-	case string(attest.LayoutLegacy):
-		return []attest.Store{legacy}, nil
-	case string(attest.LayoutBundle):
-		return []attest.Store{bundle}, nil
+	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
+		return attest.Stores(attest.Layout(format))
 	case formatBoth:
-		return []attest.Store{legacy, bundle}, nil
+		return attest.Stores(attest.LayoutLegacy, attest.LayoutBundle)
 	}
 	return nil, usagef("--format %q: want legacy, bundle or both", format)
 }

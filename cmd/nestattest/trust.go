@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,8 +10,94 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/identity"
 	"github.com/nestattest/nestattest/trust"
 )
+
+// trustOptions are the flags that say whom a verification trusts: a key or
+// a keyless identity, the trusted root, and cosign's rules on the evidence
+// (attest.Trust). verify takes them as cosign verify names them; propagate
+// takes them for the builder, each name after "source-". One group, so
+// that both commands accept, refuse and explain them alike: attest.NewTrust
+// validates them, and its errors name this group's flags.
+type trustOptions struct {
+	prefix      string
+	key         string
+	identity    attest.CertificateIdentity
+	trustedRoot string
+	ignoreTlog  bool
+	ignoreSCT   bool
+	signedTimes bool
+}
+
+// trustHelp is the help of each flag of the group, worded for the command
+// that takes them.
+type trustHelp struct {
+	key, identity, identityRegexp, issuer, issuerRegexp string
+	trustedRoot, ignoreTlog, ignoreSCT, signedTimes     string
+}
+
+// addFlags adds the group's flags, each named prefix and the attest
+// option's name.
+func (o *trustOptions) addFlags(cmd *cobra.Command, prefix string, help trustHelp) {
+	o.prefix = prefix
+	f := cmd.Flags()
+	f.StringVar(&o.key, prefix+attest.OptionKey, "", help.key)
+	f.StringVar(&o.identity.Subject, prefix+attest.OptionIdentity, "", help.identity)
+	f.StringVar(&o.identity.SubjectRegexp, prefix+attest.OptionIdentityRegexp, "", help.identityRegexp)
+	f.StringVar(&o.identity.Issuer, prefix+attest.OptionIssuer, "", help.issuer)
+	f.StringVar(&o.identity.IssuerRegexp, prefix+attest.OptionIssuerRegexp, "", help.issuerRegexp)
+	f.StringVar(&o.trustedRoot, prefix+attest.OptionTrustedRoot, "", help.trustedRoot)
+	f.BoolVar(&o.ignoreTlog, prefix+attest.OptionIgnoreTlog, false, help.ignoreTlog)
+	f.BoolVar(&o.ignoreSCT, prefix+attest.OptionIgnoreSCT, false, help.ignoreSCT)
+	f.BoolVar(&o.signedTimes, prefix+attest.OptionSignedTimes, false, help.signedTimes)
+}
+
+// trust is the trust the flags describe: refused, naming the flags, when
+// they conflict or fall short; the key loaded; the trusted root read
+// (the group's --trusted-root, else tuf's repository) only when the trust
+// needs one.
+func (o *trustOptions) trust(ctx context.Context, s streams, tuf *tufOptions) (attest.Trust, error) {
+	t, err := attest.NewTrust(ctx, attest.TrustOptions{
+		Key: o.key, LoadKey: identity.LoadPublicKey, Identity: o.identity,
+		IgnoreTlog: o.ignoreTlog, IgnoreSCT: o.ignoreSCT, UseSignedTimestamps: o.signedTimes,
+		TrustedMaterial: func() (root.TrustedMaterial, error) {
+			return trustedMaterial(s, o.trustedRoot, "--"+o.prefix+attest.OptionTrustedRoot, tuf)
+		},
+	})
+	var oe *attest.OptionError
+	switch {
+	case errors.As(err, &oe):
+		oe.Prefix = o.prefix
+		return attest.Trust{}, usageError{err}
+	case errors.Is(err, attest.ErrKey):
+		return attest.Trust{}, usageError{err}
+	}
+	return t, err
+}
+
+// signer names whom the flags trust, for people: the key as given, or the
+// identity.
+func (o *trustOptions) signer() string {
+	if o.key != "" {
+		return o.key
+	}
+	return o.identity.String()
+}
+
+// trustedMaterial is the sigstore trusted root at path (given with flag),
+// else the TUF repository's.
+func trustedMaterial(s streams, path, flag string, tuf *tufOptions) (root.TrustedMaterial, error) {
+	if path == "" {
+		return tuf.trustedRoot(s, flag)
+	}
+	tr, err := root.NewTrustedRootFromPath(path)
+	if err != nil {
+		return nil, usagef("%s %s: %v", flag, path, err)
+	}
+	return tr, nil
+}
 
 // tufOptions say which sigstore TUF repository the trust material comes
 // from when no file names it: cosign's `initialize --mirror --root`, and a

@@ -6,7 +6,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
@@ -18,22 +17,30 @@ type verifyOptions struct {
 	registry      registryOptions
 	walk          walkOptions
 	output        outputOptions
-	key           string
-	trustedRoot   string
+	trust         trustOptions
 	format        string
 	types         []string
 	signatureOnly bool
 	annotations   []string
 	requireRoot   bool
 	mirrors       bool
-	ignoreTlog    bool
 	verbose       bool
-	identity      attest.CertificateIdentity
-	ignoreSCT     bool
-	signedTimes   bool
 	shard         shardOptions
 	results       verifyResultOptions
 	tuf           tufOptions
+}
+
+// verifyTrustHelp is the help of verify's trust flags, cosign verify's.
+var verifyTrustHelp = trustHelp{
+	key:            "the public key: a PEM file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key (awskms://, gcpkms://, azurekms://, hashivault://)",
+	identity:       "keyless: the identity (subject alternative name) the signing certificate must name",
+	identityRegexp: "keyless: a regular expression the certificate's identity must match",
+	issuer:         "keyless: the OIDC issuer the signing certificate must name",
+	issuerRegexp:   "keyless: a regular expression the certificate's OIDC issuer must match",
+	trustedRoot:    "sigstore trusted root JSON: the transparency logs (and certificate and timestamp authorities) to trust (default: the --tuf-mirror repository's)",
+	ignoreTlog:     "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)",
+	ignoreSCT:      "keyless: do not require a signed certificate timestamp (certificate transparency), as cosign's flag of that name",
+	signedTimes:    "require RFC 3161 timestamps from a timestamp authority of the trusted root, as cosign's flag of that name",
 }
 
 func newVerify(s streams) *cobra.Command {
@@ -68,8 +75,7 @@ read; 2 bad flags, reference or key.`,
 	o.registry.addFlags(cmd)
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
-	cmd.Flags().StringVar(&o.key, "key", "", "the public key: a PEM file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key (awskms://, gcpkms://, azurekms://, hashivault://)")
-	cmd.Flags().StringVar(&o.trustedRoot, "trusted-root", "", "sigstore trusted root JSON: the transparency logs (and certificate and timestamp authorities) to trust (default: the --tuf-mirror repository's)")
+	o.trust.addFlags(cmd, "", verifyTrustHelp)
 	o.tuf.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", "auto", "storage format read: auto (bundles when a node has any, else legacy tags, as cosign v3), legacy or bundle")
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
@@ -77,13 +83,6 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", false, "also verify each node's mirrored copy in the root's repository, where catalog mirrored it and sign --mirrors signed it")
 	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require the signature of every node below this root to bind it to the root ("+attest.AnnotationRoot+")")
-	cmd.Flags().BoolVar(&o.ignoreTlog, "insecure-ignore-tlog", false, "do not require transparency-log entries, as cosign's flag of that name (for trees signed with --tlog-upload=false)")
-	cmd.Flags().StringVar(&o.identity.Subject, "certificate-identity", "", "keyless: the identity (subject alternative name) the signing certificate must name")
-	cmd.Flags().StringVar(&o.identity.SubjectRegexp, "certificate-identity-regexp", "", "keyless: a regular expression the certificate's identity must match")
-	cmd.Flags().StringVar(&o.identity.Issuer, "certificate-oidc-issuer", "", "keyless: the OIDC issuer the signing certificate must name")
-	cmd.Flags().StringVar(&o.identity.IssuerRegexp, "certificate-oidc-issuer-regexp", "", "keyless: a regular expression the certificate's OIDC issuer must match")
-	cmd.Flags().BoolVar(&o.ignoreSCT, "insecure-ignore-sct", false, "keyless: do not require a signed certificate timestamp (certificate transparency), as cosign's flag of that name")
-	cmd.Flags().BoolVar(&o.signedTimes, "use-signed-timestamps", false, "require RFC 3161 timestamps from a timestamp authority of the trusted root, as cosign's flag of that name")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	o.shard.addFlags(cmd, "verify")
 	o.results.addFlags(cmd)
@@ -142,66 +141,38 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	return o.results.write(ref, tree)
 }
 
-// options turn the flags into library options: the policy (key, trust,
-// required types and annotations) and the stores read.
+// options turn the flags into library options: the trust, the tree's
+// requirements (types, annotations, the root) and the stores read.
 func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
-	keyless := o.identity != (attest.CertificateIdentity{})
-	switch {
-	case o.key == "" && !keyless:
-		return attest.VerifyOptions{}, usagef("say whom to trust: --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]")
-	case o.key != "" && keyless:
-		return attest.VerifyOptions{}, usagef("--key and --certificate-identity/--certificate-oidc-issuer exclude each other")
-	case keyless && ((o.identity.Subject == "") == (o.identity.SubjectRegexp == "") || (o.identity.Issuer == "") == (o.identity.IssuerRegexp == "")):
-		return attest.VerifyOptions{}, usagef("keyless verification needs one of --certificate-identity and --certificate-identity-regexp, and one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp")
-	}
-	var layout attest.Layout
+	var layouts []attest.Layout
 	switch o.format {
-	case "auto":
+	case "auto": // as cosign v3 reads a node: its bundles, else its legacy tags
+		layouts = []attest.Layout{attest.LayoutBundle, attest.LayoutLegacy}
 	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
-		layout = attest.Layout(o.format)
+		layouts = []attest.Layout{attest.Layout(o.format)}
 	default:
 		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
+	}
+	stores, err := attest.Stores(layouts...)
+	if err != nil {
+		return attest.VerifyOptions{}, err
 	}
 	annotations, err := parseAnnotations("--annotations", o.annotations)
 	if err != nil {
 		return attest.VerifyOptions{}, err
 	}
-	policy := attest.Policy{Annotations: annotations, RequireRoot: o.requireRoot, IgnoreTlog: o.ignoreTlog,
-		IgnoreSCT: o.ignoreSCT, UseSignedTimestamps: o.signedTimes}
-	if keyless {
-		id := o.identity
-		policy.Identity = &id
-	} else if policy.Key, err = attest.LoadPublicKey(ctx, o.key); err != nil {
+	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot}
+	if !o.signatureOnly {
+		req.Types = o.types
+	}
+	if err := req.Validate(); err != nil {
 		return attest.VerifyOptions{}, usageError{err}
 	}
-	if !o.signatureOnly {
-		policy.Types = o.types
-	}
-	for _, t := range policy.Types {
-		if _, err := attest.PredicateURI(t); err != nil {
-			return attest.VerifyOptions{}, usageError{err}
-		}
-	}
-	if keyless || !o.ignoreTlog || o.signedTimes {
-		if policy.TrustedMaterial, err = trustedMaterial(s, o.trustedRoot, "--trusted-root", &o.tuf); err != nil {
-			return attest.VerifyOptions{}, err
-		}
-	}
-	return attest.VerifyOptions{Policy: policy, Legacy: attest.LegacyStore{Client: c}, Bundle: &attest.BundleStore{Client: c}, Layout: layout, Jobs: o.walk.jobs,
-		Mirrors: o.mirrors, Client: c}, nil
-}
-
-// trustedMaterial is the sigstore trusted root at path (given with flag),
-// else the TUF repository's.
-func trustedMaterial(s streams, path, flag string, tuf *tufOptions) (root.TrustedMaterial, error) {
-	if path == "" {
-		return tuf.trustedRoot(s, flag)
-	}
-	tr, err := root.NewTrustedRootFromPath(path)
+	trust, err := o.trust.trust(ctx, s, &o.tuf)
 	if err != nil {
-		return nil, usagef("%s %s: %v", flag, path, err)
+		return attest.VerifyOptions{}, err
 	}
-	return tr, nil
+	return attest.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
 }
 
 // verifyDoc is the JSON output of `nestattest verify`.
@@ -228,7 +199,7 @@ type verifySummary struct {
 }
 
 func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attest.VerifyReport) error {
-	sum := verifySummary{Nodes: len(rep.Verdicts), Failed: rep.Failed(), Types: o.types, Tlog: !o.ignoreTlog}
+	sum := verifySummary{Nodes: len(rep.Verdicts), Failed: rep.Failed(), Types: o.types, Tlog: !o.trust.ignoreTlog}
 	if o.signatureOnly {
 		sum.Types = []string{}
 	}
@@ -310,12 +281,8 @@ func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *attest.
 	if sum.Failed > 0 {
 		verdict = "FAILED"
 	}
-	by := o.key
-	if by == "" {
-		by = o.identity.String()
-	}
 	line := fmt.Sprintf("%s: %d of %s in %s passed (%s by %s)", verdict, sum.Passed, plural(sum.Nodes, "node"),
-		plural(count(tree).Repositories, "repository"), what, by)
+		plural(count(tree).Repositories, "repository"), what, o.trust.signer())
 	if both := carryingBoth(rep); both > 0 {
 		line += fmt.Sprintf("; %s carry both layouts, their bundles read (as cosign v3)", plural(both, "node"))
 	}

@@ -1,4 +1,4 @@
-package attest
+package identity
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/kms"
 	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/nestattest/nestattest/attest"
 
 	// The KMS providers cosign registers, so --key takes the same URIs.
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
@@ -58,29 +60,29 @@ func LoadKey(ctx context.Context, ref string, password func() ([]byte, error)) (
 func loadSignerVerifier(ctx context.Context, ref string, password func() ([]byte, error)) (signature.SignerVerifier, error) {
 	switch scheme := schemeOf(ref); {
 	case ref == "":
-		return nil, fmt.Errorf("%w: no key given", ErrKey)
+		return nil, fmt.Errorf("%w: no key given", attest.ErrKey)
 	case scheme == schemeEnv:
 		name := strings.TrimPrefix(ref, schemeEnv)
 		v, ok := os.LookupEnv(name)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("%w: %s: the variable %s is not set", ErrKey, ref, name)
+			return nil, fmt.Errorf("%w: %s: the variable %s is not set", attest.ErrKey, ref, name)
 		}
 		return privateKey(ref, []byte(v), password)
 	case scheme == schemeK8s:
 		s, err := kubernetes.GetKeyPairSecret(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, err)
+			return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, ref, err)
 		}
 		pass := s.Data[ChainsPasswordFile]
 		return privateKey(ref, s.Data[ChainsKeyFile], func() ([]byte, error) { return pass, nil })
 	case isKMS(scheme):
 		sv, err := kms.Get(ctx, ref, crypto.SHA256)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, err)
+			return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, ref, err)
 		}
 		return sv, nil
 	case scheme != "":
-		return nil, fmt.Errorf("%w: %s: unknown key reference scheme %q; want %s", ErrKey, ref, scheme, KeyRefHelp)
+		return nil, fmt.Errorf("%w: %s: unknown key reference scheme %q; want %s", attest.ErrKey, ref, scheme, KeyRefHelp)
 	}
 	return fileKey(ref, password)
 }
@@ -89,10 +91,10 @@ func loadSignerVerifier(ctx context.Context, ref string, password func() ([]byte
 func fileKey(path string, password func() ([]byte, error)) (signature.SignerVerifier, error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist; want %s", ErrKey, path, KeyRefHelp)
+		return nil, fmt.Errorf("%w: %s does not exist; want %s", attest.ErrKey, path, KeyRefHelp)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", attest.ErrKey, err)
 	}
 	if fi.IsDir() {
 		raw, err := os.ReadFile(filepath.Join(path, ChainsPasswordFile))
@@ -100,13 +102,13 @@ func fileKey(path string, password func() ([]byte, error)) (signature.SignerVeri
 		case err == nil:
 			password = func() ([]byte, error) { return raw, nil }
 		case !errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Errorf("%w: %w", ErrKey, err)
+			return nil, fmt.Errorf("%w: %w", attest.ErrKey, err)
 		}
 		path = filepath.Join(path, ChainsKeyFile)
 	}
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKey, err)
+		return nil, fmt.Errorf("%w: %w", attest.ErrKey, err)
 	}
 	return privateKey(path, raw, password)
 }
@@ -117,25 +119,25 @@ func privateKey(where string, raw []byte, password func() ([]byte, error)) (sign
 	block, _ := pem.Decode(raw)
 	switch {
 	case block == nil:
-		return nil, fmt.Errorf("%w: %s is not PEM; want %s", ErrKey, where, KeyRefHelp)
+		return nil, fmt.Errorf("%w: %s is not PEM; want %s", attest.ErrKey, where, KeyRefHelp)
 	case block.Type == "PUBLIC KEY":
-		return nil, fmt.Errorf("%w: %s is a public key; signing needs the private key (cosign.key) or a KMS key", ErrKey, where)
+		return nil, fmt.Errorf("%w: %s is a public key; signing needs the private key (cosign.key) or a KMS key", attest.ErrKey, where)
 	case block.Type != cosign.CosignPrivateKeyPemType && block.Type != cosign.SigstorePrivateKeyPemType:
-		return nil, fmt.Errorf("%w: %s holds a %q PEM block; want an encrypted cosign private key (cosign generate-key-pair, or cosign import-key-pair for other keys)", ErrKey, where, block.Type)
+		return nil, fmt.Errorf("%w: %s holds a %q PEM block; want an encrypted cosign private key (cosign generate-key-pair, or cosign import-key-pair for other keys)", attest.ErrKey, where, block.Type)
 	}
 	var pass []byte
 	if password != nil {
 		var err error
 		if pass, err = password(); err != nil {
-			return nil, fmt.Errorf("%w: password for %s: %w", ErrKey, where, err)
+			return nil, fmt.Errorf("%w: password for %s: %w", attest.ErrKey, where, err)
 		}
 	}
 	sv, err := cosign.LoadPrivateKey(raw, pass, nil)
 	if err != nil {
 		if strings.Contains(err.Error(), "decrypt") {
-			return nil, fmt.Errorf("%w: %s: %w", ErrKey, where, ErrKeyPassword)
+			return nil, fmt.Errorf("%w: %s: %w", attest.ErrKey, where, attest.ErrKeyPassword)
 		}
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, where, err)
+		return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, where, err)
 	}
 	return sv, nil
 }
@@ -148,37 +150,37 @@ func LoadPublicKey(ctx context.Context, ref string) (crypto.PublicKey, error) {
 	var err error
 	switch scheme := schemeOf(ref); {
 	case ref == "":
-		return nil, fmt.Errorf("%w: no key given", ErrKey)
+		return nil, fmt.Errorf("%w: no key given", attest.ErrKey)
 	case isKMS(scheme):
 		sv, err := kms.Get(ctx, ref, crypto.SHA256)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, err)
+			return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, ref, err)
 		}
 		pub, err := sv.PublicKey(options.WithContext(ctx))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: public key: %v", ErrKey, ref, err)
+			return nil, fmt.Errorf("%w: %s: public key: %v", attest.ErrKey, ref, err)
 		}
 		return pub, nil
 	case scheme == schemeK8s:
 		s, kerr := kubernetes.GetKeyPairSecret(ctx, ref)
 		if kerr != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, kerr)
+			return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, ref, kerr)
 		}
 		raw = s.Data["cosign.pub"]
 	case scheme == "" || scheme == schemeEnv || scheme == "http://" || scheme == "https://":
 		raw, err = blob.LoadFileOrURL(ref)
 	default:
-		return nil, fmt.Errorf("%w: %s: unknown key reference scheme %q; want a public key file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key", ErrKey, ref, scheme)
+		return nil, fmt.Errorf("%w: %s: unknown key reference scheme %q; want a public key file or URL, env://VAR, k8s://NAMESPACE/SECRET, or a KMS key", attest.ErrKey, ref, scheme)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrKey, ref, err)
+		return nil, fmt.Errorf("%w: %s: %v", attest.ErrKey, ref, err)
 	}
 	if b, _ := pem.Decode(raw); b != nil && strings.Contains(b.Type, "PRIVATE KEY") {
-		return nil, fmt.Errorf("%w: %s is a private key; verify takes the public key (cosign.pub)", ErrKey, ref)
+		return nil, fmt.Errorf("%w: %s is a private key; verify takes the public key (cosign.pub)", attest.ErrKey, ref)
 	}
 	pub, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s is not a PEM public key: %v", ErrKey, ref, err)
+		return nil, fmt.Errorf("%w: %s is not a PEM public key: %v", attest.ErrKey, ref, err)
 	}
 	return pub, nil
 }

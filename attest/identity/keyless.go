@@ -1,4 +1,4 @@
-package attest
+package identity
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/nestattest/nestattest/attest"
 )
 
 // ErrKeyless: a keyless signer could not get or use its certificate.
@@ -58,7 +60,7 @@ type KeylessSigner struct {
 
 	mu  sync.Mutex
 	cur *certified
-	id  Identity
+	id  attest.Identity
 }
 
 // certified is an ephemeral key and its certificate.
@@ -88,17 +90,17 @@ func NewKeylessSigner(ctx context.Context, opts KeylessOptions) (*KeylessSigner,
 // Certificates is how many certificates the signer got.
 func (k *KeylessSigner) Certificates() int { return int(k.certs.Load()) }
 
-// Sign implements Signer.
-func (k *KeylessSigner) Sign(ctx context.Context, message []byte) ([]byte, Material, error) {
+// Sign implements attest.Signer.
+func (k *KeylessSigner) Sign(ctx context.Context, message []byte) ([]byte, attest.Material, error) {
 	c, err := k.current(ctx)
 	if err != nil {
-		return nil, Material{}, err
+		return nil, attest.Material{}, err
 	}
 	sig, _, err := c.key.SignData(ctx, message)
 	if err != nil {
-		return nil, Material{}, fmt.Errorf("%w: sign: %v", ErrKeyless, err)
+		return nil, attest.Material{}, fmt.Errorf("%w: sign: %v", ErrKeyless, err)
 	}
-	return sig, Material{Chain: c.chain}, nil
+	return sig, attest.Material{Chain: c.chain}, nil
 }
 
 // current returns the key and certificate to sign with now, renewing them
@@ -128,7 +130,7 @@ func (k *KeylessSigner) certify(ctx context.Context) (*certified, error) {
 		return nil, fmt.Errorf("%w: %v", ErrKeyless, err)
 	}
 	der, err := k.opts.CA.GetCertificate(ctx, key, &sign.CertificateProviderOptions{IDToken: token})
-	if err = Unreachable(ServiceFulcio, k.opts.CAURL, err); errors.Is(err, ErrUnreachable) {
+	if err = attest.Unreachable(attest.ServiceFulcio, k.opts.CAURL, err); errors.Is(err, attest.ErrUnreachable) {
 		return nil, err
 	}
 	if err != nil {
@@ -166,25 +168,25 @@ func (k *KeylessSigner) certify(ctx context.Context) (*certified, error) {
 
 // identityOf reads a certificate's subject alternative name and OIDC
 // issuer.
-func identityOf(leaf *x509.Certificate) (Identity, error) {
+func identityOf(leaf *x509.Certificate) (attest.Identity, error) {
 	s, err := certificate.SummarizeCertificate(leaf)
 	if err != nil {
-		return Identity{}, fmt.Errorf("%w: the certificate: %v", ErrKeyless, err)
+		return attest.Identity{}, fmt.Errorf("%w: the certificate: %v", ErrKeyless, err)
 	}
-	return Identity{Subject: s.SubjectAlternativeName, Issuer: s.Issuer}, nil
+	return attest.Identity{Subject: s.SubjectAlternativeName, Issuer: s.Issuer}, nil
 }
 
-// Policy implements Signer: signatures under a certificate for the
+// Trust implements attest.Signer: signatures under a certificate for the
 // signer's identity and issuer, chaining to its trusted material. Whichever
 // of the run's keys made one, or an earlier run's, it is this identity's.
-func (k *KeylessSigner) Policy() Policy {
+func (k *KeylessSigner) Trust() attest.Trust {
 	id := k.Identity()
-	return Policy{Identity: &CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
+	return attest.Trust{Identity: &attest.CertificateIdentity{Subject: id.Subject, Issuer: id.Issuer},
 		TrustedMaterial: k.opts.TrustedMaterial, IgnoreSCT: k.opts.InsecureSkipSCT}
 }
 
-// Identity implements Signer.
-func (k *KeylessSigner) Identity() Identity {
+// Identity implements attest.Signer.
+func (k *KeylessSigner) Identity() attest.Identity {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.id
