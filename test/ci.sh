@@ -17,8 +17,8 @@
 #      compiled with the release's flags (CGO_ENABLED=0, -trimpath: .ko.yaml,
 #      release/release.sh; and, as everything here, -gcflags=all=-dwarf=false:
 #      the compiler writes no DWARF, which nothing here reads and -s -w
-#      strips from the release's binaries anyway: about 17% less compiler
-#      CPU, the same code), so the
+#      strips from the release's binaries anyway: about 5% less CPU for
+#      a cold build, the same code), so the
 #      release's linux/amd64 build and the
 #      image tests reuse those compiled packages instead of compiling them
 #      again (the release's other platforms are compiled by the release

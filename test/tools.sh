@@ -9,7 +9,7 @@
 # debugs them, and linking a dozen large binaries is minutes of CPU cold.
 # For the same reason the compiler writes no DWARF either
 # (-gcflags=all=-dwarf=false; the linker would strip it): the same code,
-# about 17% less compiler CPU cold.
+# about 5% less CPU for a cold build (crane: 68.3 CPU-s, 64.9 without).
 #
 # The builds run in two lanes.
 set -euo pipefail
