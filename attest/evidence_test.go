@@ -22,7 +22,7 @@ func TestRerunAddsMissingTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	authority := newShortCA(t, time.Hour)
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{authority.authority()}, nil, vs.TimestampingAuthorities(), nil)
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{authority.Authority()}, nil, vs.TimestampingAuthorities(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,7 @@ package attest
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
-	"math/big"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +10,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
 )
 
 const (
@@ -22,47 +19,11 @@ const (
 	testIssuer   = "https://issuer.example.test"
 )
 
-// shortCA is an in-process certificate authority that certifies any key
-// for the identity its token names, with certificates that end life
-// seconds after they are issued: what a long run meets with Fulcio's ten
-// minutes.
-type shortCA struct {
-	root, inter *x509.Certificate
-	key         crypto.Signer
-	life        time.Duration
-	issued      atomic.Int32
-}
-
-func newShortCA(t *testing.T, life time.Duration) *shortCA {
+// newShortCA is an in-process certificate authority whose certificates
+// end life after they are issued and name testIssuer.
+func newShortCA(t *testing.T, life time.Duration) *attesttest.ShortCA {
 	t.Helper()
-	rootCert, rootKey, err := ca.GenerateRootCa()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, interKey, err := ca.GenerateFulcioIntermediate(rootCert, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &shortCA{root: rootCert, inter: inter, key: interKey, life: life}
-}
-
-// GetCertificate implements sign.CertificateProvider: the token is the
-// identity, certified with Fulcio's OIDC issuer extension.
-func (c *shortCA) GetCertificate(_ context.Context, kp sign.Keypair, opts *sign.CertificateProviderOptions) ([]byte, error) {
-	serial := c.issued.Add(1)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(serial)), EmailAddresses: []string{opts.IDToken},
-		NotBefore: now.Add(-time.Second), NotAfter: now.Add(c.life),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1}, Value: []byte(testIssuer)}},
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, c.inter, kp.GetPublicKey(), c.key)
-}
-
-func (c *shortCA) authority() root.CertificateAuthority {
-	return &root.FulcioCertificateAuthority{Root: c.root, Intermediates: []*x509.Certificate{c.inter},
-		ValidityPeriodStart: time.Now().Add(-time.Hour), ValidityPeriodEnd: time.Now().Add(time.Hour)}
+	return attesttest.NewShortCA(t, life, testIssuer)
 }
 
 // virtualTSA countersigns with sigstore-go's in-process timestamp
@@ -105,7 +66,7 @@ type testKeyless struct {
 	tm    root.TrustedMaterial
 }
 
-func newTestKeyless(t *testing.T, authority *shortCA, tm root.TrustedMaterial) *testKeyless {
+func newTestKeyless(t *testing.T, authority *attesttest.ShortCA, tm root.TrustedMaterial) *testKeyless {
 	t.Helper()
 	key, err := sign.NewEphemeralKeypair(nil)
 	if err != nil {
@@ -119,7 +80,7 @@ func newTestKeyless(t *testing.T, authority *shortCA, tm root.TrustedMaterial) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testKeyless{key: key, chain: []*x509.Certificate{leaf, authority.inter, authority.root}, tm: tm}
+	return &testKeyless{key: key, chain: append([]*x509.Certificate{leaf}, authority.Chain()...), tm: tm}
 }
 
 func (k *testKeyless) Sign(ctx context.Context, message []byte) ([]byte, Material, error) {

@@ -2,14 +2,8 @@ package identity
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"io"
 	"log"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,14 +15,14 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore-go/pkg/sign"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
+
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
 )
 
 const (
@@ -142,47 +136,11 @@ func failures(rep *attest.VerifyReport) []string {
 	return out
 }
 
-// shortCA is an in-process certificate authority that certifies any key
-// for the identity its token names, with certificates that end life
-// seconds after they are issued: what a long run meets with Fulcio's ten
-// minutes.
-type shortCA struct {
-	root, inter *x509.Certificate
-	key         crypto.Signer
-	life        time.Duration
-	issued      atomic.Int32
-}
-
-func newShortCA(t *testing.T, life time.Duration) *shortCA {
+// newShortCA is an in-process certificate authority whose certificates
+// end life after they are issued and name testIssuer.
+func newShortCA(t *testing.T, life time.Duration) *attesttest.ShortCA {
 	t.Helper()
-	rootCert, rootKey, err := ca.GenerateRootCa()
-	if err != nil {
-		t.Fatal(err)
-	}
-	inter, interKey, err := ca.GenerateFulcioIntermediate(rootCert, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &shortCA{root: rootCert, inter: inter, key: interKey, life: life}
-}
-
-// GetCertificate implements sign.CertificateProvider: the token is the
-// identity, certified with Fulcio's OIDC issuer extension.
-func (c *shortCA) GetCertificate(_ context.Context, kp sign.Keypair, opts *sign.CertificateProviderOptions) ([]byte, error) {
-	serial := c.issued.Add(1)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(int64(serial)), EmailAddresses: []string{opts.IDToken},
-		NotBefore: now.Add(-time.Second), NotAfter: now.Add(c.life),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1}, Value: []byte(testIssuer)}},
-	}
-	return x509.CreateCertificate(rand.Reader, tmpl, c.inter, kp.GetPublicKey(), c.key)
-}
-
-func (c *shortCA) authority() root.CertificateAuthority {
-	return &root.FulcioCertificateAuthority{Root: c.root, Intermediates: []*x509.Certificate{c.inter},
-		ValidityPeriodStart: time.Now().Add(-time.Hour), ValidityPeriodEnd: time.Now().Add(time.Hour)}
+	return attesttest.NewShortCA(t, life, testIssuer)
 }
 
 // virtualTSA countersigns with sigstore-go's in-process timestamp

@@ -26,7 +26,7 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	authority := newShortCA(t, 3*time.Second)
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{authority.authority()}, nil, vs.TimestampingAuthorities(), nil)
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{authority.Authority()}, nil, vs.TimestampingAuthorities(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 // trusted root stops the run before anything is signed.
 func TestKeylessRefusesUntrustedCA(t *testing.T) {
 	trusted, untrusted := newShortCA(t, time.Minute), newShortCA(t, time.Minute)
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{trusted.authority()}, nil, nil, nil)
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, []root.CertificateAuthority{trusted.Authority()}, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
