@@ -1,6 +1,10 @@
 package attest
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/nestattest/nestattest/attest/statement"
+)
 
 // Sentinel errors; test for them with errors.Is. Verify returns them in
 // each failed Check's Err.
@@ -14,8 +18,9 @@ var (
 	// ErrOptions: a Trust or Requirements has options that exclude each
 	// other, or lacks one; see OptionError.
 	ErrOptions = errors.New("conflicting or missing options")
-	// ErrPredicate: the predicate or its type is not usable.
-	ErrPredicate = errors.New("invalid predicate")
+	// ErrPredicate: the predicate or its type is not usable (the same
+	// error as statement.ErrPredicate).
+	ErrPredicate = statement.ErrPredicate
 	// ErrUnsigned: a node has no signature that the policy accepts.
 	ErrUnsigned = errors.New("no valid signature")
 	// ErrUnattested: a node has no attestation of a required type that the

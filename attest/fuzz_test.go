@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/nestattest/nestattest/attest/statement"
 )
 
 // FuzzEnvelope: whatever a registry serves as an attestation layer, reading
@@ -19,13 +20,13 @@ func FuzzEnvelope(f *testing.F) {
 	f.Add([]byte(`{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"predicate":[1,2]}`)) + `"}`))
 	f.Add([]byte(`{"payload":"` + base64.StdEncoding.EncodeToString([]byte(`{"predicate":{"runDetails":"x"}}`)) + `"}`))
 	f.Fuzz(func(t *testing.T, env []byte) {
-		_, payload, _, err := parseEnvelope(env)
+		_, payload, _, err := ParseEnvelope(env)
 		if err != nil {
 			return
 		}
-		_, _ = readStatement(payload)
-		a, errA := StatementDigest(payload)
-		b, errB := StatementDigest(payload)
+		_, _ = statement.Read(payload)
+		a, errA := statement.StatementDigest(payload)
+		b, errB := statement.StatementDigest(payload)
 		if (errA == nil) != (errB == nil) || a != b {
 			t.Fatalf("StatementDigest(%q) is not stable: %v %v / %v %v", payload, a, errA, b, errB)
 		}
@@ -40,7 +41,7 @@ func FuzzBundle(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		sub := Subject{Descriptor: v1.Descriptor{Digest: v1.Hash{Algorithm: "sha256", Hex: "00"}}}
-		s, err := bundleSigned(sub, raw)
+		s, err := ParseBundle(sub, raw)
 		if err != nil {
 			return
 		}

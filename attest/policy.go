@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -65,7 +66,7 @@ type Requirements struct {
 	// Annotations must all be in every node's signature.
 	Annotations map[string]string
 	// RequireRoot requires the signature of every node below the root to
-	// bind it to the tree's root with AnnotationRoot.
+	// bind it to the tree's root with statement.AnnotationRoot.
 	RequireRoot bool
 }
 
@@ -218,14 +219,14 @@ func (c CertificateIdentity) given() []string {
 // would overwrite.
 func (r Requirements) Validate() error {
 	for _, t := range r.Types {
-		if _, err := PredicateURI(t); err != nil {
+		if _, err := statement.PredicateURI(t); err != nil {
 			return &OptionError{Options: []string{OptionType}, err: err,
 				text: func(flag func(string) string) string { return flag(OptionType) + ": " + err.Error() }}
 		}
 	}
-	if _, ok := r.Annotations[AnnotationRoot]; ok && r.RequireRoot {
+	if _, ok := r.Annotations[statement.AnnotationRoot]; ok && r.RequireRoot {
 		return optionError([]string{OptionAnnotations, OptionRequireRoot},
-			"%s "+AnnotationRoot+"=… and %s exclude each other: %s requires the root this tree is verified from; drop the annotation",
+			"%s "+statement.AnnotationRoot+"=… and %s exclude each other: %s requires the root this tree is verified from; drop the annotation",
 			OptionAnnotations, OptionRequireRoot, OptionRequireRoot)
 	}
 	return nil

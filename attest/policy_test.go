@@ -3,16 +3,17 @@ package attest
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/sigstore/sigstore-go/pkg/root"
-
-	"github.com/nestattest/nestattest/registry"
-	"github.com/nestattest/nestattest/walk"
 )
 
 // TestTrustOptionsRefused: options that exclude each other, or fall short,
@@ -86,7 +87,7 @@ func TestTrustOptionsRefused(t *testing.T) {
 func TestNewTrust(t *testing.T) {
 	ctx := context.Background()
 	const pub = "cosign.pub"
-	key := loadTestKey(t).Identity().Key
+	key := testPublicKey(t)
 	load := func(_ context.Context, ref string) (crypto.PublicKey, error) {
 		if ref != pub {
 			return nil, fmt.Errorf("%w: %s: no such file", ErrKey, ref)
@@ -133,10 +134,10 @@ func TestNewTrust(t *testing.T) {
 }
 
 // TestTrustValidate: a Trust built by hand is refused as NewTrust refuses
-// its options, and when it needs trusted material it lacks; Verify refuses
-// it before reading anything.
+// its options, and when it needs trusted material it lacks; NewVerifier
+// refuses it too.
 func TestTrustValidate(t *testing.T) {
-	key := loadTestKey(t).Identity().Key
+	key := testPublicKey(t)
 	id := &CertificateIdentity{Subject: "a@example.com", Issuer: "https://issuer.example"}
 	for _, tc := range []struct {
 		name  string
@@ -153,9 +154,8 @@ func TestTrustValidate(t *testing.T) {
 			if !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Validate: %v, want ErrOptions saying %q", err, tc.want)
 			}
-			_, err = Verify(context.Background(), &walk.Tree{}, VerifyOptions{Trust: tc.trust, Stores: []Store{&BundleStore{}, LegacyStore{}}, Client: registry.NewClient(registry.Options{})})
-			if !errors.Is(err, ErrOptions) {
-				t.Errorf("Verify: %v, want ErrOptions", err)
+			if _, err = NewVerifier(tc.trust); !errors.Is(err, ErrOptions) {
+				t.Errorf("NewVerifier: %v, want ErrOptions", err)
 			}
 		})
 	}
@@ -173,13 +173,23 @@ func TestRequirementsValidate(t *testing.T) {
 	if !errors.As(err, &oe) || !errors.Is(err, ErrPredicate) || !errors.Is(err, ErrOptions) || !slices.Equal(oe.Options, []string{OptionType}) || !strings.HasPrefix(err.Error(), `--type: `) || !strings.Contains(err.Error(), `"provenance?"`) {
 		t.Errorf("bad type: %v", err)
 	}
-	err = Requirements{Annotations: map[string]string{AnnotationRoot: "x"}, RequireRoot: true}.Validate()
-	if !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), "--annotations "+AnnotationRoot+"=… and --require-root exclude each other") {
+	err = Requirements{Annotations: map[string]string{statement.AnnotationRoot: "x"}, RequireRoot: true}.Validate()
+	if !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), "--annotations "+statement.AnnotationRoot+"=… and --require-root exclude each other") {
 		t.Errorf("root annotation and RequireRoot: %v", err)
 	}
-	for _, ok := range []Requirements{{}, {Types: []string{"spdxjson", "https://example.com/predicate/v1"}, Annotations: map[string]string{AnnotationRoot: "x"}}} {
+	for _, ok := range []Requirements{{}, {Types: []string{"spdxjson", "https://example.com/predicate/v1"}, Annotations: map[string]string{statement.AnnotationRoot: "x"}}} {
 		if err := ok.Validate(); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
 	}
+}
+
+// testPublicKey is a fresh ECDSA P-256 public key.
+func testPublicKey(t *testing.T) crypto.PublicKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.Public()
 }

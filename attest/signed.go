@@ -2,10 +2,8 @@ package attest
 
 import (
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -58,8 +56,9 @@ type Signed struct {
 	// the DSSE pre-authentication encoding of an in-toto statement.
 	Signature []byte
 	Material  Material
-	// Bundle is the sigstore bundle it was read from, in the bundle layout.
-	Bundle []byte
+	// Raw is the stored form it was read from, where its layout stores it
+	// in one piece (a sigstore bundle): what the layout verifies.
+	Raw []byte
 }
 
 // Material is what verifies a signature besides the signature itself.
@@ -115,8 +114,8 @@ type envelopeSignature struct {
 	Sig   string `json:"sig"`
 }
 
-// parseEnvelope reads a DSSE envelope with one signature.
-func parseEnvelope(raw []byte) (payloadType string, payload, sig []byte, err error) {
+// ParseEnvelope reads a DSSE envelope with one signature.
+func ParseEnvelope(raw []byte) (payloadType string, payload, sig []byte, err error) {
 	var e envelope
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return "", nil, nil, err
@@ -129,10 +128,4 @@ func parseEnvelope(raw []byte) (payloadType string, payload, sig []byte, err err
 	}
 	sig, err = base64.StdEncoding.DecodeString(e.Signatures[0].Sig)
 	return e.PayloadType, payload, sig, err
-}
-
-// digestOf returns the sha256 digest of b.
-func digestOf(b []byte) v1.Hash {
-	sum := sha256.Sum256(b)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }

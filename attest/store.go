@@ -2,53 +2,60 @@ package attest
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/registry"
 )
 
-// Layout names a storage layout.
+// ErrForeign marks an entry a store listed that is not one of its
+// layout's signatures or attestations (a referrer of another kind):
+// Entry.Load returns it wrapped, and readers pass over the entry.
+var ErrForeign = errors.New("not a signature or attestation of this layout")
+
+// Layout names a storage layout: a Store's own name for what it writes,
+// as the --format flag takes it.
 type Layout string
 
-// The layouts.
-const (
-	// LayoutLegacy is cosign's tag layout: <repo>:sha256-<hex>.sig and .att,
-	// an image whose layers are the signatures or attestations.
-	LayoutLegacy Layout = "legacy"
-	// LayoutBundle is sigstore bundles stored as OCI 1.1 referrers, as
-	// cosign v3 writes them.
-	LayoutBundle Layout = "bundle"
-)
-
-// ParseLayout checks a layout's name.
-func ParseLayout(s string) (Layout, error) {
-	switch l := Layout(s); l {
-	case LayoutLegacy, LayoutBundle:
-		return l, nil
-	}
-	return "", fmt.Errorf("storage format %q: want %s or %s", s, LayoutLegacy, LayoutBundle)
+// Keeps is what evidence a layout stores with a signature, beside the
+// signature and its material: what a Witness adds for it, and so what a
+// run requires of what a node already carries there.
+type Keeps struct {
+	// TlogVersions are the major API versions of the transparency logs
+	// whose entries the layout stores (cosign's legacy layout: Rekor v1
+	// only, its bundle annotation holding a v1 signed entry timestamp).
+	TlogVersions []uint32
+	// EnvelopeTimestamps: the layout timestamps a DSSE envelope as well as
+	// its signature (cosign's legacy layout timestamps an attestation's
+	// envelope).
+	EnvelopeTimestamps bool
 }
 
-// Stores returns the store of each layout, in the order given. Verify
-// reads them in that order: as cosign v3 reads a node, LayoutBundle then
-// LayoutLegacy.
-func Stores(layouts ...Layout) ([]Store, error) {
-	out := make([]Store, 0, len(layouts))
-	for _, l := range layouts {
-		switch l {
-		case LayoutLegacy:
-			out = append(out, LegacyStore{})
-		case LayoutBundle:
-			out = append(out, &BundleStore{})
-		default:
-			return nil, fmt.Errorf("storage format %q: want %s or %s", l, LayoutLegacy, LayoutBundle)
+// Tlog reports whether the layout stores entries of a log of API version
+// v (0 is 1).
+func (k Keeps) Tlog(v uint32) bool {
+	v = max(v, 1)
+	for _, kv := range k.TlogVersions {
+		if kv == v {
+			return true
 		}
 	}
-	return out, nil
+	return false
+}
+
+// Witness adds evidence to a signed payload: a transparency-log entry, an
+// RFC 3161 timestamp. Package evidence holds the real ones.
+type Witness interface {
+	// Witness adds the evidence to s, as a layout that keeps k stores it.
+	Witness(ctx context.Context, s *Signed, k Keeps) error
+	// Require makes t require the evidence Witness adds, where a layout
+	// that keeps k stores it: a node whose signature lacks it is not
+	// signed yet for this run. Where the layout cannot keep the evidence,
+	// it requires nothing more.
+	Require(t *Trust, k Keeps)
 }
 
 // Store keeps the signatures and attestations of subjects in one layout:
@@ -60,6 +67,8 @@ func Stores(layouts ...Layout) ([]Store, error) {
 type Store interface {
 	// Layout names the store's layout.
 	Layout() Layout
+	// Keeps says what evidence the layout stores.
+	Keeps() Keeps
 	// SignaturePayload returns what a signature of ref signs in this
 	// layout: its payload type and payload. The same inputs give the same
 	// bytes.
@@ -73,8 +82,8 @@ type Store interface {
 	Add(ctx context.Context, c *registry.Client, s *Signed) error
 	// Verify verifies s, a signature or attestation of sub this store
 	// read (or would write), with cosign's own verification for the
-	// layout, against the trust in co; it returns what s says of sub.
-	Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*Claim, error)
+	// layout, against v's trust; it returns what s says of sub.
+	Verify(ctx context.Context, v *Verifier, sub Subject, s *Signed) (*Claim, error)
 }
 
 // Entry is a stored signature or attestation as a listing shows it: enough
@@ -93,27 +102,34 @@ type Entry struct {
 	PredicateType string
 	Statement     v1.Hash
 
-	once sync.Once
-	load func(context.Context) (*Signed, error)
-	// listed, where the listing shows all of the entry but its payload (a
+	// Read reads the entry from the registry: its payload, signature and
+	// material. The store that lists it sets it; Load calls it once.
+	Read func(context.Context) (*Signed, error)
+	// Listed, where the listing shows all of the entry but its payload (a
 	// legacy signature, whose signature and material are annotations),
 	// makes it of a payload whose digest is PayloadDigest; else nil.
-	listed func(payload []byte) *Signed
+	Listed func(payload []byte) *Signed
+
+	once   sync.Once
 	signed *Signed
 	err    error
 }
+
+// MaxPayloadBytes bounds a signature payload, envelope or bundle a store
+// reads from a registry.
+const MaxPayloadBytes = 16 << 20
 
 // Load reads the entry once: its payload, signature and material. Where
 // the listing shows all of it but the payload and one of known is that
 // payload (its digest is PayloadDigest), nothing is fetched.
 func (e *Entry) Load(ctx context.Context, known ...[]byte) (*Signed, error) {
-	if e.listed != nil {
+	if e.Listed != nil {
 		for _, p := range known {
-			if digestOf(p) == e.PayloadDigest {
-				return e.listed(p), nil
+			if statement.Digest(p) == e.PayloadDigest {
+				return e.Listed(p), nil
 			}
 		}
 	}
-	e.once.Do(func() { e.signed, e.err = e.load(ctx) })
+	e.once.Do(func() { e.signed, e.err = e.Read(ctx) })
 	return e.signed, e.err
 }

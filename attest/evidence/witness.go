@@ -20,23 +20,22 @@ type TlogWitness struct {
 	// URL is where the log is, for an error when it cannot be reached.
 	URL string
 	// Version is the log's major API version: 1 (also when zero) or 2.
-	// The legacy layout keeps Rekor v1 entries only (cosign's bundle
-	// annotation holds a v1 signed entry timestamp).
+	// A layout keeps the entries of some versions only (attest.Keeps).
 	Version uint32
 	entries atomic.Int32
 }
 
 // Require implements attest.Witness: a transparency-log entry, where the
 // layout keeps this log's entries.
-func (w *TlogWitness) Require(t *attest.Trust, layout attest.Layout) {
-	if layout == attest.LayoutLegacy && w.Version > 1 {
-		return
+func (w *TlogWitness) Require(t *attest.Trust, k attest.Keeps) {
+	if k.Tlog(w.Version) {
+		t.IgnoreTlog = false
 	}
-	t.IgnoreTlog = false
 }
 
-// Witness implements attest.Witness.
-func (w *TlogWitness) Witness(ctx context.Context, s *attest.Signed) error {
+// Witness implements attest.Witness: the entry is logged whatever the
+// layout keeps, as cosign logs it.
+func (w *TlogWitness) Witness(ctx context.Context, s *attest.Signed, _ attest.Keeps) error {
 	b, err := attest.ProtoBundle(s, "")
 	if err != nil {
 		return err
@@ -65,25 +64,24 @@ type TimestampWitness struct {
 	TSA *sign.TimestampAuthority
 	// URL is where the authority is, for an error when it cannot be
 	// reached.
-	URL string
-	// Envelopes also timestamps each DSSE envelope, for the legacy layout,
-	// where cosign timestamps an attestation's envelope, not its signature.
-	Envelopes  bool
+	URL        string
 	timestamps atomic.Int32
 }
 
 // Require implements attest.Witness: a timestamp from a trusted authority.
-func (w *TimestampWitness) Require(t *attest.Trust, _ attest.Layout) { t.UseSignedTimestamps = true }
+func (w *TimestampWitness) Require(t *attest.Trust, _ attest.Keeps) { t.UseSignedTimestamps = true }
 
-// Witness implements attest.Witness.
-func (w *TimestampWitness) Witness(ctx context.Context, s *attest.Signed) error {
+// Witness implements attest.Witness: the signature is timestamped, and a
+// DSSE envelope too where the layout timestamps envelopes (cosign's
+// legacy layout timestamps an attestation's envelope, not its signature).
+func (w *TimestampWitness) Witness(ctx context.Context, s *attest.Signed, k attest.Keeps) error {
 	ts, err := w.TSA.GetTimestamp(ctx, s.Signature)
 	if err != nil {
 		return w.failed(err)
 	}
 	s.Material.Timestamps = append(s.Material.Timestamps, ts)
 	w.timestamps.Add(1)
-	if !w.Envelopes || !s.DSSE() {
+	if !k.EnvelopeTimestamps || !s.DSSE() {
 		return nil
 	}
 	env, err := s.Envelope()

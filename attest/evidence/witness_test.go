@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/bundle"
+	"github.com/nestattest/nestattest/attest/legacy"
 )
 
 // TestTlogWitnessRequire: the legacy layout keeps Rekor v1 entries only,
@@ -11,13 +13,13 @@ import (
 func TestTlogWitnessRequire(t *testing.T) {
 	for _, tc := range []struct {
 		version uint32
-		layout  attest.Layout
+		store   attest.Store
 		want    bool
-	}{{0, attest.LayoutLegacy, true}, {1, attest.LayoutLegacy, true}, {2, attest.LayoutLegacy, false}, {1, attest.LayoutBundle, true}, {2, attest.LayoutBundle, true}} {
+	}{{0, legacy.Store{}, true}, {1, legacy.Store{}, true}, {2, legacy.Store{}, false}, {1, &bundle.Store{}, true}, {2, &bundle.Store{}, true}} {
 		p := attest.Trust{IgnoreTlog: true}
-		(&TlogWitness{Version: tc.version}).Require(&p, tc.layout)
+		(&TlogWitness{Version: tc.version}).Require(&p, tc.store.Keeps())
 		if got := !p.IgnoreTlog; got != tc.want {
-			t.Errorf("Rekor v%d, %s: entry required %v, want %v", tc.version, tc.layout, got, tc.want)
+			t.Errorf("Rekor v%d, %s: entry required %v, want %v", tc.version, tc.store.Layout(), got, tc.want)
 		}
 	}
 }

@@ -1,28 +1,20 @@
 package identity
 
 import (
-	"context"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
-	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-
 	"github.com/nestattest/nestattest/attest"
-	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/registry"
-	"github.com/nestattest/nestattest/walk"
 
+	"github.com/nestattest/nestattest/attest/bundle"
 	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/legacy"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/attest/trees"
 )
 
 const (
@@ -51,62 +43,13 @@ func readFile(t testing.TB, path string) []byte {
 	return b
 }
 
-// testRegistry is go-containerregistry's in-memory registry, its writes
-// counted.
-type testRegistry struct {
-	host   string
-	writes atomic.Int32
-}
-
-func newTestRegistry(t testing.TB) *testRegistry {
-	t.Helper()
-	r := &testRegistry{}
-	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
-			r.writes.Add(1)
-		}
-		h.ServeHTTP(w, req)
-	}))
-	t.Cleanup(s.Close)
-	r.host = strings.TrimPrefix(s.URL, "http://")
-	return r
-}
-
-func (r *testRegistry) writeCount() int { return int(r.writes.Load()) }
-
-// pushKo pushes the ko-shaped sample and returns its tree.
-func pushKo(t testing.TB, r *testRegistry, c *registry.Client) *walk.Tree {
-	t.Helper()
-	children, err := sample.KoChildren(walk.AnnotationRepository)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, err := name.NewRepository(r.host + "/org/ko-build")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := sample.Pusher{Annotation: walk.AnnotationRepository, MirrorManifests: true}
-	if _, err := p.Push(repo, sample.Parent(walk.AnnotationRepository, children), "latest"); err != nil {
-		t.Fatal(err)
-	}
-	tree, err := walk.Collect(context.Background(), repo.Tag("latest"), walk.Options{Fetcher: c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
-}
-
 // signOpts sign in both layouts, where mirrored too, without the final
 // confirmation.
-func signOpts(t testing.TB, c *registry.Client, s attest.Signer) attest.Options {
+func signOpts(t testing.TB, c *registry.Client, s attest.Signer) trees.Options {
 	t.Helper()
-	stores, err := attest.Stores(attest.LayoutLegacy, attest.LayoutBundle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return attest.Options{Signer: s, Stores: stores, BindRoot: true, Mirrors: true, Client: c, Jobs: 4, Settle: -1,
-		Predicates: attest.Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
+	stores := []attest.Store{legacy.Store{}, &bundle.Store{}}
+	return trees.Options{Signer: s, Stores: stores, BindRoot: true, Mirrors: true, Client: c, Jobs: 4, Settle: -1,
+		Predicates: statement.Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
 }
 
 // treeRequirements are what the tests require of a signed tree: provenance,
@@ -116,17 +59,21 @@ func treeRequirements() attest.Requirements {
 }
 
 // verifyOpts read the layouts given, in that order.
-func verifyOpts(t testing.TB, c *registry.Client, tr attest.Trust, r attest.Requirements, layouts ...attest.Layout) attest.VerifyOptions {
+func verifyOpts(t testing.TB, c *registry.Client, tr attest.Trust, r attest.Requirements, layouts ...attest.Layout) trees.VerifyOptions {
 	t.Helper()
-	stores, err := attest.Stores(layouts...)
-	if err != nil {
-		t.Fatal(err)
+	var stores []attest.Store
+	for _, l := range layouts {
+		s, err := layout.Read(string(l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s...)
 	}
-	return attest.VerifyOptions{Trust: tr, Require: r, Stores: stores, Client: c}
+	return trees.VerifyOptions{Trust: tr, Require: r, Stores: stores, Client: c}
 }
 
 // failures returns path: reasons of every failed node.
-func failures(rep *attest.VerifyReport) []string {
+func failures(rep *trees.VerifyReport) []string {
 	var out []string
 	for _, v := range rep.Verdicts {
 		if !v.Passed() {
@@ -141,35 +88,4 @@ func failures(rep *attest.VerifyReport) []string {
 func newShortCA(t *testing.T, life time.Duration) *attesttest.ShortCA {
 	t.Helper()
 	return attesttest.NewShortCA(t, life, testIssuer)
-}
-
-// virtualTSA countersigns with sigstore-go's in-process timestamp
-// authority, slowly, so a run outlives its certificates.
-type virtualTSA struct {
-	vs    *ca.VirtualSigstore
-	delay time.Duration
-	n     atomic.Int32
-}
-
-func (v *virtualTSA) Require(t *attest.Trust, _ attest.Layout) { t.UseSignedTimestamps = true }
-
-func (v *virtualTSA) Witness(_ context.Context, s *attest.Signed) error {
-	time.Sleep(v.delay)
-	ts, err := v.vs.TimestampResponse(s.Signature)
-	if err != nil {
-		return err
-	}
-	s.Material.Timestamps = append(s.Material.Timestamps, ts)
-	v.n.Add(1)
-	if s.DSSE() { // the legacy layout timestamps the envelope
-		env, err := s.Envelope()
-		if err != nil {
-			return err
-		}
-		if ts, err = v.vs.TimestampResponse(env); err != nil {
-			return err
-		}
-		s.Material.EnvelopeTimestamps = append(s.Material.EnvelopeTimestamps, ts)
-	}
-	return nil
 }

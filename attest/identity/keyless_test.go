@@ -10,6 +10,10 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/bundle"
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/legacy"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/registry"
 )
 
@@ -30,9 +34,9 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	signed := r.PushKo(t, c)
 	ctx := context.Background()
 	newSigner := func(identity string) *KeylessSigner {
 		s, err := NewKeylessSigner(ctx, KeylessOptions{
@@ -45,50 +49,50 @@ func TestKeylessRotatesAndVerifiesAfterExpiry(t *testing.T) {
 		return s
 	}
 	signer := newSigner(testIdentity)
-	tsa := &virtualTSA{vs: vs, delay: 120 * time.Millisecond}
+	tsa := &attesttest.VirtualTSA{VS: vs, Delay: 120 * time.Millisecond}
 	opts := signOpts(t, c, signer)
 	opts.Witnesses = []attest.Witness{tsa}
 	start := time.Now()
-	rep, err := attest.Sign(ctx, tree, opts)
+	rep, err := trees.Sign(ctx, signed, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(start)
-	payloads := int(tsa.n.Load())
+	payloads := int(tsa.Timestamps())
 	t.Logf("%d payloads timestamped in %v with %d certificates", payloads, took.Round(time.Millisecond), signer.Certificates())
 	if signer.Certificates() < 2 || signer.Certificates() > int(took/time.Second)+2 || signer.Certificates() >= payloads {
 		t.Errorf("%d certificates for a %v run of %d payloads with 3-second certificates renewed a second before they end", signer.Certificates(), took, payloads)
 	}
-	if tl := rep.Tally(); tl.Written != len(tree.Nodes) {
+	if tl := rep.Tally(); tl.Written != len(signed.Nodes) {
 		t.Fatalf("tally %+v", tl)
 	}
 
 	time.Sleep(time.Until(start.Add(took + 3*time.Second))) // every certificate has expired
 	trust := attest.Trust{Identity: &attest.CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: tr,
 		IgnoreTlog: true, IgnoreSCT: true, UseSignedTimestamps: true}
-	for _, layout := range []attest.Layout{attest.LayoutLegacy, attest.LayoutBundle} {
-		vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, trust, treeRequirements(), layout))
+	for _, layout := range []attest.Layout{legacy.Layout, bundle.Layout} {
+		vr, err := trees.Verify(ctx, signed, verifyOpts(t, c, trust, treeRequirements(), layout))
 		if err != nil || vr.Failed() != 0 {
 			t.Errorf("%s after expiry: %q, %v", layout, failures(vr), err)
 		}
 	}
 	other := trust
 	other.Identity = &attest.CertificateIdentity{Subject: "someone@example.test", Issuer: testIssuer}
-	if vr, err := attest.Verify(ctx, tree, verifyOpts(t, c, other, treeRequirements(), attest.LayoutBundle, attest.LayoutLegacy)); err != nil || vr.Failed() != len(tree.Nodes) {
-		t.Errorf("another identity: %d of %d failed, %v", vr.Failed(), len(tree.Nodes), err)
+	if vr, err := trees.Verify(ctx, signed, verifyOpts(t, c, other, treeRequirements(), bundle.Layout, legacy.Layout)); err != nil || vr.Failed() != len(signed.Nodes) {
+		t.Errorf("another identity: %d of %d failed, %v", vr.Failed(), len(signed.Nodes), err)
 	}
 
 	// A new run, a new key, the same identity: nothing to write.
-	before := r.writeCount()
+	before := r.Writes()
 	again := newSigner(testIdentity)
 	opts = signOpts(t, c, again)
 	opts.Witnesses = []attest.Witness{tsa}
-	if rep, err := attest.Sign(ctx, tree, opts); err != nil || rep.Tally().Present != len(tree.Nodes) || r.writeCount() != before {
-		t.Errorf("re-run: %+v, %d writes, %v", rep.Tally(), r.writeCount()-before, err)
+	if rep, err := trees.Sign(ctx, signed, opts); err != nil || rep.Tally().Present != len(signed.Nodes) || r.Writes() != before {
+		t.Errorf("re-run: %+v, %d writes, %v", rep.Tally(), r.Writes()-before, err)
 	}
 	// Another identity signs anew.
 	opts.Signer = newSigner("someone@example.test")
-	if rep, err := attest.Sign(ctx, tree, opts); err != nil || rep.Tally().Written != len(tree.Nodes) {
+	if rep, err := trees.Sign(ctx, signed, opts); err != nil || rep.Tally().Written != len(signed.Nodes) {
 		t.Errorf("another identity: %+v, %v", rep.Tally(), err)
 	}
 }

@@ -11,6 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/internal/backoff"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -90,7 +93,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	o.results.addFlags(cmd)
 	o.signing.addFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&o.format, "format", string(attest.LayoutLegacy), "storage format of what is written: legacy, bundle or both")
+	f.StringVar(&o.format, "format", string(layout.Default), "storage format of what is written: "+layout.WriteHelp())
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
 	o.source.addFlags(cmd, "source-", sourceTrustHelp)
 	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
@@ -128,9 +131,6 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err != nil {
 		return err
 	}
-	if signing.tsa != nil {
-		signing.tsa.Envelopes = o.format != string(attest.LayoutBundle)
-	}
 	root, sources, err := o.readSources(ctx, s, client, ref, source)
 	if err != nil {
 		return err
@@ -144,11 +144,11 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 		return fmt.Errorf("read the tree from the verified root, nothing written: %w", err)
 	}
 	progress.start("propagating", len(tree.Nodes)-1)
-	rep, err := attest.SignNodes(ctx, tree, tree.Nodes[1:], attest.Options{
+	rep, err := trees.SignNodes(ctx, tree, tree.Nodes[1:], trees.Options{
 		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client,
-		Propagate: sources, Annotations: map[string]string{attest.AnnotationSource: attest.SourceAnnotation(sources)},
+		Propagate: sources, Annotations: map[string]string{trees.AnnotationSource: trees.SourceAnnotation(sources)},
 		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs,
-		Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
+		Progress: func(r trees.NodeResult) { progress.step(r.Err != nil) },
 	})
 	progress.end()
 	if rep == nil {
@@ -169,28 +169,28 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 }
 
 // sourceOptions are the verify options for the builder's signatures.
-func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
+func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (trees.VerifyOptions, error) {
 	for _, t := range o.sourceTypes {
-		if _, err := attest.PredicateURI(t); err != nil {
-			return attest.VerifyOptions{}, usagef("--source-type: %w", err)
+		if _, err := statement.PredicateURI(t); err != nil {
+			return trees.VerifyOptions{}, usagef("--source-type: %w", err)
 		}
 	}
 	trust, err := o.source.trust(ctx, s, &o.signing.tuf)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return trees.VerifyOptions{}, err
 	}
-	stores, err := attest.Stores(attest.LayoutBundle, attest.LayoutLegacy)
+	stores, err := layout.Read(layout.Auto)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return trees.VerifyOptions{}, err
 	}
-	return attest.VerifyOptions{Trust: trust, Stores: stores, Client: c}, nil
+	return trees.VerifyOptions{Trust: trust, Stores: stores, Client: c}, nil
 }
 
 // readSources resolves ref and verifies the builder's provenance of it,
 // polling until --wait runs out while the root is not yet signed or
 // attested. It returns the root by digest: the tree is walked from what
 // was verified, whatever the tag names by then.
-func (o *propagateOptions) readSources(ctx context.Context, s streams, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
+func (o *propagateOptions) readSources(ctx context.Context, s streams, c *registry.Client, ref name.Reference, opts trees.VerifyOptions) (name.Digest, []*trees.Source, error) {
 	deadline := time.Now().Add(o.wait)
 	poll := backoff.Backoff{First: pollFirst, Max: pollMax}
 	for {
@@ -213,13 +213,13 @@ func (o *propagateOptions) readSources(ctx context.Context, s streams, c *regist
 	}
 }
 
-func (o *propagateOptions) readSourcesOnce(ctx context.Context, c *registry.Client, ref name.Reference, opts attest.VerifyOptions) (name.Digest, []*attest.Source, error) {
+func (o *propagateOptions) readSourcesOnce(ctx context.Context, c *registry.Client, ref name.Reference, opts trees.VerifyOptions) (name.Digest, []*trees.Source, error) {
 	m, err := c.GetManifest(ctx, ref, walk.MaxManifestBytes)
 	if err != nil {
 		return name.Digest{}, nil, err
 	}
 	root := ref.Context().Digest(m.Digest.String())
 	sub := attest.Subject{Repository: ref.Context(), Descriptor: v1.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: int64(len(m.Raw))}}
-	sources, err := attest.ReadSources(ctx, sub, opts, o.sourceTypes)
+	sources, err := trees.ReadSources(ctx, sub, opts, o.sourceTypes)
 	return root, sources, err
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
-	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -28,7 +28,7 @@ type runReport struct {
 
 // write reports rep for the tree under ref (arg as the user named it);
 // what names what was attested, st who signed.
-func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.Tree, rep *attest.Report, what string, st signingStats) error {
+func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.Tree, rep *trees.Report, what string, st signingStats) error {
 	doc := newSignDoc(arg, tree, rep)
 	doc.Signing = &st
 	tally := rep.Tally()

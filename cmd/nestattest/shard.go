@@ -8,7 +8,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
-	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/plan"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -86,14 +87,14 @@ func (o *shardOptions) readTree(ctx context.Context, s streams, p *progress, c *
 // provenance records the walk the plan was made with in the default
 // provenance, as an unsharded run records its own: a shard's statement is
 // the one an unsharded run with the same flags makes.
-func (o *shardOptions) provenance(p attest.Predicates) attest.Predicates {
-	prov, ok := p.(attest.Provenance)
+func (o *shardOptions) provenance(p statement.Predicates) statement.Predicates {
+	prov, ok := p.(statement.Provenance)
 	if o.read == nil || !ok || prov.Parameters == nil || prov.Parameters.Walk == nil {
 		return p
 	}
 	w := o.read.Walk
 	params := *prov.Parameters
-	params.Walk = &attest.WalkParameters{MaxDepth: w.MaxDepth, MaxNodes: w.MaxNodes, AllowMissing: w.AllowMissing}
+	params.Walk = &statement.WalkParameters{MaxDepth: w.MaxDepth, MaxNodes: w.MaxNodes, AllowMissing: w.AllowMissing}
 	prov.Parameters = &params
 	return prov
 }
@@ -109,7 +110,7 @@ func (o *shardOptions) results(s streams, r resultOptions) resultOptions {
 }
 
 // verifyShard verifies the nodes of one shard of a plan.
-func (o *verifyOptions) verifyShard(ctx context.Context, s streams, c *registry.Client, arg string, ref name.Reference, vopts attest.VerifyOptions) error {
+func (o *verifyOptions) verifyShard(ctx context.Context, s streams, c *registry.Client, arg string, ref name.Reference, vopts trees.VerifyOptions) error {
 	if o.results.dir != "" {
 		return usagef("--results-dir with --shard: IMAGE_URL and IMAGE_DIGEST name a tree that passed whole; verify the whole tree to write them")
 	}
@@ -123,8 +124,8 @@ func (o *verifyOptions) verifyShard(ctx context.Context, s streams, c *registry.
 		return fmt.Errorf("read the shard: %w", err)
 	}
 	progress.start("verifying", len(tree.Nodes))
-	vopts.Progress = func(v attest.Verdict) { progress.step(!v.Passed()) }
-	rep, err := attest.VerifyNodes(ctx, tree, tree.Nodes, vopts)
+	vopts.Progress = func(v trees.Verdict) { progress.step(!v.Passed()) }
+	rep, err := trees.VerifyNodes(ctx, tree, tree.Nodes, vopts)
 	progress.end()
 	if err != nil {
 		return err

@@ -11,6 +11,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -31,9 +34,6 @@ type signOptions struct {
 	verbose     bool
 	shard       shardOptions
 }
-
-// Values of sign's --format.
-const formatBoth = "both"
 
 func newSign(s streams) *cobra.Command {
 	o := &signOptions{}
@@ -70,10 +70,9 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.results.addFlags(cmd)
 	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
-	cmd.Flags().StringVar(&o.format, "format", string(attest.LayoutLegacy),
-		"storage format: legacy (cosign's sha256-<hex>.sig/.att tags), bundle (sigstore bundles as OCI 1.1 referrers, as cosign v3 writes), or both")
+	cmd.Flags().StringVar(&o.format, "format", string(layout.Default), "storage format: "+layout.WriteHelp())
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
-	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+attest.AnnotationRoot+" annotation (root repository@digest)")
+	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+statement.AnnotationRoot+" annotation (root repository@digest)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
 	o.shard.addFlags(cmd, "sign")
@@ -113,9 +112,6 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	if signing.tsa != nil {
-		signing.tsa.Envelopes = o.format != string(attest.LayoutBundle) // cosign's legacy layout timestamps envelopes
-	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
@@ -134,10 +130,10 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	predicates = o.shard.provenance(predicates)
 	progress.start("signing", len(tree.Nodes))
-	rep, err := attest.Sign(ctx, tree, attest.Options{
+	rep, err := trees.Sign(ctx, tree, trees.Options{
 		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
-		Jobs: o.walk.jobs, Progress: func(r attest.NodeResult) { progress.step(r.Err != nil) },
+		Jobs: o.walk.jobs, Progress: func(r trees.NodeResult) { progress.step(r.Err != nil) },
 	})
 	progress.end()
 	if rep != nil && rep.Interrupted {
@@ -158,15 +154,13 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	return o.report(s, arg, tree, rep, predicates, signing.stats(), client)
 }
 
-// signStores are the stores of a --format.
+// signStores are the stores of sign's and propagate's --format.
 func signStores(format string) ([]attest.Store, error) {
-	switch format {
-	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
-		return attest.Stores(attest.Layout(format))
-	case formatBoth:
-		return attest.Stores(attest.LayoutLegacy, attest.LayoutBundle)
+	stores, err := layout.Write(format)
+	if err != nil {
+		return nil, usagef("--format %v", err)
 	}
-	return nil, usagef("--format %q: want legacy, bundle or both", format)
+	return stores, nil
 }
 
 // composed composes the parent at ref first when children were given, and
@@ -193,13 +187,13 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *attest.Report, p attest.Predicates, st signingStats, c *registry.Client) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *trees.Report, p statement.Predicates, st signingStats, c *registry.Client) error {
 	ref, _ := o.registry.parseRef(arg)
 	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c}.write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.
-func (o *signOptions) interrupted(s streams, arg string, tree *walk.Tree, rep *attest.Report) error {
+func (o *signOptions) interrupted(s streams, arg string, tree *walk.Tree, rep *trees.Report) error {
 	t := rep.Tally()
 	fmt.Fprintf(s.err, "interrupted after %d of %s (%d written, %d present, %d failed); re-run to finish\n",
 		t.Nodes-t.Pending, plural(t.Nodes, "node"), t.Written, t.Present, t.Failed)
@@ -209,7 +203,7 @@ func (o *signOptions) interrupted(s streams, arg string, tree *walk.Tree, rep *a
 	return errInterrupted
 }
 
-func signSummary(t attest.Tally, c counts, what string) string {
+func signSummary(t trees.Tally, c counts, what string) string {
 	s := signOutcome(t, c, what)
 	if t.Mirrored > 0 {
 		s += fmt.Sprintf("; %s also in %s mirrored copies in the root's repository", plural(t.Mirrored, "node"), pronoun(t.Mirrored))
@@ -217,7 +211,7 @@ func signSummary(t attest.Tally, c counts, what string) string {
 	return s
 }
 
-func signOutcome(t attest.Tally, c counts, what string) string {
+func signOutcome(t trees.Tally, c counts, what string) string {
 	switch {
 	case t.Failed > 0:
 		return fmt.Sprintf("FAILED: %d of %d nodes failed (%d written, %d present); re-run to complete the tree", t.Failed, t.Nodes, t.Written, t.Present)
@@ -231,17 +225,17 @@ func signOutcome(t attest.Tally, c counts, what string) string {
 type signDoc struct {
 	Root    rootDoc       `json:"root"`
 	Nodes   []signNodeDoc `json:"nodes"`
-	Summary attest.Tally  `json:"summary"`
+	Summary trees.Tally   `json:"summary"`
 	// Signing says who signed and what the witnesses added.
 	Signing *signingStats `json:"signing,omitempty"`
 }
 
 type signNodeDoc struct {
 	nodeDoc
-	Places []attest.Placement `json:"places"`
+	Places []trees.Placement `json:"places"`
 }
 
-func newSignDoc(arg string, tree *walk.Tree, rep *attest.Report) signDoc {
+func newSignDoc(arg string, tree *walk.Tree, rep *trees.Report) signDoc {
 	doc := signDoc{Root: newRootDoc(arg, tree), Summary: rep.Tally()}
 	for _, r := range rep.Results {
 		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places}
@@ -254,7 +248,7 @@ func newSignDoc(arg string, tree *walk.Tree, rep *attest.Report) signDoc {
 }
 
 // signMarkdown is the GitHub step summary: a table of every node.
-func signMarkdown(arg string, tree *walk.Tree, rep *attest.Report) string {
+func signMarkdown(arg string, tree *walk.Tree, rep *trees.Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### nestattest sign `%s`\n\nRoot `%s`\n\n", arg, tree.Root.Digest())
 	b.WriteString("| path | digest | type | signature | attestation |\n|---|---|---|---|---|\n")
@@ -270,6 +264,6 @@ func signMarkdown(arg string, tree *walk.Tree, rep *attest.Report) string {
 	return b.String()
 }
 
-func status(r attest.NodeResult) string {
+func status(r trees.NodeResult) string {
 	return string(r.Outcome())
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/trees"
 )
 
 // unreachableError is a service every node needs that could not be
@@ -38,7 +39,7 @@ func waysOut(service string) string {
 }
 
 // stopped is the error of a run that stopped at an unreachable service.
-func stopped(rep *attest.Report) error {
+func stopped(rep *trees.Report) error {
 	t := rep.Tally()
 	return unreachableError{u: rep.Unreachable, done: fmt.Sprintf("; the run stopped: %d of %s written, %d met it, %d not started",
 		t.Written, plural(t.Nodes, "node"), t.Failed, t.Pending)}

@@ -9,6 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -77,12 +80,12 @@ read; 2 bad flags, reference or key.`,
 	o.output.addFlags(cmd)
 	o.trust.addFlags(cmd, "", verifyTrustHelp)
 	o.tuf.addFlags(cmd)
-	cmd.Flags().StringVar(&o.format, "format", "auto", "storage format read: auto (bundles when a node has any, else legacy tags, as cosign v3), legacy or bundle")
+	cmd.Flags().StringVar(&o.format, "format", layout.Auto, "storage format read: "+layout.ReadHelp())
 	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", false, "also verify each node's mirrored copy in the root's repository, where catalog mirrored it and sign --mirrors signed it")
-	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require the signature of every node below this root to bind it to the root ("+attest.AnnotationRoot+")")
+	cmd.Flags().BoolVar(&o.requireRoot, "require-root", false, "require the signature of every node below this root to bind it to the root ("+statement.AnnotationRoot+")")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	o.shard.addFlags(cmd, "verify")
 	o.results.addFlags(cmd)
@@ -126,8 +129,8 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 		return fmt.Errorf("read the tree: %w", err)
 	}
 	progress.start("verifying", len(tree.Nodes))
-	vopts.Progress = func(v attest.Verdict) { progress.step(!v.Passed()) }
-	rep, err := attest.Verify(ctx, tree, vopts)
+	vopts.Progress = func(v trees.Verdict) { progress.step(!v.Passed()) }
+	rep, err := trees.Verify(ctx, tree, vopts)
 	progress.end()
 	if err != nil {
 		return err
@@ -143,36 +146,27 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 
 // options turn the flags into library options: the trust, the tree's
 // requirements (types, annotations, the root) and the stores read.
-func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Client) (attest.VerifyOptions, error) {
-	var layouts []attest.Layout
-	switch o.format {
-	case "auto": // as cosign v3 reads a node: its bundles, else its legacy tags
-		layouts = []attest.Layout{attest.LayoutBundle, attest.LayoutLegacy}
-	case string(attest.LayoutLegacy), string(attest.LayoutBundle):
-		layouts = []attest.Layout{attest.Layout(o.format)}
-	default:
-		return attest.VerifyOptions{}, usagef("--format %q: want auto, legacy or bundle", o.format)
-	}
-	stores, err := attest.Stores(layouts...)
+func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Client) (trees.VerifyOptions, error) {
+	stores, err := layout.Read(o.format)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return trees.VerifyOptions{}, usagef("--format %v", err)
 	}
 	annotations, err := parseAnnotations("--annotations", o.annotations)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return trees.VerifyOptions{}, err
 	}
 	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot}
 	if !o.signatureOnly {
 		req.Types = o.types
 	}
 	if err := req.Validate(); err != nil {
-		return attest.VerifyOptions{}, usageError{err}
+		return trees.VerifyOptions{}, usageError{err}
 	}
 	trust, err := o.trust.trust(ctx, s, &o.tuf)
 	if err != nil {
-		return attest.VerifyOptions{}, err
+		return trees.VerifyOptions{}, err
 	}
-	return attest.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
+	return trees.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
 }
 
 // verifyDoc is the JSON output of `nestattest verify`.
@@ -187,7 +181,7 @@ type verifyNodeDoc struct {
 	Passed bool `json:"passed"`
 	// Layouts are the storage layouts the node carries anything in.
 	Layouts []attest.Layout `json:"layouts,omitempty"`
-	Checks  []attest.Check  `json:"checks"`
+	Checks  []trees.Check   `json:"checks"`
 }
 
 type verifySummary struct {
@@ -198,7 +192,7 @@ type verifySummary struct {
 	Tlog   bool     `json:"tlogChecked"`
 }
 
-func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attest.VerifyReport) error {
+func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *trees.VerifyReport) error {
 	sum := verifySummary{Nodes: len(rep.Verdicts), Failed: rep.Failed(), Types: o.types, Tlog: !o.trust.ignoreTlog}
 	if o.signatureOnly {
 		sum.Types = []string{}
@@ -211,7 +205,7 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attes
 		}
 		return writeJSON(s.out, doc)
 	}
-	verdicts := map[*walk.Node]attest.Verdict{}
+	verdicts := map[*walk.Node]trees.Verdict{}
 	for _, v := range rep.Verdicts {
 		verdicts[v.Node] = v
 	}
@@ -235,7 +229,7 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *attes
 
 // printDetails writes, with -v, a line per check that failed with the
 // verifier's own words, in tree order.
-func printDetails(w io.Writer, rep *attest.VerifyReport) {
+func printDetails(w io.Writer, rep *trees.VerifyReport) {
 	for _, v := range rep.Verdicts {
 		for _, c := range v.Checks {
 			if !c.OK && c.Detail != "" {
@@ -247,7 +241,7 @@ func printDetails(w io.Writer, rep *attest.VerifyReport) {
 
 // printGroups writes each reason for failing with how many nodes it failed,
 // when more than one node failed.
-func printGroups(w io.Writer, rep *attest.VerifyReport) {
+func printGroups(w io.Writer, rep *trees.VerifyReport) {
 	groups := map[string]int{}
 	var order []string
 	for _, v := range rep.Verdicts {
@@ -272,7 +266,7 @@ func printGroups(w io.Writer, rep *attest.VerifyReport) {
 
 // summary is the last line: the verdict, the counts, what was required and
 // by whom, the layouts read and whether the transparency log was checked.
-func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *attest.VerifyReport) string {
+func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *trees.VerifyReport) string {
 	what := "signature"
 	if len(sum.Types) > 0 {
 		what += " and " + strings.Join(sum.Types, ", ") + " attestation"
@@ -292,7 +286,7 @@ func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *attest.
 	return line + "; transparency log not checked (--insecure-ignore-tlog)"
 }
 
-func carryingBoth(rep *attest.VerifyReport) int {
+func carryingBoth(rep *trees.VerifyReport) int {
 	n := 0
 	for _, v := range rep.Verdicts {
 		if len(v.Layouts) > 1 {

@@ -1,5 +1,6 @@
 // Package attesttest holds test support shared by attest's packages that
-// needs none of them: an in-process certificate authority.
+// needs none of them: an in-process certificate authority and an
+// in-process registry with the samples pushed to it.
 package attesttest
 
 import (

@@ -1,4 +1,9 @@
-package attest
+// Package legacy is cosign's tag layout, the one cosign v2 writes by
+// default: <repo>:sha256-<hex>.sig and .att, each an image whose layers are
+// the subject's signatures or attestations, their material in the layers'
+// annotations. Store reads, writes and verifies it, with cosign's own
+// verification (VerifyImageSignature, VerifyImageAttestation).
+package legacy
 
 import (
 	"context"
@@ -26,6 +31,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/registry"
 )
 
@@ -35,49 +42,55 @@ const (
 	mediaTypeDSSE           = "application/vnd.dsse.envelope.v1+json"
 )
 
-// maxPayloadBytes bounds a signature payload or envelope read from a
-// registry.
-const maxPayloadBytes = 16 << 20
-
-// LegacyStore is cosign's tag layout: one image per subject and kind,
+// Store is cosign's tag layout: one image per subject and kind,
 // tagged sha256-<hex>.sig or sha256-<hex>.att in the subject's repository,
 // each signature or attestation a layer. Adding one reads the tag, appends
 // a layer and writes it back, serialised per tag and confirmed
 // (registry.Client.UpdateTag): the cost does not grow with the layers the
 // tag holds.
-type LegacyStore struct{}
+type Store struct{}
 
-// Layout implements Store.
-func (LegacyStore) Layout() Layout { return LayoutLegacy }
+// Layout is the layout's name, as --format takes it.
+const Layout attest.Layout = "legacy"
+
+// Layout implements attest.Store.
+func (Store) Layout() attest.Layout { return Layout }
+
+// Keeps implements attest.Store: Rekor v1 entries (cosign's bundle
+// annotation holds a v1 signed entry timestamp), and timestamps over an
+// attestation's envelope as well as its signature.
+func (Store) Keeps() attest.Keeps {
+	return attest.Keeps{TlogVersions: []uint32{1}, EnvelopeTimestamps: true}
+}
 
 // Tag returns the tag cosign uses for a subject's signatures or
 // attestations: <repo>:sha256-<hex>.sig or .att.
-func Tag(repo name.Repository, digest v1.Hash, kind Kind) name.Tag {
+func Tag(repo name.Repository, digest v1.Hash, kind attest.Kind) name.Tag {
 	suffix := ".sig"
-	if kind == KindAttestation {
+	if kind == attest.KindAttestation {
 		suffix = ".att"
 	}
 	return repo.Tag(digest.Algorithm + "-" + digest.Hex + suffix)
 }
 
 // SignaturePayload implements Store: cosign's simple-signing payload.
-func (LegacyStore) SignaturePayload(sub Subject, annotations map[string]string) (string, []byte, error) {
-	p, err := SignaturePayload(sub.Digest(), annotations)
-	return PayloadSimpleSigning, p, err
+func (Store) SignaturePayload(sub attest.Subject, annotations map[string]string) (string, []byte, error) {
+	p, err := statement.SignaturePayload(sub.Digest(), annotations)
+	return attest.PayloadSimpleSigning, p, err
 }
 
 // List implements Store: two requests, the manifests of the .sig and .att
 // tags; layers are read by Load.
-func (s LegacyStore) List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error) {
-	sigs, err := s.list(ctx, c, sub, KindSignature)
+func (s Store) List(ctx context.Context, c *registry.Client, sub attest.Subject) ([]*attest.Entry, error) {
+	sigs, err := s.list(ctx, c, sub, attest.KindSignature)
 	if err != nil {
 		return nil, err
 	}
-	atts, err := s.list(ctx, c, sub, KindAttestation)
+	atts, err := s.list(ctx, c, sub, attest.KindAttestation)
 	return append(sigs, atts...), err
 }
 
-func (s LegacyStore) list(ctx context.Context, c *registry.Client, sub Subject, kind Kind) ([]*Entry, error) {
+func (s Store) list(ctx context.Context, c *registry.Client, sub attest.Subject, kind attest.Kind) ([]*attest.Entry, error) {
 	tag := Tag(sub.Repository, sub.Descriptor.Digest, kind)
 	m, err := c.GetManifest(ctx, tag, registry.MaxManifestBytes)
 	if errors.Is(err, registry.ErrNotFound) {
@@ -90,30 +103,30 @@ func (s LegacyStore) list(ctx context.Context, c *registry.Client, sub Subject, 
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", tag, err)
 	}
-	out := make([]*Entry, 0, len(man.Layers))
+	out := make([]*attest.Entry, 0, len(man.Layers))
 	for i, l := range man.Layers {
 		out = append(out, s.entry(c, sub, kind, tag, i, l))
 	}
 	return out, nil
 }
 
-func (LegacyStore) entry(c *registry.Client, sub Subject, kind Kind, tag name.Tag, i int, l v1.Descriptor) *Entry {
-	e := &Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
-	if kind == KindSignature {
+func (Store) entry(c *registry.Client, sub attest.Subject, kind attest.Kind, tag name.Tag, i int, l v1.Descriptor) *attest.Entry {
+	e := &attest.Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
+	if kind == attest.KindSignature {
 		e.PayloadDigest = l.Digest
 		if sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosignstatic.SignatureAnnotationKey]); err == nil {
 			if m, err := legacyMaterial(l.Annotations, kind); err == nil {
-				e.listed = func(p []byte) *Signed {
-					return &Signed{Subject: sub, Kind: kind, PayloadType: PayloadSimpleSigning, Payload: p, Signature: sig, Material: m}
+				e.Listed = func(p []byte) *attest.Signed {
+					return &attest.Signed{Subject: sub, Kind: kind, PayloadType: attest.PayloadSimpleSigning, Payload: p, Signature: sig, Material: m}
 				}
 			}
 		}
 	}
-	if h, err := v1.NewHash(l.Annotations[AnnotationStatement]); err == nil {
+	if h, err := v1.NewHash(l.Annotations[statement.AnnotationStatement]); err == nil {
 		e.Statement = h
 	}
-	e.load = func(ctx context.Context) (*Signed, error) {
-		blob, err := c.ReadBlob(ctx, sub.Repository, l, maxPayloadBytes)
+	e.Read = func(ctx context.Context) (*attest.Signed, error) {
+		blob, err := c.ReadBlob(ctx, sub.Repository, l, attest.MaxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", e.Where, err)
 		}
@@ -127,17 +140,17 @@ func (LegacyStore) entry(c *registry.Client, sub Subject, kind Kind, tag name.Ta
 }
 
 // legacySigned reads a legacy layer and its annotations.
-func legacySigned(sub Subject, kind Kind, blob []byte, ann map[string]string) (*Signed, error) {
-	s := &Signed{Subject: sub, Kind: kind}
-	if kind == KindSignature {
+func legacySigned(sub attest.Subject, kind attest.Kind, blob []byte, ann map[string]string) (*attest.Signed, error) {
+	s := &attest.Signed{Subject: sub, Kind: kind}
+	if kind == attest.KindSignature {
 		sig, err := base64.StdEncoding.DecodeString(ann[cosignstatic.SignatureAnnotationKey])
 		if err != nil {
 			return nil, fmt.Errorf("signature annotation: %w", err)
 		}
-		s.PayloadType, s.Payload, s.Signature = PayloadSimpleSigning, blob, sig
+		s.PayloadType, s.Payload, s.Signature = attest.PayloadSimpleSigning, blob, sig
 	} else {
 		var err error
-		if s.PayloadType, s.Payload, s.Signature, err = parseEnvelope(blob); err != nil {
+		if s.PayloadType, s.Payload, s.Signature, err = attest.ParseEnvelope(blob); err != nil {
 			return nil, fmt.Errorf("DSSE envelope: %w", err)
 		}
 	}
@@ -150,8 +163,8 @@ func legacySigned(sub Subject, kind Kind, blob []byte, ann map[string]string) (*
 // RFC 3161 timestamp cosign keeps in a layer's annotations; an
 // attestation's timestamp is over its envelope. addLegacyMaterial writes
 // them.
-func legacyMaterial(ann map[string]string, kind Kind) (Material, error) {
-	var m Material
+func legacyMaterial(ann map[string]string, kind attest.Kind) (attest.Material, error) {
+	var m attest.Material
 	if c := ann[cosignstatic.CertificateAnnotationKey]; c != "" {
 		certs, err := cryptoutils.UnmarshalCertificatesFromPEM([]byte(c + "\n" + ann[cosignstatic.ChainAnnotationKey]))
 		if err != nil {
@@ -171,7 +184,7 @@ func legacyMaterial(ann map[string]string, kind Kind) (Material, error) {
 		if err := json.Unmarshal([]byte(t), &ts); err != nil {
 			return m, fmt.Errorf("timestamp annotation: %w", err)
 		}
-		if kind == KindAttestation {
+		if kind == attest.KindAttestation {
 			m.EnvelopeTimestamps = append(m.EnvelopeTimestamps, ts.SignedRFC3161Timestamp)
 		} else {
 			m.Timestamps = append(m.Timestamps, ts.SignedRFC3161Timestamp)
@@ -181,7 +194,7 @@ func legacyMaterial(ann map[string]string, kind Kind) (Material, error) {
 }
 
 // Add implements Store: the layer is appended to the subject's tag.
-func (LegacyStore) Add(ctx context.Context, c *registry.Client, signed *Signed) error {
+func (Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed) error {
 	layer, ann, err := legacyLayer(signed)
 	if err != nil {
 		return err
@@ -197,7 +210,8 @@ func (LegacyStore) Add(ctx context.Context, c *registry.Client, signed *Signed) 
 // reads a legacy layer (oci/signature: the material is in its
 // annotations), verified with cosign's VerifyImageSignature or
 // VerifyImageAttestation.
-func (LegacyStore) Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed) (*Claim, error) {
+func (Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject, s *attest.Signed) (*attest.Claim, error) {
+	co := v.CheckOpts()
 	layer, ann, err := legacyLayer(s)
 	if err != nil {
 		return nil, err
@@ -215,27 +229,26 @@ func (LegacyStore) Verify(ctx context.Context, co *cosign.CheckOpts, sub Subject
 		return nil, err
 	}
 	sig := signature.New(layer, v1.Descriptor{MediaType: mt, Size: size, Digest: d, Annotations: ann})
-	if s.Kind == KindAttestation {
+	if s.Kind == attest.KindAttestation {
 		return verifyLegacyAttestation(ctx, co, sub, s, sig)
 	}
 	if err := checkTimestamps(co, s.Signature, s.Material.Timestamps); err != nil {
 		return nil, err
 	}
-	opts := *co
-	opts.ClaimVerifier = cosign.SimpleClaimVerifier
-	if _, err := cosign.VerifyImageSignature(ctx, sig, sub.Descriptor.Digest, &opts); err != nil {
+	co.ClaimVerifier = cosign.SimpleClaimVerifier
+	if _, err := cosign.VerifyImageSignature(ctx, sig, sub.Descriptor.Digest, co); err != nil {
 		return nil, err
 	}
 	var p payload.SimpleContainerImage
 	if err := json.Unmarshal(s.Payload, &p); err != nil {
 		return nil, err
 	}
-	return &Claim{Repository: p.Critical.Identity.DockerReference, Annotations: stringMap(p.Optional)}, nil
+	return &attest.Claim{Repository: p.Critical.Identity.DockerReference, Annotations: stringMap(p.Optional)}, nil
 }
 
 // verifyLegacyAttestation verifies an attestation's layer, sig, with
 // cosign's VerifyImageAttestation and its subject check.
-func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub Subject, s *Signed, sig oci.Signature) (*Claim, error) {
+func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub attest.Subject, s *attest.Signed, sig oci.Signature) (*attest.Claim, error) {
 	env, err := s.Envelope()
 	if err != nil {
 		return nil, err
@@ -243,16 +256,15 @@ func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub Subj
 	if err := checkTimestamps(co, env, s.Material.EnvelopeTimestamps); err != nil {
 		return nil, err
 	}
-	opts := *co
-	opts.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
-	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{sig}}, sub.Descriptor.Digest, &opts); err != nil {
+	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
+	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{sig}}, sub.Descriptor.Digest, co); err != nil {
 		return nil, err
 	}
-	st, err := readStatement(s.Payload)
+	st, err := statement.Read(s.Payload)
 	if err != nil {
 		return nil, err
 	}
-	return &Claim{PredicateType: st.PredicateType}, nil
+	return &attest.Claim{PredicateType: st.PredicateType}, nil
 }
 
 // checkTimestamps refuses a legacy layer whose RFC 3161 timestamp does not
@@ -288,7 +300,7 @@ func checkTimestamps(co *cosign.CheckOpts, covered []byte, timestamps [][]byte) 
 func timestampEntity(covered, ts []byte) (*sgbundle.Bundle, error) {
 	sum := sha256.Sum256(covered)
 	return sgbundle.NewBundle(&protobundle.Bundle{
-		MediaType: MediaTypeBundle,
+		MediaType: attest.MediaTypeBundle,
 		VerificationMaterial: &protobundle.VerificationMaterial{
 			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{}},
 			TimestampVerificationData: &protobundle.TimestampVerificationData{
@@ -314,23 +326,23 @@ func (s sigList) Get() ([]oci.Signature, error) { return s.sigs, nil }
 // legacyLayer is the layer cosign stores for a signed payload, and its
 // annotations: what Add writes, and what Verify has cosign read. A
 // signature's layer is its payload, an attestation's its DSSE envelope.
-func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
+func legacyLayer(s *attest.Signed) (v1.Layer, map[string]string, error) {
 	ann := map[string]string{cosignstatic.SignatureAnnotationKey: ""}
 	var content []byte
-	mt := types.MediaType(PayloadSimpleSigning)
-	if s.Kind == KindAttestation {
+	mt := types.MediaType(attest.PayloadSimpleSigning)
+	if s.Kind == attest.KindAttestation {
 		env, err := s.Envelope()
 		if err != nil {
 			return nil, nil, err
 		}
 		content, mt = env, mediaTypeDSSE
-		st, err := readStatement(s.Payload)
+		st, err := statement.Read(s.Payload)
 		if err != nil {
 			return nil, nil, fmt.Errorf("statement: %w", err)
 		}
 		ann[annotationPredicateType] = st.PredicateType
-		if h, err := StatementDigest(s.Payload); err == nil {
-			ann[AnnotationStatement] = h.String()
+		if h, err := statement.StatementDigest(s.Payload); err == nil {
+			ann[statement.AnnotationStatement] = h.String()
 		}
 	} else {
 		content = s.Payload
@@ -345,7 +357,7 @@ func legacyLayer(s *Signed) (v1.Layer, map[string]string, error) {
 // addLegacyMaterial writes the certificate chain, Rekor v1 bundle and RFC
 // 3161 timestamp as cosign annotates them: for an attestation, its
 // envelope's timestamp. legacyMaterial reads them.
-func addLegacyMaterial(ann map[string]string, m Material, kind Kind) error {
+func addLegacyMaterial(ann map[string]string, m attest.Material, kind attest.Kind) error {
 	if len(m.Chain) > 0 {
 		leaf, err := cryptoutils.MarshalCertificateToPEM(m.Chain[0])
 		if err != nil {
@@ -365,7 +377,7 @@ func addLegacyMaterial(ann map[string]string, m Material, kind Kind) error {
 		}
 	}
 	ts := m.Timestamps
-	if kind == KindAttestation {
+	if kind == attest.KindAttestation {
 		ts = m.EnvelopeTimestamps
 	}
 	if len(ts) > 0 {

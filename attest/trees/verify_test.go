@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -9,32 +9,34 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/bundle"
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/legacy"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
 // keyTrust trusts s's key, without a transparency log.
-func keyTrust(s Signer) Trust {
-	return Trust{Key: s.Identity().Key, IgnoreTlog: true}
+func keyTrust(s attest.Signer) attest.Trust {
+	return attest.Trust{Key: s.Identity().Key, IgnoreTlog: true}
 }
 
 // treeRequirements are what the tests require of a signed tree: provenance,
 // every node bound to the root.
-func treeRequirements() Requirements {
-	return Requirements{Types: []string{"slsaprovenance1"}, RequireRoot: true}
+func treeRequirements() attest.Requirements {
+	return attest.Requirements{Types: []string{"slsaprovenance1"}, RequireRoot: true}
 }
 
-func verifyOpts(c *registry.Client, t Trust, r Requirements) VerifyOptions {
-	return VerifyOptions{Trust: t, Require: r, Stores: []Store{&BundleStore{}, LegacyStore{}}, Client: c}
+func verifyOpts(c *registry.Client, t attest.Trust, r attest.Requirements) VerifyOptions {
+	return VerifyOptions{Trust: t, Require: r, Stores: []attest.Store{&bundle.Store{}, legacy.Store{}}, Client: c}
 }
 
 // verifyOptsIn are verifyOpts that read one layout only.
-func verifyOptsIn(t *testing.T, c *registry.Client, tr Trust, r Requirements, l Layout) VerifyOptions {
+func verifyOptsIn(t *testing.T, c *registry.Client, tr attest.Trust, r attest.Requirements, l attest.Layout) VerifyOptions {
 	t.Helper()
-	stores, err := Stores(l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stores := storesOf(t, l)
 	opts := verifyOpts(c, tr, r)
 	opts.Stores = stores
 	return opts
@@ -42,10 +44,10 @@ func verifyOptsIn(t *testing.T, c *registry.Client, tr Trust, r Requirements, l 
 
 // signedKo pushes and signs the ko sample, and returns the tree, the
 // client and the verify options for the key.
-func signedKo(t *testing.T) (*testRegistry, *walk.Tree, *registry.Client, Signer, VerifyOptions) {
-	r := newTestRegistry(t)
+func signedKo(t *testing.T) (*attesttest.Registry, *walk.Tree, *registry.Client, attest.Signer, VerifyOptions) {
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	s := loadTestKey(t)
 	if _, err := Sign(context.Background(), tree, signOpts(c, s)); err != nil {
 		t.Fatal(err)
@@ -103,14 +105,14 @@ func TestVerifyTampering(t *testing.T) {
 	}{
 		{"leaf unsigned", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app3", walk.KindImage)
-			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, KindSignature)); err != nil {
+			if err := remote.Delete(legacy.Tag(n.Repository, n.Descriptor.Digest, attest.KindSignature)); err != nil {
 				t.Fatal(err)
 			}
 			return n
 		}, "not signed"},
 		{"signed by another key", func(t *testing.T, tree *walk.Tree, c *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app1", walk.KindImage)
-			if err := remote.Delete(Tag(n.Repository, n.Descriptor.Digest, KindSignature)); err != nil {
+			if err := remote.Delete(legacy.Tag(n.Repository, n.Descriptor.Digest, attest.KindSignature)); err != nil {
 				t.Fatal(err)
 			}
 			other := &walk.Tree{Root: tree.Root, Nodes: []*walk.Node{n}}
@@ -122,14 +124,14 @@ func TestVerifyTampering(t *testing.T) {
 		{"attestation of another digest", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app2/plugins", walk.KindIndex)
 			sibling := nodeAt(t, tree, "app2", walk.KindIndex)
-			copyTag(t, Tag(sibling.Repository, sibling.Descriptor.Digest, KindAttestation), Tag(n.Repository, n.Descriptor.Digest, KindAttestation))
+			copyTag(t, legacy.Tag(sibling.Repository, sibling.Descriptor.Digest, attest.KindAttestation), legacy.Tag(n.Repository, n.Descriptor.Digest, attest.KindAttestation))
 			return n
 		}, "no slsaprovenance1 attestation the policy accepts whose subject is this digest"},
 		{"signature copied from another repository", func(t *testing.T, tree *walk.Tree, _ *registry.Client) *walk.Node {
 			n := nodeAt(t, tree, "app1", walk.KindIndex)
 			// The root's repository holds a mirrored copy of app1, signed
 			// there for the root's repository.
-			copyTag(t, Tag(tree.Root.Repository, n.Descriptor.Digest, KindSignature), Tag(n.Repository, n.Descriptor.Digest, KindSignature))
+			copyTag(t, legacy.Tag(tree.Root.Repository, n.Descriptor.Digest, attest.KindSignature), legacy.Tag(n.Repository, n.Descriptor.Digest, attest.KindSignature))
 			return n
 		}, "signed for another repository"},
 	} {
@@ -160,9 +162,9 @@ func copyTag(t *testing.T, from, to name.Tag) {
 }
 
 func TestVerifyRequiresRootBinding(t *testing.T) {
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	s := loadTestKey(t)
 	opts := signOpts(c, s)
 	opts.BindRoot = false
@@ -179,7 +181,7 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 	// the root, bound without the annotation (as Chains signs a root).
 	vopts.Require.RequireRoot = true
 	rep, err := Verify(context.Background(), tree, vopts)
-	if err != nil || rep.Failed() != len(tree.Nodes)-1 || !rep.Verdicts[0].Passed() || !strings.Contains(rep.Verdicts[1].Reasons(), AnnotationRoot) {
+	if err != nil || rep.Failed() != len(tree.Nodes)-1 || !rep.Verdicts[0].Passed() || !strings.Contains(rep.Verdicts[1].Reasons(), statement.AnnotationRoot) {
 		t.Fatalf("with --require-root: %d failed, %q, %v", rep.Failed(), rep.Verdicts[1].Reasons(), err)
 	}
 }
@@ -188,9 +190,9 @@ func TestVerifyRequiresRootBinding(t *testing.T) {
 // repository is checked too, and named where it fails; a tree signed
 // without mirrors fails there until sign signs the copies.
 func TestVerifyMirrors(t *testing.T) {
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	s := loadTestKey(t)
 	opts := signOpts(c, s)
 	opts.Mirrors = false
@@ -214,7 +216,7 @@ func TestVerifyMirrors(t *testing.T) {
 				failed = append(failed, c)
 			}
 		}
-		if len(failed) == 0 || failed[0].Mirror != root || !strings.HasSuffix(failed[0].Name, "(mirrored copy)") || !errors.Is(failed[0].Err, ErrUnsigned) {
+		if len(failed) == 0 || failed[0].Mirror != root || !strings.HasSuffix(failed[0].Name, "(mirrored copy)") || !errors.Is(failed[0].Err, attest.ErrUnsigned) {
 			t.Errorf("%s: failed checks %+v, want the mirrored copy in %s named", v.Node.Digest(), failed, root)
 		}
 	}
@@ -236,26 +238,23 @@ func TestVerifyMirrors(t *testing.T) {
 // names every layout that holds anything.
 func TestVerifyReadsStoresInOrder(t *testing.T) {
 	ctx := context.Background()
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	s := loadTestKey(t)
 	signed := &walk.Tree{Root: tree.Root, Nodes: tree.Nodes[:1]}
-	if _, err := Sign(ctx, signed, signOpts(c, s, LegacyStore{}, &BundleStore{})); err != nil {
+	if _, err := Sign(ctx, signed, signOpts(c, s, legacy.Store{}, &bundle.Store{})); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		order []Layout
-		want  Layout
+		order []attest.Layout
+		want  attest.Layout
 	}{
-		{[]Layout{LayoutBundle, LayoutLegacy}, LayoutBundle},
-		{[]Layout{LayoutLegacy, LayoutBundle}, LayoutLegacy},
+		{[]attest.Layout{bundle.Layout, legacy.Layout}, bundle.Layout},
+		{[]attest.Layout{legacy.Layout, bundle.Layout}, legacy.Layout},
 	} {
 		opts := verifyOpts(c, keyTrust(s), treeRequirements())
-		var err error
-		if opts.Stores, err = Stores(tc.order...); err != nil {
-			t.Fatal(err)
-		}
+		opts.Stores = storesOf(t, tc.order...)
 		rep, err := Verify(ctx, tree, opts)
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -18,15 +20,15 @@ import (
 type VerifyOptions struct {
 	// Trust is whose signatures every node must carry, with what evidence;
 	// it must pass Trust.Validate.
-	Trust Trust
+	Trust attest.Trust
 	// Require is what else every node must show; it must pass
 	// Requirements.Validate.
-	Require Requirements
+	Require attest.Requirements
 	// Stores are the layouts read, at least one. A node is verified in the
 	// first that holds anything for it, else in the last: read as cosign
 	// v3 reads, a node's bundles when it has any, else its legacy tags,
 	// they are Stores(LayoutBundle, LayoutLegacy).
-	Stores []Store
+	Stores []attest.Store
 	// Jobs is how many nodes are verified at once.
 	Jobs int
 	// Mirrors also checks a node where catalog mirrored it into the root's
@@ -47,7 +49,7 @@ type Check struct {
 	Name string `json:"name"`
 	OK   bool   `json:"ok"`
 	// Layout is where it was checked.
-	Layout Layout `json:"layout,omitempty"`
+	Layout attest.Layout `json:"layout,omitempty"`
 	// Mirror is the repository of the mirrored copy checked, with Mirrors;
 	// empty for the node's own repository.
 	Mirror string `json:"mirror,omitempty"`
@@ -63,7 +65,7 @@ type Check struct {
 type Verdict struct {
 	Node *walk.Node
 	// Layouts are the layouts the node carries anything in.
-	Layouts []Layout
+	Layouts []attest.Layout
 	Checks  []Check
 }
 
@@ -144,7 +146,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 }
 
 type verifier struct {
-	*checker
+	*attest.Verifier
 	opts        VerifyOptions
 	mirrors     mirrorLookup
 	uris        []string
@@ -159,19 +161,16 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Client == nil {
 		return nil, errors.New("attest: Verify needs a Client")
 	}
-	if err := opts.Trust.Validate(); err != nil {
-		return nil, err
-	}
 	if err := opts.Require.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := newChecker(opts.Trust)
+	c, err := attest.NewVerifier(opts.Trust)
 	if err != nil {
 		return nil, err
 	}
 	uris := make([]string, len(opts.Require.Types))
 	for i, t := range opts.Require.Types {
-		if uris[i], err = PredicateURI(t); err != nil {
+		if uris[i], err = statement.PredicateURI(t); err != nil {
 			return nil, err
 		}
 	}
@@ -181,19 +180,19 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	}
 	root := tree.Root.Digest().String()
 	if opts.Require.RequireRoot {
-		want[AnnotationRoot] = root
+		want[statement.AnnotationRoot] = root
 	}
-	return &verifier{checker: c, opts: opts, uris: uris, annotations: want, root: root}, nil
+	return &verifier{Verifier: c, opts: opts, uris: uris, annotations: want, root: root}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	switch n.Kind {
 	case walk.KindInvalid:
-		return Verdict{Node: n, Checks: []Check{{Name: "read", Reason: registry.RedactURLs(n.Err.Error()), Err: ErrUnreadable}}}
+		return Verdict{Node: n, Checks: []Check{{Name: "read", Reason: registry.RedactURLs(n.Err.Error()), Err: attest.ErrUnreadable}}}
 	case walk.KindMissing:
 		return Verdict{Node: n, Checks: []Check{{Name: "read", OK: true, Reason: "missing from its repository (--allow-missing)"}}}
 	}
-	sub := Subject{Repository: n.Repository, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
+	sub := attest.Subject{Repository: n.Repository, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
 	verdict := Verdict{Node: n}
 	verdict.Checks, verdict.Layouts = v.checks(ctx, sub)
 	if !v.opts.Mirrors {
@@ -202,7 +201,7 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	mirror, err := v.mirrors.find(ctx, v.opts.Client, n)
 	switch {
 	case err != nil:
-		verdict.Checks = append(verdict.Checks, Check{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable})
+		verdict.Checks = append(verdict.Checks, Check{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable})
 	case mirror != nil:
 		sub.Repository = *mirror
 		checks, _ := v.checks(ctx, sub)
@@ -216,10 +215,10 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 }
 
 // checks verifies sub's signature and attestations in its repository.
-func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) {
+func (v *verifier) checks(ctx context.Context, sub attest.Subject) ([]Check, []attest.Layout) {
 	store, entries, layouts, err := v.read(ctx, sub)
 	if err != nil {
-		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: ErrUnreadable}}, layouts
+		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable}}, layouts
 	}
 	checks := []Check{v.signature(ctx, sub, store, entries)}
 	for i, uri := range v.uris {
@@ -231,11 +230,11 @@ func (v *verifier) checks(ctx context.Context, sub Subject) ([]Check, []Layout) 
 // read lists what the subject carries in every store and picks the store
 // to verify in: the first that holds anything, else the last. It returns
 // the layouts that hold anything too.
-func (v *verifier) read(ctx context.Context, sub Subject) (Store, []*Entry, []Layout, error) {
+func (v *verifier) read(ctx context.Context, sub attest.Subject) (attest.Store, []*attest.Entry, []attest.Layout, error) {
 	var (
-		store   Store
-		entries []*Entry
-		carried []Layout
+		store   attest.Store
+		entries []*attest.Entry
+		carried []attest.Layout
 	)
 	for _, s := range v.opts.Stores {
 		es, err := s.List(ctx, v.opts.Client, sub)
@@ -259,23 +258,23 @@ func (v *verifier) read(ctx context.Context, sub Subject) (Store, []*Entry, []La
 // signature checks for a signature the policy accepts over the node's
 // digest, that names the node's repository and carries the required
 // annotations.
-func (v *verifier) signature(ctx context.Context, sub Subject, store Store, entries []*Entry) Check {
+func (v *verifier) signature(ctx context.Context, sub attest.Subject, store attest.Store, entries []*attest.Entry) Check {
 	c := Check{Name: "signature", Layout: store.Layout()}
 	var others []string
 	var annotated, verified bool
 	var last error
 	want := v.wanted(sub)
 	known := v.knownPayloads(store, sub)
-	for _, e := range ofKind(entries, KindSignature) {
+	for _, e := range ofKind(entries, attest.KindSignature) {
 		s, err := e.Load(ctx, known...)
 		if err != nil {
 			last = err
 			continue
 		}
-		if s.Kind != KindSignature {
+		if s.Kind != attest.KindSignature {
 			continue
 		}
-		claim, err := v.verify(ctx, store, sub, s)
+		claim, err := v.Verify(ctx, store, sub, s)
 		if err != nil {
 			last = err
 			continue
@@ -293,13 +292,13 @@ func (v *verifier) signature(ctx context.Context, sub Subject, store Store, entr
 	}
 	switch {
 	case !verified && last == nil:
-		c.Reason, c.Err = "not signed", ErrUnsigned
+		c.Reason, c.Err = "not signed", attest.ErrUnsigned
 	case !verified:
-		c.Reason, c.Detail, c.Err = "no signature the policy accepts", detail(last), ErrUnsigned
+		c.Reason, c.Detail, c.Err = "no signature the policy accepts", detail(last), attest.ErrUnsigned
 	case annotated:
-		c.Reason, c.Err = "signed, but without "+formatAnnotations(want), ErrAnnotations
+		c.Reason, c.Err = "signed, but without "+formatAnnotations(want), attest.ErrAnnotations
 	default:
-		c.Reason, c.Err = fmt.Sprintf("signed for another repository (%s), not %s: a signature copied from elsewhere", strings.Join(others, ", "), sub.Repository.Name()), ErrCopied
+		c.Reason, c.Err = fmt.Sprintf("signed for another repository (%s), not %s: a signature copied from elsewhere", strings.Join(others, ", "), sub.Repository.Name()), attest.ErrCopied
 	}
 	return c
 }
@@ -308,13 +307,13 @@ func (v *verifier) signature(ctx context.Context, sub Subject, store Store, entr
 // need not name the root: its signature is over the root's digest, so it
 // is bound already (Tekton Chains, which signs the root of a propagated
 // tree, adds no such annotation).
-func (v *verifier) wanted(sub Subject) map[string]string {
-	if _, ok := v.annotations[AnnotationRoot]; !ok || sub.Digest().String() != v.root {
+func (v *verifier) wanted(sub attest.Subject) map[string]string {
+	if _, ok := v.annotations[statement.AnnotationRoot]; !ok || sub.Digest().String() != v.root {
 		return v.annotations
 	}
 	out := make(map[string]string, len(v.annotations))
 	for k, val := range v.annotations {
-		if k != AnnotationRoot {
+		if k != statement.AnnotationRoot {
 			out[k] = val
 		}
 	}
@@ -325,8 +324,8 @@ func (v *verifier) wanted(sub Subject) map[string]string {
 // store with the required annotations, with and without the root binding:
 // an entry whose listing shows one of them need not be fetched
 // (Entry.Load).
-func (v *verifier) knownPayloads(store Store, sub Subject) [][]byte {
-	bound := map[string]string{AnnotationRoot: v.root}
+func (v *verifier) knownPayloads(store attest.Store, sub attest.Subject) [][]byte {
+	bound := map[string]string{statement.AnnotationRoot: v.root}
 	for k, val := range v.annotations {
 		bound[k] = val
 	}
@@ -341,11 +340,11 @@ func (v *verifier) knownPayloads(store Store, sub Subject) [][]byte {
 
 // attestation checks for an attestation of predicate type uri the policy
 // accepts, whose statement's subject is the node's digest.
-func (v *verifier) attestation(ctx context.Context, sub Subject, store Store, entries []*Entry, typ, uri string) Check {
+func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store attest.Store, entries []*attest.Entry, typ, uri string) Check {
 	c := Check{Name: "attestation " + typ, Layout: store.Layout()}
 	var types []string
 	var last error
-	for _, e := range ofKind(entries, KindAttestation) {
+	for _, e := range ofKind(entries, attest.KindAttestation) {
 		if e.PredicateType != "" && e.PredicateType != uri {
 			types = append(types, e.PredicateType)
 			continue
@@ -355,10 +354,10 @@ func (v *verifier) attestation(ctx context.Context, sub Subject, store Store, en
 			last = err
 			continue
 		}
-		if s.Kind != KindAttestation {
+		if s.Kind != attest.KindAttestation {
 			continue
 		}
-		claim, err := v.verify(ctx, store, sub, s)
+		claim, err := v.Verify(ctx, store, sub, s)
 		if err != nil {
 			last = err
 			continue
@@ -377,12 +376,12 @@ func (v *verifier) attestation(ctx context.Context, sub Subject, store Store, en
 	default:
 		c.Reason = "not attested"
 	}
-	c.Err = ErrUnattested
+	c.Err = attest.ErrUnattested
 	return c
 }
 
-func ofKind(entries []*Entry, k Kind) []*Entry {
-	var out []*Entry
+func ofKind(entries []*attest.Entry, k attest.Kind) []*attest.Entry {
+	var out []*attest.Entry
 	for _, e := range entries {
 		if e.Kind == k || e.Kind == "" {
 			out = append(out, e)

@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -12,16 +12,21 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/bundle"
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/legacy"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
 
-func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
+func signOpts(c *registry.Client, s attest.Signer, stores ...attest.Store) Options {
 	if len(stores) == 0 {
-		stores = []Store{LegacyStore{}}
+		stores = []attest.Store{legacy.Store{}}
 	}
 	return Options{Signer: s, Stores: stores, BindRoot: true, Mirrors: true, Client: c, Jobs: 4, Settle: -1,
-		Predicates: Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
+		Predicates: statement.Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now()}}
 }
 
 // layouts are the store configurations the tests run over, each on a
@@ -29,24 +34,24 @@ func signOpts(c *registry.Client, s Signer, stores ...Store) Options {
 var layouts = []struct {
 	name      string
 	referrers bool
-	stores    func() []Store
+	stores    func() []attest.Store
 }{
-	{"legacy", false, func() []Store { return []Store{LegacyStore{}} }},
-	{"bundle with referrers API", true, func() []Store { return []Store{&BundleStore{}} }},
-	{"bundle with fallback tag", false, func() []Store { return []Store{&BundleStore{}} }},
-	{"both", false, func() []Store { return []Store{LegacyStore{}, &BundleStore{}} }},
+	{"legacy", false, func() []attest.Store { return []attest.Store{legacy.Store{}} }},
+	{"bundle with referrers API", true, func() []attest.Store { return []attest.Store{&bundle.Store{}} }},
+	{"bundle with fallback tag", false, func() []attest.Store { return []attest.Store{&bundle.Store{}} }},
+	{"both", false, func() []attest.Store { return []attest.Store{legacy.Store{}, &bundle.Store{}} }},
 }
 
-func subjectOfNode(repo name.Repository, n *walk.Node) Subject {
-	return Subject{Repository: repo, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
+func subjectOfNode(repo name.Repository, n *walk.Node) attest.Subject {
+	return attest.Subject{Repository: repo, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
 }
 
 func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
-			r := newTestRegistryReferrers(t, l.referrers)
+			r := attesttest.NewRegistry(t, l.referrers)
 			c := registry.NewClient(registry.Options{})
-			tree := pushKo(t, r, c)
+			tree := r.PushKo(t, c)
 			signer := loadTestKey(t)
 			stores := l.stores()
 			rep, err := Sign(context.Background(), tree, signOpts(c, signer, stores...))
@@ -83,19 +88,19 @@ func TestSignEveryNodeInItsOwnRepository(t *testing.T) {
 
 // checkStored checks that sub carries exactly one signature and one
 // attestation in the store, for its own repository, bound to the root.
-func checkStored(t *testing.T, c *registry.Client, s Store, sub Subject, n *walk.Node, tree *walk.Tree) {
+func checkStored(t *testing.T, c *registry.Client, s attest.Store, sub attest.Subject, n *walk.Node, tree *walk.Tree) {
 	t.Helper()
 	entries, err := s.List(context.Background(), c, sub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sigs, atts []*Signed
+	var sigs, atts []*attest.Signed
 	for _, e := range entries {
 		signed, err := e.Load(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if signed.Kind == KindSignature {
+		if signed.Kind == attest.KindSignature {
 			sigs = append(sigs, signed)
 		} else {
 			atts = append(atts, signed)
@@ -108,28 +113,28 @@ func checkStored(t *testing.T, c *registry.Client, s Store, sub Subject, n *walk
 	checkStatement(t, atts[0].Payload, sub, n)
 }
 
-func checkSignaturePayload(t *testing.T, layout Layout, s *Signed, sub Subject, tree *walk.Tree) {
+func checkSignaturePayload(t *testing.T, layout attest.Layout, s *attest.Signed, sub attest.Subject, tree *walk.Tree) {
 	t.Helper()
 	var ref, digest, root string
-	if layout == LayoutLegacy {
+	if layout == legacy.Layout {
 		var p payload.SimpleContainerImage
 		if err := json.Unmarshal(s.Payload, &p); err != nil {
 			t.Fatal(err)
 		}
-		ref, digest, root = p.Critical.Identity.DockerReference, p.Critical.Image.DockerManifestDigest, p.Optional[AnnotationRoot].(string)
+		ref, digest, root = p.Critical.Identity.DockerReference, p.Critical.Image.DockerManifestDigest, p.Optional[statement.AnnotationRoot].(string)
 	} else {
-		var st statement
-		if err := json.Unmarshal(s.Payload, &st); err != nil || len(st.Subject) != 1 || st.PredicateType != PredicateCosignSign {
+		var st statement.Info
+		if err := json.Unmarshal(s.Payload, &st); err != nil || len(st.Subject) != 1 || st.PredicateType != statement.PredicateCosignSign {
 			t.Fatalf("sign statement %s: %v", s.Payload, err)
 		}
-		ref, digest, root = st.Subject[0].Name, "sha256:"+st.Subject[0].Digest["sha256"], st.Subject[0].Annotations[AnnotationRoot]
+		ref, digest, root = st.Subject[0].Name, "sha256:"+st.Subject[0].Digest["sha256"], st.Subject[0].Annotations[statement.AnnotationRoot]
 	}
 	if ref != sub.Repository.Name() || digest != sub.Descriptor.Digest.String() || root != tree.Root.Digest().String() {
 		t.Errorf("%s signature names %s %s root %s, stored for %s", layout, ref, digest, root, sub.Digest())
 	}
 }
 
-func checkStatement(t *testing.T, raw []byte, sub Subject, n *walk.Node) {
+func checkStatement(t *testing.T, raw []byte, sub attest.Subject, n *walk.Node) {
 	t.Helper()
 	var st struct {
 		Type          string `json:"_type"`
@@ -147,7 +152,7 @@ func checkStatement(t *testing.T, raw []byte, sub Subject, n *walk.Node) {
 	if err := json.Unmarshal(raw, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Type != StatementV1 || st.PredicateType != "https://slsa.dev/provenance/v1" || len(st.Subject) != 1 ||
+	if st.Type != statement.StatementV1 || st.PredicateType != "https://slsa.dev/provenance/v1" || len(st.Subject) != 1 ||
 		st.Subject[0].Name != sub.Repository.Name() || "sha256:"+st.Subject[0].Digest["sha256"] != sub.Descriptor.Digest.String() {
 		t.Errorf("statement %s", raw)
 	}
@@ -159,16 +164,16 @@ func checkStatement(t *testing.T, raw []byte, sub Subject, n *walk.Node) {
 func TestSignTwiceWritesNothing(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
-			r := newTestRegistryReferrers(t, l.referrers)
+			r := attesttest.NewRegistry(t, l.referrers)
 			c := registry.NewClient(registry.Options{})
-			tree := pushKo(t, r, c)
+			tree := r.PushKo(t, c)
 			signer := loadTestKey(t)
 			if _, err := Sign(context.Background(), tree, signOpts(c, signer, l.stores()...)); err != nil {
 				t.Fatal(err)
 			}
-			before := r.writeCount()
+			before := r.Writes()
 			opts := signOpts(c, signer, l.stores()...)
-			opts.Predicates = Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now().Add(time.Hour)}
+			opts.Predicates = statement.Provenance{BuilderID: "https://example.test/builder", StartedOn: time.Now().Add(time.Hour)}
 			rep, err := Sign(context.Background(), tree, opts)
 			if err != nil {
 				t.Fatal(err)
@@ -176,7 +181,7 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 			if tl := rep.Tally(); tl.Present != len(tree.Nodes) || tl.Signatures+tl.Attestations != 0 {
 				t.Errorf("second run tally %+v", tl)
 			}
-			if w := r.writeCount() - before; w != 0 {
+			if w := r.Writes() - before; w != 0 {
 				t.Errorf("second run made %d writes", w)
 			}
 			// Another key does sign again.
@@ -188,39 +193,39 @@ func TestSignTwiceWritesNothing(t *testing.T) {
 }
 
 func TestSignWithUserPredicate(t *testing.T) {
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	opts := signOpts(c, loadTestKey(t))
-	opts.Predicates = FilePredicate{PredicateType: "spdxjson", Raw: []byte(`{"spdxVersion":"SPDX-2.3","name":"sbom"}`)}
+	opts.Predicates = statement.FilePredicate{PredicateType: "spdxjson", Raw: []byte(`{"spdxVersion":"SPDX-2.3","name":"sbom"}`)}
 	if _, err := Sign(context.Background(), tree, opts); err != nil {
 		t.Fatal(err)
 	}
-	entries, err := LegacyStore{}.List(context.Background(), c, subjectOfNode(tree.Root.Repository, tree.Root))
+	entries, err := legacy.Store{}.List(context.Background(), c, subjectOfNode(tree.Root.Repository, tree.Root))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var types []string
 	for _, e := range entries {
-		if e.Kind == KindAttestation {
+		if e.Kind == attest.KindAttestation {
 			types = append(types, e.PredicateType)
 		}
 	}
 	if len(types) != 1 || types[0] != "https://spdx.dev/Document" {
 		t.Errorf("attestation predicate types %v", types)
 	}
-	opts.Predicates = FilePredicate{PredicateType: "nonsense", Raw: []byte(`{}`)}
-	if _, err := Sign(context.Background(), tree, opts); !errors.Is(err, ErrPredicate) {
+	opts.Predicates = statement.FilePredicate{PredicateType: "nonsense", Raw: []byte(`{}`)}
+	if _, err := Sign(context.Background(), tree, opts); !errors.Is(err, attest.ErrPredicate) {
 		t.Errorf("bad type: %v", err)
 	}
 }
 
 func TestSignFailureDoesNotStopOthers(t *testing.T) {
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{Retries: -1})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	signer := loadTestKey(t)
-	r.refuseWrites("org/ko-build/app2")
+	r.RefuseWrites("org/ko-build/app2")
 
 	rep, err := Sign(context.Background(), tree, signOpts(c, signer))
 	var ne *walk.NodeError
@@ -240,7 +245,7 @@ func TestSignFailureDoesNotStopOthers(t *testing.T) {
 		}
 	}
 
-	r.refuseWrites("")
+	r.RefuseWrites("")
 	rep, err = Sign(context.Background(), tree, signOpts(c, signer))
 	if err != nil {
 		t.Fatal(err)
@@ -256,9 +261,9 @@ func TestSignFailureDoesNotStopOthers(t *testing.T) {
 func TestSignSharedTag(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
-			r := newTestRegistryReferrers(t, l.referrers)
+			r := attesttest.NewRegistry(t, l.referrers)
 			c := registry.NewClient(registry.Options{})
-			tree := pushSame(t, r, c, 12)
+			tree := r.PushSame(t, c, 12)
 			stores := l.stores()
 			opts := signOpts(c, loadTestKey(t), stores...)
 			opts.Jobs = 8
@@ -275,7 +280,7 @@ func TestSignSharedTag(t *testing.T) {
 				}
 				atts := 0
 				for _, e := range entries {
-					if signed, err := e.Load(context.Background()); err == nil && signed.Kind == KindAttestation {
+					if signed, err := e.Load(context.Background()); err == nil && signed.Kind == attest.KindAttestation {
 						atts++
 					}
 				}
@@ -307,24 +312,24 @@ func TestStatementDigestIgnoresRunTimes(t *testing.T) {
 	}
 	n := &walk.Node{Repository: ref.Repository}
 	n.Descriptor.Digest.Algorithm, n.Descriptor.Digest.Hex = "sha256", strings.Repeat("a", 64)
-	stmt := func(p Provenance) v1.Hash {
+	stmt := func(p statement.Provenance) v1.Hash {
 		pred, err := p.For(n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Statement(ref, p.Type(), pred, time.Now())
+		s, err := statement.Statement(ref, p.Type(), pred, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := StatementDigest(s)
+		h, err := statement.StatementDigest(s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
-	a := stmt(Provenance{StartedOn: time.Unix(1, 0), FinishedOn: time.Unix(2, 0)})
-	b := stmt(Provenance{StartedOn: time.Unix(3, 0)})
-	c := stmt(Provenance{InvocationID: "run-2"})
+	a := stmt(statement.Provenance{StartedOn: time.Unix(1, 0), FinishedOn: time.Unix(2, 0)})
+	b := stmt(statement.Provenance{StartedOn: time.Unix(3, 0)})
+	c := stmt(statement.Provenance{InvocationID: "run-2"})
 	if a != b || a == c {
 		t.Errorf("StatementDigest: times should not matter, the invocation should")
 	}
@@ -336,10 +341,10 @@ func TestGitHubProvenance(t *testing.T) {
 		"GITHUB_WORKFLOW_REF": "acme/app/.github/workflows/release.yml@refs/heads/main", "GITHUB_REF": "refs/heads/main",
 		"GITHUB_SHA": "abc123", "GITHUB_RUN_ID": "42", "GITHUB_RUN_ATTEMPT": "2", "GITHUB_EVENT_NAME": "push",
 	}
-	g := GitHubFromEnv(func(k string) string { return env[k] })
+	g := statement.GitHubFromEnv(func(k string) string { return env[k] })
 	ref, _ := name.NewDigest("example.test/org/app@sha256:" + strings.Repeat("b", 64))
 	n := &walk.Node{Repository: ref.Repository}
-	raw, err := Provenance{GitHub: g}.For(n)
+	raw, err := statement.Provenance{GitHub: g}.For(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +359,7 @@ func TestGitHubProvenance(t *testing.T) {
 			t.Errorf("provenance lacks %s:\n%s", want, raw)
 		}
 	}
-	if GitHubFromEnv(func(string) string { return "" }) != nil {
+	if statement.GitHubFromEnv(func(string) string { return "" }) != nil {
 		t.Error("GitHub context outside GitHub Actions")
 	}
 }

@@ -1,4 +1,4 @@
-package attest
+package legacy
 
 import (
 	"encoding/base64"

@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -52,7 +54,7 @@ func SourceAnnotation(sources []*Source) string {
 // types (cosign names or URIs) that it carries any of, verified, whose
 // statements name the root's digest among their subjects. It returns each
 // such attestation, once per statement. opts.Require.Types is not used.
-func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []string) ([]*Source, error) {
+func ReadSources(ctx context.Context, root attest.Subject, opts VerifyOptions, types []string) ([]*Source, error) {
 	node := &walk.Node{Repository: root.Repository, Descriptor: root.Descriptor, Index: -1}
 	opts.Require.Types = nil
 	v, err := newVerifier(&walk.Tree{Root: node, Nodes: []*walk.Node{node}}, opts)
@@ -61,14 +63,14 @@ func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []
 	}
 	store, entries, _, err := v.read(ctx, root)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreadable, root.Digest(), err)
+		return nil, fmt.Errorf("%w: %s: %v", attest.ErrUnreadable, root.Digest(), err)
 	}
 	if c := v.signature(ctx, root, store, entries); !c.OK {
 		return nil, fmt.Errorf("%w: %s: %s %s", c.Err, root.Digest(), c.Reason, c.Detail)
 	}
 	var foreign []string
 	for _, typ := range types {
-		uri, err := PredicateURI(typ)
+		uri, err := statement.PredicateURI(typ)
 		if err != nil {
 			return nil, err
 		}
@@ -84,22 +86,22 @@ func ReadSources(ctx context.Context, root Subject, opts VerifyOptions, types []
 	if len(foreign) > 0 {
 		return nil, fmt.Errorf("%w: %s: its %s provenance names %s, not this digest", ErrForeignSubject, root.Digest(), strings.Join(types, " or "), strings.Join(dedupe(foreign), ", "))
 	}
-	return nil, fmt.Errorf("%w: %s has no %s attestation the policy accepts", ErrUnattested, root.Digest(), strings.Join(types, " or "))
+	return nil, fmt.Errorf("%w: %s has no %s attestation the policy accepts", attest.ErrUnattested, root.Digest(), strings.Join(types, " or "))
 }
 
 // sources are the verified attestations of type uri naming root; others
 // are the subjects of those naming anything else.
-func (v *verifier) sources(ctx context.Context, root Subject, store Store, entries []*Entry, uri string) (sources []*Source, others []string, err error) {
+func (v *verifier) sources(ctx context.Context, root attest.Subject, store attest.Store, entries []*attest.Entry, uri string) (sources []*Source, others []string, err error) {
 	seen := map[v1.Hash]bool{}
-	for _, e := range ofKind(entries, KindAttestation) {
+	for _, e := range ofKind(entries, attest.KindAttestation) {
 		if e.PredicateType != "" && e.PredicateType != uri {
 			continue
 		}
 		s, err := e.Load(ctx)
-		if err != nil || s.Kind != KindAttestation {
+		if err != nil || s.Kind != attest.KindAttestation {
 			continue
 		}
-		st, err := readStatement(s.Payload)
+		st, err := statement.Read(s.Payload)
 		if err != nil || st.PredicateType != uri {
 			continue
 		}
@@ -111,10 +113,10 @@ func (v *verifier) sources(ctx context.Context, root Subject, store Store, entri
 			}
 			continue
 		}
-		if _, err := v.verify(ctx, store, root, s); err != nil {
+		if _, err := v.Verify(ctx, store, root, s); err != nil {
 			continue
 		}
-		d := digestOf(s.Payload)
+		d := statement.Digest(s.Payload)
 		if seen[d] {
 			continue
 		}
@@ -130,7 +132,7 @@ func (v *verifier) sources(ctx context.Context, root Subject, store Store, entri
 	return sources, others, nil
 }
 
-func namesDigest(st *statementInfo, d v1.Hash) bool {
+func namesDigest(st *statement.Info, d v1.Hash) bool {
 	for _, sub := range st.Subject {
 		if sub.Digest[d.Algorithm] == d.Hex {
 			return true

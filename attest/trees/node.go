@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -44,13 +46,13 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		return res
 	}
 	for _, repo := range repos {
-		sub := Subject{Repository: repo, Descriptor: v1.Descriptor{
+		sub := attest.Subject{Repository: repo, Descriptor: v1.Descriptor{
 			MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size,
 		}}
 		atts := r.attestations(n, sub)
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
-			var entries []*Entry
+			var entries []*attest.Entry
 			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
@@ -75,7 +77,7 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 // transient reports whether a failure may pass: anything but a refusal
 // (401, 403), a bad predicate or key, or a rejected signer.
 func transient(err error) bool {
-	return !errors.Is(err, registry.ErrDenied) && !errors.Is(err, ErrPredicate) && !errors.Is(err, ErrKey)
+	return !errors.Is(err, registry.ErrDenied) && !errors.Is(err, attest.ErrPredicate) && !errors.Is(err, attest.ErrKey)
 }
 
 // places are the repositories a node is signed in: its own and, with
@@ -133,19 +135,19 @@ func topChild(n *walk.Node) *walk.Node {
 // Nodes that share a digest in one repository (a mirrored image listed
 // under several paths) share one signature payload: one of them checks and
 // writes it, the others wait and find it present.
-func (r *run) signature(ctx context.Context, store Store, sub Subject, entries []*Entry, sent *sentSet) (Outcome, error) {
+func (r *run) signature(ctx context.Context, store attest.Store, sub attest.Subject, entries []*attest.Entry, sent *sentSet) (Outcome, error) {
 	ptype, payload, err := store.SignaturePayload(sub, r.annotations)
 	if err != nil {
 		return Failed, err
 	}
 	w := wanted{
-		Signed: Signed{Subject: sub, Kind: KindSignature, PayloadType: ptype, Payload: payload},
+		Signed: attest.Signed{Subject: sub, Kind: attest.KindSignature, PayloadType: ptype, Payload: payload},
 		store:  store,
-		key:    sentKey{store.Layout(), sub.Repository.Name(), KindSignature, ""},
+		key:    sentKey{store.Layout(), sub.Repository.Name(), attest.KindSignature, ""},
 	}
-	w.sign = func() (*Signed, error) { return r.signPayload(ctx, w.Signed) }
-	out, first, err := r.signed.do(fmt.Sprintf("%s %s %s", store.Layout(), sub.Repository.Name(), digestOf(payload)), func() (Outcome, error) {
-		return r.add(ctx, w, ofKind(entries, KindSignature), sent)
+	w.sign = func() (*attest.Signed, error) { return r.signPayload(ctx, w.Signed, store.Keeps()) }
+	out, first, err := r.signed.do(fmt.Sprintf("%s %s %s", store.Layout(), sub.Repository.Name(), statement.Digest(payload)), func() (Outcome, error) {
+		return r.add(ctx, w, ofKind(entries, attest.KindSignature), sent)
 	})
 	if first {
 		return out, err
@@ -157,33 +159,33 @@ func (r *run) signature(ctx context.Context, store Store, sub Subject, entries [
 
 // attestation adds the node's attestation in store unless an attestation
 // with the same statement is there that passes this run's policy.
-func (r *run) attestation(ctx context.Context, store Store, att *lazyAttestation, entries []*Entry, sent *sentSet) (Outcome, error) {
+func (r *run) attestation(ctx context.Context, store attest.Store, att *lazyAttestation, entries []*attest.Entry, sent *sentSet) (Outcome, error) {
 	stmt, err := att.statement()
 	if err != nil {
 		return Failed, err
 	}
 	return r.add(ctx, wanted{
-		Signed: Signed{Subject: att.sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt},
+		Signed: attest.Signed{Subject: att.sub, Kind: attest.KindAttestation, PayloadType: attest.PayloadInToto, Payload: stmt},
 		store:  store,
-		key:    sentKey{store.Layout(), att.sub.Repository.Name(), KindAttestation, digestOf(stmt).String()},
-		sign:   func() (*Signed, error) { return att.signed(ctx) },
-	}, ofKind(entries, KindAttestation), sent)
+		key:    sentKey{store.Layout(), att.sub.Repository.Name(), attest.KindAttestation, statement.Digest(stmt).String()},
+		sign:   func() (*attest.Signed, error) { return att.signed(ctx) },
+	}, ofKind(entries, attest.KindAttestation), sent)
 }
 
 // wanted is one payload a node must carry in a store, a signature or an
 // attestation: a Signed not signed yet (its subject, kind, payload type
 // and payload), and how to sign it when it is missing.
 type wanted struct {
-	Signed
-	store Store
+	attest.Signed
+	store attest.Store
 	key   sentKey // what the sentSet knows it by
-	sign  func() (*Signed, error)
+	sign  func() (*attest.Signed, error)
 }
 
 // add stores what w.sign makes of the payload unless entries hold it,
 // signed as this run's policy requires: present (written, when this run
 // sent it before), or written.
-func (r *run) add(ctx context.Context, w wanted, entries []*Entry, sent *sentSet) (Outcome, error) {
+func (r *run) add(ctx context.Context, w wanted, entries []*attest.Entry, sent *sentSet) (Outcome, error) {
 	found, err := r.verified(ctx, w, entries)
 	if err != nil || found {
 		return sent.present(w.key), err
@@ -201,7 +203,7 @@ func (r *run) add(ctx context.Context, w wanted, entries []*Entry, sent *sentSet
 
 // signPayload signs u, a payload not signed yet (its subject, kind,
 // payload type and payload), and has the witnesses add their evidence.
-func (r *run) signPayload(ctx context.Context, u Signed) (*Signed, error) {
+func (r *run) signPayload(ctx context.Context, u attest.Signed, k attest.Keeps) (*attest.Signed, error) {
 	sig, m, err := r.opts.Signer.Sign(ctx, u.Message())
 	if err != nil {
 		return nil, err
@@ -209,7 +211,7 @@ func (r *run) signPayload(ctx context.Context, u Signed) (*Signed, error) {
 	s := &u
 	s.Signature, s.Material = sig, m
 	for _, w := range r.opts.Witnesses {
-		if err := w.Witness(ctx, s); err != nil {
+		if err := w.Witness(ctx, s, k); err != nil {
 			return nil, err
 		}
 	}
@@ -222,15 +224,15 @@ func (r *run) signPayload(ctx context.Context, u Signed) (*Signed, error) {
 // it: signed by this identity, with the evidence the witnesses add where
 // the layout keeps it. Entries whose listing shows another payload are
 // not read.
-func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, error) {
-	digest := digestOf(w.Payload)
-	stmt, _ := StatementDigest(w.Payload)
+func (r *run) verified(ctx context.Context, w wanted, entries []*attest.Entry) (bool, error) {
+	digest := statement.Digest(w.Payload)
+	stmt, _ := statement.StatementDigest(w.Payload)
 	for _, e := range entries {
 		if e.PayloadDigest != (v1.Hash{}) && e.PayloadDigest != digest || e.Statement != (v1.Hash{}) && e.Statement != stmt {
 			continue
 		}
 		s, err := e.Load(ctx, w.Payload)
-		if errors.Is(err, errNotBundle) {
+		if errors.Is(err, attest.ErrForeign) {
 			continue
 		}
 		if err != nil {
@@ -239,28 +241,28 @@ func (r *run) verified(ctx context.Context, w wanted, entries []*Entry) (bool, e
 		if s.Kind != w.Kind || s.PayloadType != w.PayloadType || !samePayload(s.Payload, w.Payload, digest, stmt) {
 			continue
 		}
-		c, err := r.checker(w.store.Layout())
+		c, err := r.checker(w.store)
 		if err != nil {
 			return false, err
 		}
-		if _, err := c.verify(ctx, w.store, w.Subject, s); err == nil {
+		if _, err := c.Verify(ctx, w.store, w.Subject, s); err == nil {
 			return true, nil
 		}
 	}
 	return false, nil
 }
 
-// checker verifies what a node carries in layout against the trust this
+// checker verifies what a node carries in store's layout against the trust this
 // run implies there: the signer's (its key, or its identity and the
 // authorities it chains to) and what each witness requires. The trusted
 // material is asked for once, when a node first carries a payload the run
 // would write: a run on an unsigned tree never needs it.
-func (r *run) checker(layout Layout) (*checker, error) {
-	return r.checkers.do(layout, func() (*checker, error) {
+func (r *run) checker(store attest.Store) (*attest.Verifier, error) {
+	return r.checkers.do(store.Layout(), func() (*attest.Verifier, error) {
 		p := r.opts.Signer.Trust()
 		p.IgnoreTlog = true
 		for _, w := range r.opts.Witnesses {
-			w.Require(&p, layout)
+			w.Require(&p, store.Keeps())
 		}
 		if r.opts.TrustedMaterial != nil {
 			tm, err := r.opts.TrustedMaterial()
@@ -272,34 +274,34 @@ func (r *run) checker(layout Layout) (*checker, error) {
 		if (!p.IgnoreTlog || p.UseSignedTimestamps) && p.TrustedMaterial == nil {
 			return nil, errors.New("attest: Sign with witnesses needs TrustedMaterial, to verify the evidence a node carries")
 		}
-		return newChecker(p)
+		return attest.NewVerifier(p)
 	})
 }
 
 func samePayload(got, want []byte, digest, stmt v1.Hash) bool {
-	if digestOf(got) == digest {
+	if statement.Digest(got) == digest {
 		return true
 	}
-	h, err := StatementDigest(got)
+	h, err := statement.StatementDigest(got)
 	return err == nil && h == stmt
 }
 
 // attestations are a node's attestations in one repository: one of the
 // run's predicate, or one for each source it propagates.
-func (r *run) attestations(n *walk.Node, sub Subject) []*lazyAttestation {
+func (r *run) attestations(n *walk.Node, sub attest.Subject) []*lazyAttestation {
 	if len(r.opts.Propagate) == 0 {
 		return []*lazyAttestation{{run: r, sub: sub, make: func() ([]byte, error) {
 			pred, err := r.opts.Predicates.For(n)
 			if err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrPredicate, err)
+				return nil, fmt.Errorf("%w: %v", attest.ErrPredicate, err)
 			}
-			return Statement(sub.Digest(), r.opts.Predicates.Type(), pred, r.opts.Now())
+			return statement.Statement(sub.Digest(), r.opts.Predicates.Type(), pred, r.opts.Now())
 		}}}
 	}
 	out := make([]*lazyAttestation, len(r.opts.Propagate))
 	for i, src := range r.opts.Propagate {
 		out[i] = &lazyAttestation{run: r, sub: sub, make: func() ([]byte, error) {
-			return PropagatedStatement(sub.Digest(), src.PredicateType, src.Predicate)
+			return statement.PropagatedStatement(sub.Digest(), src.PredicateType, src.Predicate)
 		}}
 	}
 	return out
@@ -320,10 +322,11 @@ func combine(acc, o Outcome, first bool) Outcome {
 }
 
 // lazyAttestation is a node's attestation in one repository: its statement
-// made once, and signed once for every store that lacks it.
+// made once, and signed once for every store that lacks it, with the
+// evidence any of the run's stores keeps.
 type lazyAttestation struct {
 	run  *run
-	sub  Subject
+	sub  attest.Subject
 	make func() ([]byte, error)
 
 	stmtOnce sync.Once
@@ -331,7 +334,7 @@ type lazyAttestation struct {
 	stmtErr  error
 
 	mu  sync.Mutex
-	sig *Signed
+	sig *attest.Signed
 }
 
 func (a *lazyAttestation) statement() ([]byte, error) {
@@ -339,7 +342,7 @@ func (a *lazyAttestation) statement() ([]byte, error) {
 	return a.stmt, a.stmtErr
 }
 
-func (a *lazyAttestation) signed(ctx context.Context) (*Signed, error) {
+func (a *lazyAttestation) signed(ctx context.Context) (*attest.Signed, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.sig != nil {
@@ -349,7 +352,7 @@ func (a *lazyAttestation) signed(ctx context.Context) (*Signed, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := a.run.signPayload(ctx, Signed{Subject: a.sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
+	s, err := a.run.signPayload(ctx, attest.Signed{Subject: a.sub, Kind: attest.KindAttestation, PayloadType: attest.PayloadInToto, Payload: stmt}, a.run.keeps)
 	if err == nil {
 		a.sig = s
 	}
@@ -364,9 +367,9 @@ type sentSet struct {
 }
 
 type sentKey struct {
-	layout Layout
+	layout attest.Layout
 	repo   string
-	kind   Kind
+	kind   attest.Kind
 	what   string // the statement, for attestations
 }
 

@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"bytes"
@@ -9,6 +9,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/legacy"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -20,41 +24,41 @@ const builderPredicate = `{"buildDefinition": {"buildType":"https://tekton.dev/c
 
 // attestRoot gives the root a signature and a statement by the builder's
 // key, naming digest as its subject.
-func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder Signer, subject name.Digest) {
+func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder attest.Signer, subject name.Digest) {
 	t.Helper()
-	stmt, err := PropagatedStatement(subject, "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
+	stmt, err := statement.PropagatedStatement(subject, "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := &walk.Tree{Root: tree.Root, Nodes: []*walk.Node{tree.Root}}
 	opts := signOpts(c, builder)
-	opts.Predicates = FilePredicate{PredicateType: "https://slsa.dev/provenance/v1", Raw: []byte(`{}`)}
+	opts.Predicates = statement.FilePredicate{PredicateType: "https://slsa.dev/provenance/v1", Raw: []byte(`{}`)}
 	r, err := newRun(root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	if _, err := r.signature(context.Background(), LegacyStore{}, sub, nil, &sentSet{}); err != nil {
+	if _, err := r.signature(context.Background(), legacy.Store{}, sub, nil, &sentSet{}); err != nil {
 		t.Fatal(err)
 	}
-	signed, err := r.signPayload(context.Background(), Signed{Subject: sub, Kind: KindAttestation, PayloadType: PayloadInToto, Payload: stmt})
+	signed, err := r.signPayload(context.Background(), attest.Signed{Subject: sub, Kind: attest.KindAttestation, PayloadType: attest.PayloadInToto, Payload: stmt}, attest.Keeps{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (LegacyStore{}).Add(context.Background(), c, signed); err != nil {
+	if err := (legacy.Store{}).Add(context.Background(), c, signed); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestPropagate(t *testing.T) {
 	ctx := context.Background()
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	builder, trusted := loadTestKey(t), loadTestKey(t)
 	attestRoot(t, c, tree, builder, tree.Root.Digest())
 	sub := subjectOfNode(tree.Root.Repository, tree.Root)
-	source := verifyOpts(c, keyTrust(builder), Requirements{})
+	source := verifyOpts(c, keyTrust(builder), attest.Requirements{})
 
 	sources, err := ReadSources(ctx, sub, source, []string{"slsaprovenance1", "slsaprovenance02"})
 	if err != nil || len(sources) != 1 || !bytes.Equal(sources[0].Predicate, []byte(builderPredicate)) {
@@ -69,17 +73,17 @@ func TestPropagate(t *testing.T) {
 	// Every node below the root carries the builder's predicate, byte for
 	// byte, with itself as subject; verify accepts it by type and root.
 	for _, n := range tree.Nodes[1:] {
-		entries, err := LegacyStore{}.List(ctx, c, subjectOfNode(n.Repository, n))
+		entries, err := legacy.Store{}.List(ctx, c, subjectOfNode(n.Repository, n))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var found bool
-		for _, e := range ofKind(entries, KindAttestation) {
+		for _, e := range ofKind(entries, attest.KindAttestation) {
 			s, err := e.Load(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, _ := PropagatedStatement(n.Digest(), "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
+			want, _ := statement.PropagatedStatement(n.Digest(), "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
 			found = found || bytes.Equal(s.Payload, want)
 		}
 		if !found {
@@ -105,22 +109,22 @@ func TestReadSourcesRefuses(t *testing.T) {
 		setup func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner)
 		want  error
 	}{
-		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *testSigner) {}, ErrUnsigned},
+		{"not attested", func(*testing.T, *registry.Client, *walk.Tree, *testSigner) {}, attest.ErrUnsigned},
 		{"attested by another key", func(t *testing.T, c *registry.Client, tree *walk.Tree, _ *testSigner) {
 			attestRoot(t, c, tree, loadTestKey(t), tree.Root.Digest())
-		}, ErrUnsigned},
+		}, attest.ErrUnsigned},
 		{"provenance of another digest", func(t *testing.T, c *registry.Client, tree *walk.Tree, builder *testSigner) {
 			attestRoot(t, c, tree, builder, tree.Nodes[1].Digest())
 		}, ErrForeignSubject},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newTestRegistry(t)
+			r := attesttest.NewRegistry(t, false)
 			c := registry.NewClient(registry.Options{})
-			tree := pushKo(t, r, c)
+			tree := r.PushKo(t, c)
 			builder := loadTestKey(t)
 			tc.setup(t, c, tree, builder)
 			_, err := ReadSources(ctx, subjectOfNode(tree.Root.Repository, tree.Root),
-				verifyOpts(c, keyTrust(builder), Requirements{}), []string{"slsaprovenance1"})
+				verifyOpts(c, keyTrust(builder), attest.Requirements{}), []string{"slsaprovenance1"})
 			if !errors.Is(err, tc.want) {
 				t.Errorf("error %v, want %v", err, tc.want)
 			}

@@ -1,9 +1,11 @@
-package attest
+package trees
 
 import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/walk"
 )
 
@@ -26,10 +28,10 @@ const (
 // Placement is what a node holds in one repository and layout: its own
 // repository, or the root's where it was mirrored.
 type Placement struct {
-	Repository  string  `json:"repository"`
-	Layout      Layout  `json:"layout"`
-	Signature   Outcome `json:"signature"`
-	Attestation Outcome `json:"attestation"`
+	Repository  string        `json:"repository"`
+	Layout      attest.Layout `json:"layout"`
+	Signature   Outcome       `json:"signature"`
+	Attestation Outcome       `json:"attestation"`
 }
 
 // NodeResult is the outcome for one node.
@@ -65,7 +67,7 @@ type Report struct {
 	Interrupted bool
 	// Unreachable, when set, is the shared service the run could not reach:
 	// the nodes not yet started when a node met it are pending.
-	Unreachable *UnreachableError
+	Unreachable *attest.UnreachableError
 	// Restored counts the writes that another writer had overwritten after
 	// this run made them, found by the final confirmation and made again.
 	Restored int

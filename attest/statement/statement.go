@@ -1,8 +1,11 @@
-package attest
+package statement
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +14,9 @@ import (
 	"github.com/sigstore/cosign/v2/pkg/cosign/attestation"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 )
+
+// ErrPredicate: the predicate or its type is not usable.
+var ErrPredicate = errors.New("invalid predicate")
 
 // Annotations nestattest writes.
 const (
@@ -48,8 +54,9 @@ func SignaturePayload(ref name.Digest, annotations map[string]string) ([]byte, e
 	return payload.Cosign{Image: ref, Annotations: optional}.MarshalJSON()
 }
 
-// subject is an in-toto resource descriptor.
-type subject struct {
+// Subject is an in-toto resource descriptor, as a statement names its
+// subjects.
+type Subject struct {
 	Name        string            `json:"name,omitempty"`
 	Digest      map[string]string `json:"digest"`
 	Annotations map[string]string `json:"annotations,omitempty"`
@@ -58,17 +65,17 @@ type subject struct {
 // statement is an in-toto Statement v1.
 type statement struct {
 	Type          string          `json:"_type"`
-	Subject       []subject       `json:"subject"`
+	Subject       []Subject       `json:"subject"`
 	PredicateType string          `json:"predicateType"`
 	Predicate     json.RawMessage `json:"predicate"`
 }
 
-func subjectOf(ref name.Digest, annotations map[string]string) (subject, error) {
+func subjectOf(ref name.Digest, annotations map[string]string) (Subject, error) {
 	h, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
-		return subject{}, err
+		return Subject{}, err
 	}
-	return subject{Name: ref.Repository.Name(), Digest: map[string]string{h.Algorithm: h.Hex}, Annotations: annotations}, nil
+	return Subject{Name: ref.Repository.Name(), Digest: map[string]string{h.Algorithm: h.Hex}, Annotations: annotations}, nil
 }
 
 // SignStatement returns what a signature signs in the bundle layout, as
@@ -80,7 +87,7 @@ func SignStatement(ref name.Digest, annotations map[string]string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: PredicateCosignSign, Predicate: json.RawMessage(`{}`)})
+	return json.Marshal(statement{Type: StatementV1, Subject: []Subject{s}, PredicateType: PredicateCosignSign, Predicate: json.RawMessage(`{}`)})
 }
 
 // Statement returns the in-toto Statement v1 for ref whose predicate is raw,
@@ -117,7 +124,7 @@ func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(statement{Type: StatementV1, Subject: []subject{s}, PredicateType: parts.PredicateType, Predicate: parts.Predicate})
+	return json.Marshal(statement{Type: StatementV1, Subject: []Subject{s}, PredicateType: parts.PredicateType, Predicate: parts.Predicate})
 }
 
 // PropagatedStatement returns the in-toto Statement v1 for ref with the
@@ -133,9 +140,9 @@ func PropagatedStatement(ref name.Digest, predicateType string, predicate json.R
 	}
 	head, err := json.Marshal(struct {
 		Type          string    `json:"_type"`
-		Subject       []subject `json:"subject"`
+		Subject       []Subject `json:"subject"`
 		PredicateType string    `json:"predicateType"`
-	}{StatementV1, []subject{s}, predicateType})
+	}{StatementV1, []Subject{s}, predicateType})
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +176,7 @@ func StatementDigest(raw []byte) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	return digestOf(b), nil
+	return Digest(b), nil
 }
 
 func remove(v map[string]any, path []string) {
@@ -183,16 +190,33 @@ func remove(v map[string]any, path []string) {
 	delete(v, path[len(path)-1])
 }
 
-// statementInfo reads what a check needs of an in-toto statement.
-type statementInfo struct {
+// Info is what a check needs of an in-toto statement.
+type Info struct {
 	PredicateType string    `json:"predicateType"`
-	Subject       []subject `json:"subject"`
+	Subject       []Subject `json:"subject"`
 }
 
-func readStatement(raw []byte) (*statementInfo, error) {
-	var s statementInfo
+// Read reads what a check needs of an in-toto statement.
+func Read(raw []byte) (*Info, error) {
+	var s Info
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Names reports whether the statement names digest d among its subjects.
+func (s *Info) Names(d v1.Hash) bool {
+	for _, subj := range s.Subject {
+		if subj.Digest[d.Algorithm] == d.Hex {
+			return true
+		}
+	}
+	return false
+}
+
+// Digest returns the sha256 digest of b.
+func Digest(b []byte) v1.Hash {
+	sum := sha256.Sum256(b)
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
 }

@@ -1,4 +1,4 @@
-package attest
+package statement_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	ita "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/nestattest/nestattest/attest/internal/attesttest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/internal/sample"
 	"github.com/nestattest/nestattest/registry"
@@ -52,9 +54,9 @@ func strictStatement(t *testing.T, raw []byte) (*ita.Statement, *itaprov.Provena
 // (mirroring them into it), and returns what Compose did and the tree.
 func composedTree(t *testing.T) (*registry.Client, *catalog.Result, *walk.Tree) {
 	t.Helper()
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	parent, err := name.NewRepository(r.host + "/org/ko-build")
+	parent, err := name.NewRepository(r.Host + "/org/ko-build")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,14 +104,14 @@ func TestProvenanceValidates(t *testing.T) {
 		"GITHUB_WORKFLOW_REF": "acme/app/.github/workflows/release.yml@refs/tags/v1.2.3",
 		"GITHUB_SHA":          strings.Repeat("c", 40), "GITHUB_RUN_ID": "7", "GITHUB_RUN_ATTEMPT": "1",
 	}
-	base := Provenance{
+	base := statement.Provenance{
 		InvocationID: "4f9a3c2e-1b7d-4e2a-9c0f-3d5e6a7b8c9d",
 		StartedOn:    time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), FinishedOn: time.Date(2026, 1, 2, 3, 4, 9, 0, time.UTC),
-		GitHub: GitHubFromEnv(func(k string) string { return env[k] }),
-		Parameters: &Parameters{
+		GitHub: statement.GitHubFromEnv(func(k string) string { return env[k] }),
+		Parameters: &statement.Parameters{
 			Reference: res.Reference,
-			Walk:      &WalkParameters{MaxDepth: walk.DefaultMaxDepth, MaxNodes: walk.DefaultMaxNodes},
-			Compose:   &ComposeParameters{Mirror: string(catalog.MirrorAuto)},
+			Walk:      &statement.WalkParameters{MaxDepth: walk.DefaultMaxDepth, MaxNodes: walk.DefaultMaxNodes},
+			Compose:   &statement.ComposeParameters{Mirror: string(catalog.MirrorAuto)},
 		},
 	}
 	p, err := base.Composed(context.Background(), c, res, 4)
@@ -121,7 +123,7 @@ func TestProvenanceValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := Statement(n.Digest(), p.Type(), pred, time.Now())
+	raw, err := statement.Statement(n.Digest(), p.Type(), pred, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestProvenanceValidates(t *testing.T) {
 	}
 
 	def, run := prov.GetBuildDefinition(), prov.GetRunDetails()
-	if def.GetBuildType() != BuildType {
+	if def.GetBuildType() != statement.BuildType {
 		t.Errorf("buildType %s", def.GetBuildType())
 	}
 	ext := def.GetExternalParameters().AsMap()
@@ -177,7 +179,7 @@ func TestProvenanceValidates(t *testing.T) {
 // attests nothing new.
 func TestProvenanceOfAReRun(t *testing.T) {
 	c, res, tree := composedTree(t)
-	first, err := Provenance{}.Composed(context.Background(), c, res, 4)
+	first, err := statement.Provenance{}.Composed(context.Background(), c, res, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +202,7 @@ func TestProvenanceOfAReRun(t *testing.T) {
 	if again.Mirrored || again.Digest != res.Digest {
 		t.Fatalf("second compose: mirrored %v, digest %s (first %s)", again.Mirrored, again.Digest, res.Digest)
 	}
-	second, err := Provenance{}.Composed(context.Background(), c, again, 4)
+	second, err := statement.Provenance{}.Composed(context.Background(), c, again, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,15 +218,15 @@ func TestProvenanceOfAReRun(t *testing.T) {
 // TestProvenanceOfASignedTree: a run that composed nothing records the root
 // it was given, by digest, as its one input, and validates.
 func TestProvenanceOfASignedTree(t *testing.T) {
-	r := newTestRegistry(t)
+	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
-	tree := pushKo(t, r, c)
+	tree := r.PushKo(t, c)
 	for _, n := range []*walk.Node{tree.Root, tree.Nodes[len(tree.Nodes)-1]} {
-		pred, err := Provenance{}.For(n)
+		pred, err := statement.Provenance{}.For(n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := Statement(n.Digest(), "slsaprovenance1", pred, time.Now())
+		raw, err := statement.Statement(n.Digest(), "slsaprovenance1", pred, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,7 +238,7 @@ func TestProvenanceOfASignedTree(t *testing.T) {
 		if got := prov.GetBuildDefinition().GetExternalParameters().AsMap()["reference"]; got != tree.Root.Digest().String() {
 			t.Errorf("reference %v", got)
 		}
-		if prov.GetRunDetails().GetBuilder().GetId() != DefaultBuilderID {
+		if prov.GetRunDetails().GetBuilder().GetId() != statement.DefaultBuilderID {
 			t.Errorf("builder %v", prov.GetRunDetails().GetBuilder())
 		}
 	}
@@ -246,15 +248,15 @@ func TestProvenanceOfASignedTree(t *testing.T) {
 // that documents every field the predicate fills.
 func TestBuildTypePage(t *testing.T) {
 	const prefix = "https://github.com/nestattest/nestattest/blob/main/"
-	if !strings.HasPrefix(BuildType, prefix) {
-		t.Fatalf("BuildType %s is not a page of this repository", BuildType)
+	if !strings.HasPrefix(statement.BuildType, prefix) {
+		t.Fatalf("BuildType %s is not a page of this repository", statement.BuildType)
 	}
-	page, err := os.ReadFile(filepath.Join("..", filepath.FromSlash(strings.TrimPrefix(BuildType, prefix))))
+	page, err := os.ReadFile(filepath.Join("..", "..", filepath.FromSlash(strings.TrimPrefix(statement.BuildType, prefix))))
 	if err != nil {
 		t.Fatalf("the build type's page: %v", err)
 	}
 	var fields []string
-	for _, f := range []any{Parameters{}, WalkParameters{}, ComposeParameters{}} {
+	for _, f := range []any{statement.Parameters{}, statement.WalkParameters{}, statement.ComposeParameters{}} {
 		b, _ := json.Marshal(f)
 		var m map[string]any
 		_ = json.Unmarshal(b, &m)
@@ -265,7 +267,7 @@ func TestBuildTypePage(t *testing.T) {
 	fields = append(fields, "walk", "compose", "indexAnnotations", "tree", "root", "path", "resolvedDependencies", "byproducts", "invocationId", "workflow", "github")
 	for _, f := range fields {
 		if !strings.Contains(string(page), "`"+f+"`") {
-			t.Errorf("%s does not document `%s`", BuildType, f)
+			t.Errorf("%s does not document `%s`", statement.BuildType, f)
 		}
 	}
 }

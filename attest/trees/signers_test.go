@@ -1,16 +1,15 @@
-package attest
+package trees
 
 import (
 	"context"
 	"crypto/x509"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/sign"
-	"github.com/sigstore/sigstore-go/pkg/testing/ca"
 
+	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/internal/attesttest"
 )
 
@@ -24,37 +23,6 @@ const (
 func newShortCA(t *testing.T, life time.Duration) *attesttest.ShortCA {
 	t.Helper()
 	return attesttest.NewShortCA(t, life, testIssuer)
-}
-
-// virtualTSA countersigns with sigstore-go's in-process timestamp
-// authority, slowly, so a run outlives its certificates.
-type virtualTSA struct {
-	vs    *ca.VirtualSigstore
-	delay time.Duration
-	n     atomic.Int32
-}
-
-func (v *virtualTSA) Require(t *Trust, _ Layout) { t.UseSignedTimestamps = true }
-
-func (v *virtualTSA) Witness(_ context.Context, s *Signed) error {
-	time.Sleep(v.delay)
-	ts, err := v.vs.TimestampResponse(s.Signature)
-	if err != nil {
-		return err
-	}
-	s.Material.Timestamps = append(s.Material.Timestamps, ts)
-	v.n.Add(1)
-	if s.DSSE() { // the legacy layout timestamps the envelope
-		env, err := s.Envelope()
-		if err != nil {
-			return err
-		}
-		if ts, err = v.vs.TimestampResponse(env); err != nil {
-			return err
-		}
-		s.Material.EnvelopeTimestamps = append(s.Material.EnvelopeTimestamps, ts)
-	}
-	return nil
 }
 
 // testKeyless signs with an ephemeral key that a CA certified for
@@ -83,13 +51,15 @@ func newTestKeyless(t *testing.T, authority *attesttest.ShortCA, tm root.Trusted
 	return &testKeyless{key: key, chain: append([]*x509.Certificate{leaf}, authority.Chain()...), tm: tm}
 }
 
-func (k *testKeyless) Sign(ctx context.Context, message []byte) ([]byte, Material, error) {
+func (k *testKeyless) Sign(ctx context.Context, message []byte) ([]byte, attest.Material, error) {
 	sig, _, err := k.key.SignData(ctx, message)
-	return sig, Material{Chain: k.chain}, err
+	return sig, attest.Material{Chain: k.chain}, err
 }
 
-func (k *testKeyless) Trust() Trust {
-	return Trust{Identity: &CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: k.tm, IgnoreSCT: true}
+func (k *testKeyless) Trust() attest.Trust {
+	return attest.Trust{Identity: &attest.CertificateIdentity{Subject: testIdentity, Issuer: testIssuer}, TrustedMaterial: k.tm, IgnoreSCT: true}
 }
 
-func (k *testKeyless) Identity() Identity { return Identity{Subject: testIdentity, Issuer: testIssuer} }
+func (k *testKeyless) Identity() attest.Identity {
+	return attest.Identity{Subject: testIdentity, Issuer: testIssuer}
+}

@@ -1,4 +1,4 @@
-package attest
+package trees
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/sigstore/sigstore-go/pkg/root"
 
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -18,10 +20,10 @@ import (
 // Options configure Sign.
 type Options struct {
 	// Signer signs every payload; required.
-	Signer Signer
+	Signer attest.Signer
 	// Witnesses add evidence to each signed payload before it is stored:
 	// a transparency-log entry, a timestamp.
-	Witnesses []Witness
+	Witnesses []attest.Witness
 	// TrustedMaterial returns what verifies the evidence a node carries
 	// already (the transparency logs and timestamp authorities of the
 	// Witnesses), in place of the Signer's own (a keyless signer's
@@ -30,7 +32,7 @@ type Options struct {
 	// Witnesses unless the Signer's Trust holds trusted material.
 	TrustedMaterial func() (root.TrustedMaterial, error)
 	// Stores are the layouts written, each in full; at least one.
-	Stores []Store
+	Stores []attest.Store
 	// Client is the one registry client of the run, required, handed to
 	// it once, as go-containerregistry's remote.Reuse hands a Pusher:
 	// every store reads and writes through it, so its journal holds every
@@ -38,7 +40,7 @@ type Options struct {
 	// them all. It looks for mirrored copies too.
 	Client *registry.Client
 	// Predicates give each node's attestation; nil means Provenance{}.
-	Predicates Predicates
+	Predicates statement.Predicates
 	// Propagate, when set, gives each node instead one attestation per
 	// source: the source's predicate, byte for byte, with the node as
 	// subject (propagate).
@@ -61,17 +63,6 @@ type Options struct {
 	Progress func(NodeResult)
 	// Now stamps cosign's custom predicates; time.Now when nil.
 	Now func() time.Time
-}
-
-// Witness adds evidence to a signed payload: a transparency-log entry, an
-// RFC 3161 timestamp.
-type Witness interface {
-	// Witness adds the evidence to s.
-	Witness(ctx context.Context, s *Signed) error
-	// Require makes t require the evidence Witness adds, as a layout keeps
-	// it: a node whose signature lacks it is not signed yet for this run.
-	// A layout that cannot keep the evidence requires nothing more.
-	Require(t *Trust, layout Layout)
 }
 
 // Sign signs and attests every node of the tree in its own repository, in
@@ -103,14 +94,14 @@ func SignNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts Op
 func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
-	var unreachable atomic.Pointer[UnreachableError]
+	var unreachable atomic.Pointer[attest.UnreachableError]
 	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
 		if ctx.Err() != nil || unreachable.Load() != nil {
 			rep.Results[i] = NodeResult{Node: nodes[i], pending: true}
 			return
 		}
 		rep.Results[i] = r.node(ctx, nodes[i])
-		var u *UnreachableError
+		var u *attest.UnreachableError
 		if errors.As(rep.Results[i].Err, &u) {
 			unreachable.CompareAndSwap(nil, u)
 		}
@@ -148,7 +139,8 @@ type run struct {
 	uri         string // the predicate type URI
 	mirrors     mirrorLookup
 	signed      flights // signature payloads checked or written, per layout and repository
-	checkers    onceMap[Layout, *checker]
+	checkers    onceMap[attest.Layout, *attest.Verifier]
+	keeps       attest.Keeps // what any of the stores keeps
 }
 
 func newRun(tree *walk.Tree, opts Options) (*run, error) {
@@ -156,12 +148,12 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 		return nil, errors.New("attest: Sign needs a Signer, a Store and a Client")
 	}
 	if opts.Predicates == nil {
-		opts.Predicates = Provenance{}
+		opts.Predicates = statement.Provenance{}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	uri, err := PredicateURI(opts.Predicates.Type())
+	uri, err := statement.PredicateURI(opts.Predicates.Type())
 	if err != nil {
 		return nil, err
 	}
@@ -169,9 +161,9 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 	// out before anything is written.
 	pred, err := opts.Predicates.For(tree.Root)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrPredicate, err)
+		return nil, fmt.Errorf("%w: %v", attest.ErrPredicate, err)
 	}
-	if _, err := Statement(tree.Root.Digest(), opts.Predicates.Type(), pred, opts.Now()); err != nil {
+	if _, err := statement.Statement(tree.Root.Digest(), opts.Predicates.Type(), pred, opts.Now()); err != nil {
 		return nil, err
 	}
 	ann := make(map[string]string, len(opts.Annotations)+1)
@@ -179,9 +171,15 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 		ann[k] = v
 	}
 	if opts.BindRoot {
-		ann[AnnotationRoot] = tree.Root.Digest().String()
+		ann[statement.AnnotationRoot] = tree.Root.Digest().String()
 	}
-	return &run{opts: opts, root: tree.Root, annotations: ann, uri: uri}, nil
+	var keeps attest.Keeps
+	for _, s := range opts.Stores {
+		k := s.Keeps()
+		keeps.TlogVersions = append(keeps.TlogVersions, k.TlogVersions...)
+		keeps.EnvelopeTimestamps = keeps.EnvelopeTimestamps || k.EnvelopeTimestamps
+	}
+	return &run{opts: opts, root: tree.Root, annotations: ann, uri: uri, keeps: keeps}, nil
 }
 
 // repositories are the repositories of nodes, and the root's (where

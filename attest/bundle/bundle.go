@@ -1,0 +1,263 @@
+// Package bundle is the layout cosign v3 writes: sigstore bundles v0.3
+// stored as OCI 1.1 referrers of their subject (or, where the registry has
+// no referrers API, listed in the sha256-<hex> fallback index). Store
+// reads, writes and verifies it, with cosign's own verification of a
+// bundle (VerifyNewBundle, through sigstore-go).
+package bundle
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	cosignstatic "github.com/sigstore/cosign/v2/pkg/oci/static"
+	sgbundle "github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+
+	"github.com/nestattest/nestattest/attest"
+	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/registry"
+)
+
+// What cosign v3 writes for a sigstore bundle stored as a referrer; the
+// layer's media type and the referrer manifest's artifactType are
+// attest.MediaTypeBundle.
+const (
+	// mediaTypeEmpty is the OCI empty descriptor's media type, cosign's
+	// referrer config.
+	mediaTypeEmpty = "application/vnd.oci.empty.v1+json"
+	// bundleMediaTypePrefix matches every sigstore bundle version.
+	bundleMediaTypePrefix = "application/vnd.dev.sigstore.bundle"
+
+	annotationBundleContent       = "dev.sigstore.bundle.content"
+	annotationBundlePredicateType = "dev.sigstore.bundle.predicateType"
+	annotationCreated             = "org.opencontainers.image.created"
+)
+
+// emptyConfig is the content of cosign's referrer config.
+var emptyConfig = []byte("{}")
+
+// Store keeps sigstore bundles v0.3 as OCI 1.1 referrers of their
+// subject, exactly as cosign v3 writes them: a manifest whose artifactType
+// and one layer are the bundle, whose subject is the signed manifest, and
+// whose annotations name the bundle's content and predicate type. Where
+// the registry has no referrers API, the manifest is listed in the
+// sha256-<hex> fallback tag (registry.Client.PutReferrer: serialised and
+// confirmed). A signature is an in-toto statement of PredicateCosignSign in
+// a DSSE envelope, as cosign v3 signs.
+type Store struct {
+	// Now stamps org.opencontainers.image.created; time.Now when nil.
+	Now func() time.Time
+
+	configs sync.Map // repository → the empty config is there
+}
+
+// Layout is the layout's name, as --format takes it.
+const Layout attest.Layout = "bundle"
+
+// Layout implements attest.Store.
+func (*Store) Layout() attest.Layout { return Layout }
+
+// Keeps implements attest.Store: a bundle holds entries of Rekor v1 and v2
+// and timestamps over the signature.
+func (*Store) Keeps() attest.Keeps { return attest.Keeps{TlogVersions: []uint32{1, 2}} }
+
+// SignaturePayload implements Store: cosign v3's signing statement.
+func (*Store) SignaturePayload(sub attest.Subject, annotations map[string]string) (string, []byte, error) {
+	p, err := statement.SignStatement(sub.Digest(), annotations)
+	return attest.PayloadInToto, p, err
+}
+
+// List implements Store: the subject's referrers, one request; each
+// bundle's manifest and blob are read by Load. A referrer whose listing
+// names no bundle predicate type is of a kind Load tells.
+func (s *Store) List(ctx context.Context, c *registry.Client, sub attest.Subject) ([]*attest.Entry, error) {
+	refs, err := c.Referrers(ctx, sub.Repository, sub.Descriptor.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", sub.Digest(), err)
+	}
+	var out []*attest.Entry
+	for _, d := range refs {
+		pt := d.Annotations[annotationBundlePredicateType]
+		e := &attest.Entry{Where: sub.Repository.Digest(d.Digest.String()).String(), PredicateType: pt}
+		if pt != "" {
+			e.Kind = attest.KindOf(pt)
+		}
+		if h, err := v1.NewHash(d.Annotations[statement.AnnotationStatement]); err == nil {
+			e.Statement = h
+		}
+		e.Read = func(ctx context.Context) (*attest.Signed, error) { return s.load(ctx, c, sub, d) }
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// load reads a referrer manifest and its bundle.
+func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, d v1.Descriptor) (*attest.Signed, error) {
+	where := sub.Repository.Digest(d.Digest.String())
+	m, err := c.GetManifest(ctx, where, registry.MaxManifestBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", where, err)
+	}
+	man, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", where, err)
+	}
+	if man.Subject == nil || man.Subject.Digest != sub.Descriptor.Digest {
+		return nil, fmt.Errorf("%s: %w: its subject is not %s", where, attest.ErrForeign, sub.Descriptor.Digest)
+	}
+	for _, l := range man.Layers {
+		if !strings.HasPrefix(string(l.MediaType), bundleMediaTypePrefix) {
+			continue
+		}
+		raw, err := c.ReadBlob(ctx, sub.Repository, l, attest.MaxPayloadBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read the bundle of %s: %w", where, err)
+		}
+		signed, err := attest.ParseBundle(sub, raw)
+		if errors.Is(err, attest.ErrNotBundle) {
+			return nil, fmt.Errorf("%s: %w: %w", where, attest.ErrForeign, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		return signed, nil
+	}
+	return nil, fmt.Errorf("%s: %w: no sigstore bundle layer", where, attest.ErrForeign)
+}
+
+// Verify implements Store: the bundle s was read from, verified with
+// cosign's VerifyNewBundle (sigstore-go) for sub's digest, its statement
+// naming the digest (cosign's IntotoSubjectClaimVerifier). A signature's
+// statement is cosign v3's signing statement, its subject naming the
+// repository and carrying the annotations.
+func (*Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject, s *attest.Signed) (*attest.Claim, error) {
+	st, err := verifyBundle(ctx, v.CheckOpts(), sub, s)
+	if err != nil {
+		return nil, err
+	}
+	if s.Kind == attest.KindAttestation {
+		return &attest.Claim{PredicateType: st.PredicateType}, nil
+	}
+	if st.PredicateType != statement.PredicateCosignSign {
+		return nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
+	}
+	h := sub.Descriptor.Digest
+	for _, subj := range st.Subject {
+		if subj.Digest[h.Algorithm] == h.Hex {
+			return &attest.Claim{Repository: subj.Name, Annotations: subj.Annotations}, nil
+		}
+	}
+	return nil, errors.New("no subject with this digest")
+}
+
+// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
+// subject's digest, checks that its statement names the digest (cosign's
+// IntotoSubjectClaimVerifier), and returns the statement.
+func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub attest.Subject, s *attest.Signed) (*statement.Info, error) {
+	if s.Raw == nil {
+		return nil, errors.New("not read from a bundle")
+	}
+	var b sgbundle.Bundle
+	if err := b.UnmarshalJSON(s.Raw); err != nil {
+		return nil, err
+	}
+	h := sub.Descriptor.Digest
+	digest, err := hex.DecodeString(h.Hex)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cosign.VerifyNewBundle(ctx, co, verify.WithArtifactDigest(h.Algorithm, digest), &b); err != nil {
+		return nil, err
+	}
+	env, err := s.Envelope()
+	if err != nil {
+		return nil, err
+	}
+	att, err := cosignstatic.NewAttestation(env)
+	if err != nil {
+		return nil, err
+	}
+	if err := cosign.IntotoSubjectClaimVerifier(att, h, nil); err != nil {
+		return nil, err
+	}
+	return statement.Read(s.Payload)
+}
+
+// Add implements Store: the bundle and cosign's empty config are uploaded,
+// then the referrer manifest, then it is listed.
+func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed) error {
+	repo := signed.Subject.Repository
+	hint := ""
+	if signed.Material.PublicKey != nil {
+		hint = attest.Identity{Key: signed.Material.PublicKey}.Hint()
+	}
+	raw, err := attest.Bundle(signed, hint)
+	if err != nil {
+		return err
+	}
+	if _, known := s.configs.Load(repo.Name()); !known {
+		if _, err := c.Upload(ctx, repo, emptyConfig); err != nil {
+			return err
+		}
+		s.configs.Store(repo.Name(), true)
+	}
+	bd, err := c.Upload(ctx, repo, raw)
+	if err != nil {
+		return err
+	}
+	st, err := statement.Read(signed.Payload)
+	if err != nil {
+		return err
+	}
+	ann := map[string]string{
+		annotationCreated:             s.now().UTC().Format(time.RFC3339),
+		annotationBundleContent:       "dsse-envelope",
+		annotationBundlePredicateType: st.PredicateType,
+	}
+	if h, err := statement.StatementDigest(signed.Payload); err == nil {
+		ann[statement.AnnotationStatement] = h.String()
+	}
+	man := referrerManifest{
+		Manifest: v1.Manifest{
+			SchemaVersion: 2,
+			MediaType:     types.OCIManifestSchema1,
+			Config:        v1.Descriptor{MediaType: mediaTypeEmpty, ArtifactType: attest.MediaTypeBundle, Digest: statement.Digest(emptyConfig), Size: int64(len(emptyConfig))},
+			Layers:        []v1.Descriptor{{MediaType: attest.MediaTypeBundle, Digest: bd, Size: int64(len(raw))}},
+			Subject:       &v1.Descriptor{MediaType: signed.Subject.Descriptor.MediaType, Digest: signed.Subject.Descriptor.Digest, Size: signed.Subject.Descriptor.Size},
+			Annotations:   ann,
+		},
+		ArtifactType: attest.MediaTypeBundle,
+	}
+	mraw, err := json.Marshal(man)
+	if err != nil {
+		return err
+	}
+	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: statement.Digest(mraw), Size: int64(len(mraw)), ArtifactType: attest.MediaTypeBundle, Annotations: ann}
+	if err := c.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
+		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
+	}
+	return nil
+}
+
+func (s *Store) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// referrerManifest is an OCI 1.1 image manifest with its artifactType,
+// which go-containerregistry's v1.Manifest lacks; cosign marshals the same.
+type referrerManifest struct {
+	v1.Manifest
+	ArtifactType string `json:"artifactType,omitempty"`
+}
