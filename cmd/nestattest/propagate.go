@@ -12,7 +12,6 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/layout"
-	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/internal/backoff"
 	"github.com/nestattest/nestattest/registry"
@@ -170,10 +169,8 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 
 // sourceOptions are the verify options for the builder's signatures.
 func (o *propagateOptions) sourceOptions(ctx context.Context, s streams, c *registry.Client) (trees.VerifyOptions, error) {
-	for _, t := range o.sourceTypes {
-		if _, err := statement.PredicateURI(t); err != nil {
-			return trees.VerifyOptions{}, usagef("--source-type: %w", err)
-		}
+	if err := (attest.Requirements{Types: o.sourceTypes}).Validate(); err != nil {
+		return trees.VerifyOptions{}, optionUsage(err, "source-")
 	}
 	trust, err := o.source.trust(ctx, s, &o.signing.tuf)
 	if err != nil {

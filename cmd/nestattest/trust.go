@@ -66,11 +66,9 @@ func (o *trustOptions) trust(ctx context.Context, s streams, tuf *tufOptions) (a
 			return trustedMaterial(s, o.trustedRoot, "--"+o.prefix+attest.OptionTrustedRoot, tuf)
 		},
 	})
-	var oe *attest.OptionError
 	switch {
-	case errors.As(err, &oe):
-		oe.Prefix = o.prefix
-		return attest.Trust{}, usageError{err}
+	case errors.Is(err, attest.ErrOptions):
+		return attest.Trust{}, optionUsage(err, o.prefix)
 	case errors.Is(err, attest.ErrKey):
 		return attest.Trust{}, usageError{err}
 	}
@@ -183,4 +181,14 @@ func (o *tufOptions) explain(err error, flag string) error {
 		return usagef("%v with --tuf-root FILE, or give the trust material itself with %s FILE", err, flag)
 	}
 	return err
+}
+
+// optionUsage is the library's refusal of a Trust's or Requirements'
+// options as bad input, naming the flags after prefix.
+func optionUsage(err error, prefix string) error {
+	var oe *attest.OptionError
+	if errors.As(err, &oe) {
+		oe.Prefix = prefix
+	}
+	return usageError{err}
 }
