@@ -32,9 +32,10 @@ var layouts = []struct {
 	read  int
 	store func() attest.Store
 	help  string
+	what  string // what a node carries in it, for people
 }{
-	{legacy.Layout, 1, func() attest.Store { return legacy.Store{} }, "cosign's sha256-<hex>.sig/.att tags"},
-	{bundle.Layout, 0, func() attest.Store { return &bundle.Store{} }, "sigstore bundles as OCI 1.1 referrers, as cosign v3 writes"},
+	{legacy.Layout, 1, func() attest.Store { return legacy.Store{} }, "cosign's sha256-<hex>.sig/.att tags", "legacy tags"},
+	{bundle.Layout, 0, func() attest.Store { return &bundle.Store{} }, "sigstore bundles as OCI 1.1 referrers, as cosign v3 writes", "bundles"},
 }
 
 // Write returns the stores a run writes for format: a layout's name, or
@@ -83,7 +84,12 @@ func WriteHelp() string {
 
 // ReadHelp describes the formats Read takes, for a flag's help.
 func ReadHelp() string {
-	return Auto + " (bundles when a node has any, else legacy tags, as cosign v3), " + strings.Join(names(), " or ")
+	order := make([]string, len(layouts))
+	for _, l := range layouts {
+		order[l.read] = l.what
+	}
+	return Auto + " (" + strings.Join(order[:len(order)-1], " when a node has any, else ") +
+		" when a node has any, else " + order[len(order)-1] + ", as cosign v3), " + strings.Join(names(), " or ")
 }
 
 func names() []string {

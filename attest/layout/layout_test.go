@@ -46,3 +46,14 @@ func TestFormats(t *testing.T) {
 		t.Errorf("default %s, want legacy (cosign v2's)", Default)
 	}
 }
+
+// TestHelp: the flags' help names every layout, as the commands' reference
+// pages show it.
+func TestHelp(t *testing.T) {
+	if got, want := ReadHelp(), "auto (bundles when a node has any, else legacy tags, as cosign v3), legacy or bundle"; got != want {
+		t.Errorf("ReadHelp: %q, want %q", got, want)
+	}
+	if got, want := WriteHelp(), "legacy (cosign's sha256-<hex>.sig/.att tags), bundle (sigstore bundles as OCI 1.1 referrers, as cosign v3 writes), or both"; got != want {
+		t.Errorf("WriteHelp: %q, want %q", got, want)
+	}
+}
