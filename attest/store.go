@@ -101,6 +101,9 @@ type Entry struct {
 	// its StatementDigest, where the listing gives them.
 	PredicateType string
 	Statement     v1.Hash
+	// Predicate is an attestation's statement.PredicateDigest, where the
+	// listing gives it.
+	Predicate v1.Hash
 
 	// Read reads the entry from the registry: its payload, signature and
 	// material. The store that lists it sets it; Load calls it once.

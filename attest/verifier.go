@@ -2,7 +2,11 @@ package attest
 
 import (
 	"context"
+	"fmt"
+	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 )
 
@@ -25,8 +29,15 @@ type Claim struct {
 // verification for that layout, from the options CheckOpts gives. It is
 // safe for concurrent use.
 type Verifier struct {
-	trust Trust
-	co    *cosign.CheckOpts
+	trust  Trust
+	co     *cosign.CheckOpts
+	shared sync.Map // sha256 of what a store verified → *sharedVerdict
+}
+
+type sharedVerdict struct {
+	once sync.Once
+	st   *statement.Info
+	err  error
 }
 
 // NewVerifier makes t ready to verify. A Trust that Validate refuses is
@@ -55,4 +66,30 @@ func (v *Verifier) CheckOpts() *cosign.CheckOpts {
 // Verify verifies s, a signature or an attestation of sub that store read.
 func (v *Verifier) Verify(ctx context.Context, store Store, sub Subject, s *Signed) (*Claim, error) {
 	return store.Verify(ctx, v, sub, s)
+}
+
+// Shared verifies s, read for sub, with verify, which checks s for a
+// digest the way cosign does (the signature and its evidence, then that
+// the statement names the digest) and returns its statement. A statement
+// of several subjects (a tree statement) is verified once for v's life,
+// for its first subject, keyed by key (the bytes the store verifies);
+// each subject after that is checked for membership alone, the check
+// cosign's verification makes of it: a tree's statements cost one
+// signature check each, however many nodes they name.
+func (v *Verifier) Shared(key []byte, s *Signed, sub Subject, verify func(digest v1.Hash) (*statement.Info, error)) (*statement.Info, error) {
+	st, err := statement.Read(s.Payload)
+	if err != nil || len(st.Subject) < 2 || st.Subject[0].Digest["sha256"] == "" {
+		return verify(sub.Descriptor.Digest)
+	}
+	first := v1.Hash{Algorithm: "sha256", Hex: st.Subject[0].Digest["sha256"]}
+	e, _ := v.shared.LoadOrStore(statement.Digest(key), &sharedVerdict{})
+	sv := e.(*sharedVerdict)
+	sv.once.Do(func() { sv.st, sv.err = verify(first) })
+	if sv.err != nil {
+		return nil, sv.err
+	}
+	if !sv.st.Names(sub.Descriptor.Digest) {
+		return nil, fmt.Errorf("the statement does not name %s among its %d subjects: it was made for other manifests", sub.Descriptor.Digest, len(sv.st.Subject))
+	}
+	return sv.st, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -57,7 +58,7 @@ type Store struct {
 	// Now stamps org.opencontainers.image.created; time.Now when nil.
 	Now func() time.Time
 
-	configs sync.Map // repository → the empty config is there
+	blobs sync.Map // repository@digest → the blob is there: a tree statement's bundle goes up once a repository
 }
 
 // Layout is the layout's name, as --format takes it.
@@ -91,9 +92,7 @@ func (s *Store) List(ctx context.Context, c *registry.Client, sub attest.Subject
 		if pt != "" {
 			e.Kind = attest.KindOf(pt)
 		}
-		if h, err := v1.NewHash(d.Annotations[statement.AnnotationStatement]); err == nil {
-			e.Statement = h
-		}
+		e.Statement, e.Predicate = statement.Annotated(d.Annotations)
 		e.Read = func(ctx context.Context) (*attest.Signed, error) { return s.load(ctx, c, sub, d) }
 		out = append(out, e)
 	}
@@ -140,7 +139,9 @@ func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, 
 // statement is cosign v3's signing statement, its subject naming the
 // repository and carrying the annotations.
 func (*Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject, s *attest.Signed) (*attest.Claim, error) {
-	st, err := verifyBundle(ctx, v.CheckOpts(), sub, s)
+	st, err := v.Shared(append([]byte("bundle "), s.Raw...), s, sub, func(h v1.Hash) (*statement.Info, error) {
+		return verifyBundle(ctx, v.CheckOpts(), h, s)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -150,19 +151,31 @@ func (*Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject
 	if st.PredicateType != statement.PredicateCosignSign {
 		return nil, fmt.Errorf("a %s statement, not a signature", st.PredicateType)
 	}
+	// A tree statement may name the digest in several repositories: the
+	// subject that names sub's is the one that speaks of it.
 	h := sub.Descriptor.Digest
+	var claim *attest.Claim
 	for _, subj := range st.Subject {
-		if subj.Digest[h.Algorithm] == h.Hex {
+		if subj.Digest[h.Algorithm] != h.Hex {
+			continue
+		}
+		if subj.Name == sub.Repository.Name() {
 			return &attest.Claim{Repository: subj.Name, Annotations: subj.Annotations}, nil
 		}
+		if claim == nil {
+			claim = &attest.Claim{Repository: subj.Name, Annotations: subj.Annotations}
+		}
 	}
-	return nil, errors.New("no subject with this digest")
+	if claim == nil {
+		return nil, errors.New("no subject with this digest")
+	}
+	return claim, nil
 }
 
-// verifyBundle verifies a bundle with cosign's VerifyNewBundle for the
-// subject's digest, checks that its statement names the digest (cosign's
+// verifyBundle verifies a bundle with cosign's VerifyNewBundle for digest
+// h, checks that its statement names h (cosign's
 // IntotoSubjectClaimVerifier), and returns the statement.
-func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub attest.Subject, s *attest.Signed) (*statement.Info, error) {
+func verifyBundle(ctx context.Context, co *cosign.CheckOpts, h v1.Hash, s *attest.Signed) (*statement.Info, error) {
 	if s.Raw == nil {
 		return nil, errors.New("not read from a bundle")
 	}
@@ -170,7 +183,6 @@ func verifyBundle(ctx context.Context, co *cosign.CheckOpts, sub attest.Subject,
 	if err := b.UnmarshalJSON(s.Raw); err != nil {
 		return nil, err
 	}
-	h := sub.Descriptor.Digest
 	digest, err := hex.DecodeString(h.Hex)
 	if err != nil {
 		return nil, err
@@ -204,13 +216,10 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 	if err != nil {
 		return err
 	}
-	if _, known := s.configs.Load(repo.Name()); !known {
-		if _, err := c.Upload(ctx, repo, emptyConfig); err != nil {
-			return err
-		}
-		s.configs.Store(repo.Name(), true)
+	if _, err := s.upload(ctx, c, repo, emptyConfig); err != nil {
+		return err
 	}
-	bd, err := c.Upload(ctx, repo, raw)
+	bd, err := s.upload(ctx, c, repo, raw)
 	if err != nil {
 		return err
 	}
@@ -223,9 +232,7 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 		annotationBundleContent:       "dsse-envelope",
 		annotationBundlePredicateType: st.PredicateType,
 	}
-	if h, err := statement.StatementDigest(signed.Payload); err == nil {
-		ann[statement.AnnotationStatement] = h.String()
-	}
+	statement.Annotate(ann, signed.Payload)
 	man := referrerManifest{
 		Manifest: v1.Manifest{
 			SchemaVersion: 2,
@@ -246,6 +253,20 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
 	}
 	return nil
+}
+
+// upload puts b in repo once for the store's life.
+func (s *Store) upload(ctx context.Context, c *registry.Client, repo name.Repository, b []byte) (v1.Hash, error) {
+	d := statement.Digest(b)
+	key := repo.Name() + "@" + d.String()
+	if _, known := s.blobs.Load(key); known {
+		return d, nil
+	}
+	if _, err := c.Upload(ctx, repo, b); err != nil {
+		return v1.Hash{}, err
+	}
+	s.blobs.Store(key, true)
+	return d, nil
 }
 
 func (s *Store) now() time.Time {

@@ -109,9 +109,7 @@ func (Store) entry(c *registry.Client, sub attest.Subject, kind attest.Kind, tag
 			}
 		}
 	}
-	if h, err := v1.NewHash(l.Annotations[statement.AnnotationStatement]); err == nil {
-		e.Statement = h
-	}
+	e.Statement, e.Predicate = statement.Annotated(l.Annotations)
 	e.Read = func(ctx context.Context) (*attest.Signed, error) {
 		blob, err := c.ReadBlob(ctx, sub.Repository, l, attest.MaxPayloadBytes)
 		if err != nil {

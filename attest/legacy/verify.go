@@ -45,7 +45,20 @@ func (Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject,
 	}
 	sig := signature.New(layer, v1.Descriptor{MediaType: mt, Size: size, Digest: d, Annotations: ann})
 	if s.Kind == attest.KindAttestation {
-		return verifyLegacyAttestation(ctx, co, sub, s, sig)
+		key, err := json.Marshal(struct {
+			Layer v1.Hash
+			Ann   map[string]string
+		}{d, ann})
+		if err != nil {
+			return nil, err
+		}
+		st, err := v.Shared(append([]byte("legacy "), key...), s, sub, func(h v1.Hash) (*statement.Info, error) {
+			return verifyLegacyAttestation(ctx, v.CheckOpts(), h, s, sig)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &attest.Claim{PredicateType: st.PredicateType}, nil
 	}
 	if err := checkTimestamps(co, s.Signature, s.Material.Timestamps); err != nil {
 		return nil, err
@@ -61,9 +74,10 @@ func (Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject,
 	return &attest.Claim{Repository: p.Critical.Identity.DockerReference, Annotations: stringMap(p.Optional)}, nil
 }
 
-// verifyLegacyAttestation verifies an attestation's layer, sig, with
-// cosign's VerifyImageAttestation and its subject check.
-func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub attest.Subject, s *attest.Signed, sig oci.Signature) (*attest.Claim, error) {
+// verifyLegacyAttestation verifies an attestation's layer, sig, for digest
+// h with cosign's VerifyImageAttestation and its subject check, and
+// returns its statement.
+func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, h v1.Hash, s *attest.Signed, sig oci.Signature) (*statement.Info, error) {
 	env, err := s.Envelope()
 	if err != nil {
 		return nil, err
@@ -72,14 +86,10 @@ func verifyLegacyAttestation(ctx context.Context, co *cosign.CheckOpts, sub atte
 		return nil, err
 	}
 	co.ClaimVerifier = cosign.IntotoSubjectClaimVerifier
-	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{sig}}, sub.Descriptor.Digest, co); err != nil {
+	if _, _, err := cosign.VerifyImageAttestation(ctx, sigList{sigs: []oci.Signature{sig}}, h, co); err != nil {
 		return nil, err
 	}
-	st, err := statement.Read(s.Payload)
-	if err != nil {
-		return nil, err
-	}
-	return &attest.Claim{PredicateType: st.PredicateType}, nil
+	return statement.Read(s.Payload)
 }
 
 // checkTimestamps refuses a legacy layer whose RFC 3161 timestamp does not

@@ -51,9 +51,7 @@ func legacyLayer(s *attest.Signed) (v1.Layer, map[string]string, error) {
 			return nil, nil, fmt.Errorf("statement: %w", err)
 		}
 		ann[annotationPredicateType] = st.PredicateType
-		if h, err := statement.StatementDigest(s.Payload); err == nil {
-			ann[statement.AnnotationStatement] = h.String()
-		}
+		statement.Annotate(ann, s.Payload)
 	} else {
 		content = s.Payload
 		ann[cosignstatic.SignatureAnnotationKey] = base64.StdEncoding.EncodeToString(s.Signature)

@@ -38,6 +38,10 @@ type Predicates interface {
 	Type() string
 	// For returns the predicate JSON for a node of a tree.
 	For(n *walk.Node) ([]byte, error)
+	// ForTree returns the predicate JSON of one statement whose subjects
+	// are nodes of the tree below root (sign --statements tree): what it
+	// says of each of them.
+	ForTree(root *walk.Node) ([]byte, error)
 }
 
 // predicateTypes are the names `cosign attest --type` takes, with the
@@ -80,6 +84,9 @@ func (p FilePredicate) Type() string { return p.PredicateType }
 
 // For implements Predicates.
 func (p FilePredicate) For(*walk.Node) ([]byte, error) { return p.Raw, nil }
+
+// ForTree implements Predicates.
+func (p FilePredicate) ForTree(*walk.Node) ([]byte, error) { return p.Raw, nil }
 
 // Provenance is the default predicate: SLSA v1.0 provenance of the run,
 // the same for every node, each node its subject (BuildType documents it).
@@ -168,10 +175,25 @@ func (p Provenance) Type() string { return "slsaprovenance1" }
 
 // For implements Predicates.
 func (p Provenance) For(n *walk.Node) ([]byte, error) {
-	def, err := p.definition(n)
+	def, err := p.definition(n.Root(), n)
 	if err != nil {
 		return nil, err
 	}
+	return p.predicate(def)
+}
+
+// ForTree implements Predicates: internalParameters.tree names the root
+// only; each subject's name, its repository, tells where it stands.
+func (p Provenance) ForTree(root *walk.Node) ([]byte, error) {
+	def, err := p.definition(root, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.predicate(def)
+}
+
+func (p Provenance) predicate(def slsa1.ProvenanceBuildDefinition) ([]byte, error) {
+	var err error
 	pred := slsa1.ProvenancePredicate{
 		BuildDefinition: def,
 		RunDetails: slsa1.ProvenanceRunDetails{
@@ -201,9 +223,9 @@ func (p Provenance) For(n *walk.Node) ([]byte, error) {
 
 // definition is the buildDefinition: the parameters, the inputs (the root
 // the run was given when it composed nothing), and where in the tree the
-// run met the node: the root by digest and the node's path below it.
-func (p Provenance) definition(n *walk.Node) (slsa1.ProvenanceBuildDefinition, error) {
-	root := n.Root()
+// run met the node: the root by digest and, for one node n, its path below
+// it.
+func (p Provenance) definition(root, n *walk.Node) (slsa1.ProvenanceBuildDefinition, error) {
 	params := Parameters{Reference: root.Digest().String()}
 	if p.Parameters != nil {
 		params = *p.Parameters
@@ -225,8 +247,16 @@ func (p Provenance) definition(n *walk.Node) (slsa1.ProvenanceBuildDefinition, e
 	}
 	return slsa1.ProvenanceBuildDefinition{
 		BuildType: BuildType, ExternalParameters: external, ResolvedDependencies: deps,
-		InternalParameters: map[string]any{"tree": map[string]string{"root": root.Digest().String(), "path": n.Path()}},
+		InternalParameters: map[string]any{"tree": treeParameters(root, n)},
 	}, nil
+}
+
+func treeParameters(root, n *walk.Node) map[string]string {
+	t := map[string]string{"root": root.Digest().String()}
+	if n != nil {
+		t["path"] = n.Path()
+	}
+	return t
 }
 
 // Composed returns the provenance of a run that composed its root as res

@@ -27,7 +27,16 @@ const (
 	// statement without the fields that only say when it was made, so a
 	// re-run finds its own attestation without reading every stored one.
 	AnnotationStatement = "dev.nestattest.statement"
+	// AnnotationPredicate, on a stored attestation, is its PredicateDigest:
+	// what it says apart from whom it says it of, so a re-run finds a tree
+	// statement that covers a node without reading every stored one.
+	AnnotationPredicate = "dev.nestattest.predicate"
 )
+
+// MaxSubjects is the most subjects one statement names here: sigstore-go
+// refuses a statement with more (limitSubjects in pkg/verify/signature.go,
+// which cosign v3's bundle verification runs), so a larger tree is split.
+const MaxSubjects = 1024
 
 // Statement types and the predicate type of a signature in the bundle
 // layout.
@@ -83,11 +92,34 @@ func subjectOf(ref name.Digest, annotations map[string]string) (Subject, error) 
 // subject is ref's digest, carrying the annotations (cosign sign -a), and
 // named by ref's repository. The same inputs give the same bytes.
 func SignStatement(ref name.Digest, annotations map[string]string) ([]byte, error) {
-	s, err := subjectOf(ref, annotations)
+	return SignStatementOf([]name.Digest{ref}, annotations)
+}
+
+// SignStatementOf is SignStatement for several manifests at once, one
+// subject each, every subject carrying the annotations: one signature that
+// signs them all (sign --statements tree).
+func SignStatementOf(refs []name.Digest, annotations map[string]string) ([]byte, error) {
+	subs, err := subjectsOf(refs, annotations)
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(statement{Type: StatementV1, Subject: []Subject{s}, PredicateType: PredicateCosignSign, Predicate: json.RawMessage(`{}`)})
+	return json.Marshal(statement{Type: StatementV1, Subject: subs, PredicateType: PredicateCosignSign, Predicate: json.RawMessage(`{}`)})
+}
+
+// subjectsOf are the subjects of refs, in order, at most MaxSubjects.
+func subjectsOf(refs []name.Digest, annotations map[string]string) ([]Subject, error) {
+	if len(refs) == 0 || len(refs) > MaxSubjects {
+		return nil, fmt.Errorf("a statement names 1 to %d subjects, not %d", MaxSubjects, len(refs))
+	}
+	out := make([]Subject, len(refs))
+	for i, ref := range refs {
+		s, err := subjectOf(ref, annotations)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
 }
 
 // Statement returns the in-toto Statement v1 for ref whose predicate is raw,
@@ -95,6 +127,17 @@ func SignStatement(ref name.Digest, annotations map[string]string) ([]byte, erro
 // shaped by cosign's own generator (cosign's "custom" type wraps it and
 // stamps it with now); the subject is ref's digest, named by its repository.
 func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time) ([]byte, error) {
+	return StatementOf([]name.Digest{ref}, predicateType, raw, now)
+}
+
+// StatementOf is Statement for several manifests at once, one subject
+// each: one attestation of them all (sign --statements tree).
+func StatementOf(refs []name.Digest, predicateType string, raw []byte, now time.Time) ([]byte, error) {
+	subs, err := subjectsOf(refs, nil)
+	if err != nil {
+		return nil, err
+	}
+	ref := refs[0]
 	h, err := v1.NewHash(ref.DigestStr())
 	if err != nil {
 		return nil, err
@@ -120,18 +163,20 @@ func Statement(ref name.Digest, predicateType string, raw []byte, now time.Time)
 	if err := json.Unmarshal(generated, &parts); err != nil {
 		return nil, err
 	}
-	s, err := subjectOf(ref, nil)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(statement{Type: StatementV1, Subject: []Subject{s}, PredicateType: parts.PredicateType, Predicate: parts.Predicate})
+	return json.Marshal(statement{Type: StatementV1, Subject: subs, PredicateType: parts.PredicateType, Predicate: parts.Predicate})
 }
 
 // PropagatedStatement returns the in-toto Statement v1 for ref with the
 // predicate exactly as given, byte for byte: the statement is written out
 // by hand around it, where a JSON encoder would compact it.
 func PropagatedStatement(ref name.Digest, predicateType string, predicate json.RawMessage) ([]byte, error) {
-	s, err := subjectOf(ref, nil)
+	return PropagatedStatementOf([]name.Digest{ref}, predicateType, predicate)
+}
+
+// PropagatedStatementOf is PropagatedStatement for several manifests at
+// once, one subject each.
+func PropagatedStatementOf(refs []name.Digest, predicateType string, predicate json.RawMessage) ([]byte, error) {
+	subs, err := subjectsOf(refs, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +187,7 @@ func PropagatedStatement(ref name.Digest, predicateType string, predicate json.R
 		Type          string    `json:"_type"`
 		Subject       []Subject `json:"subject"`
 		PredicateType string    `json:"predicateType"`
-	}{StatementV1, []Subject{s}, predicateType})
+	}{StatementV1, subs, predicateType})
 	if err != nil {
 		return nil, err
 	}
@@ -172,6 +217,44 @@ func StatementDigest(raw []byte) (v1.Hash, error) {
 	for _, path := range volatile {
 		remove(v, path)
 	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return Digest(b), nil
+}
+
+// Annotate adds to ann what a store keeps beside a stored statement so
+// that a re-run recognises it from a listing: AnnotationStatement and
+// AnnotationPredicate.
+func Annotate(ann map[string]string, raw []byte) {
+	if h, err := StatementDigest(raw); err == nil {
+		ann[AnnotationStatement] = h.String()
+	}
+	if h, err := PredicateDigest(raw); err == nil {
+		ann[AnnotationPredicate] = h.String()
+	}
+}
+
+// Annotated reads back what Annotate added: zero hashes where absent.
+func Annotated(ann map[string]string) (stmt, pred v1.Hash) {
+	stmt, _ = v1.NewHash(ann[AnnotationStatement])
+	pred, _ = v1.NewHash(ann[AnnotationPredicate])
+	return stmt, pred
+}
+
+// PredicateDigest is StatementDigest without the subjects: equal for
+// statements that say the same of whichever subjects, as a tree statement
+// and a re-run's statement for one of its nodes do.
+func PredicateDigest(raw []byte) (v1.Hash, error) {
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return v1.Hash{}, err
+	}
+	for _, path := range volatile {
+		remove(v, path)
+	}
+	delete(v, "subject")
 	b, err := json.Marshal(v)
 	if err != nil {
 		return v1.Hash{}, err

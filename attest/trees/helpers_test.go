@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/layout"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -55,4 +56,13 @@ func storesOf(t testing.TB, layouts ...attest.Layout) []attest.Store {
 		out = append(out, s...)
 	}
 	return out
+}
+
+func mustRepo(t testing.TB, s string) name.Repository {
+	t.Helper()
+	repo, err := name.NewRepository(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
 }

@@ -208,6 +208,7 @@ func (r *run) signPayload(ctx context.Context, u attest.Signed, k attest.Keeps) 
 	if err != nil {
 		return nil, err
 	}
+	r.signatures.Add(1)
 	s := &u
 	s.Signature, s.Material = sig, m
 	for _, w := range r.opts.Witnesses {

@@ -73,6 +73,13 @@ type Report struct {
 	Restored int
 	// SettleErr is why the final confirmation failed, if it did.
 	SettleErr error
+	// Signatures counts the signatures the Signer made: each one Sign call
+	// (one request to a KMS), and with witnesses one transparency-log
+	// entry and one timestamp.
+	Signatures int
+	// Statements counts the tree statements signed (StatementsTree), among
+	// the Signatures.
+	Statements int
 }
 
 // Tally counts nodes by outcome, and the signatures and attestations

@@ -63,6 +63,13 @@ type Options struct {
 	Progress func(NodeResult)
 	// Now stamps cosign's custom predicates; time.Now when nil.
 	Now func() time.Time
+	// Statements says what one signed statement covers: a node
+	// (StatementsNode, the default when empty) or up to MaxSubjects nodes
+	// (StatementsTree).
+	Statements Statements
+	// MaxSubjects bounds the subjects of a tree statement;
+	// statement.MaxSubjects when zero or more.
+	MaxSubjects int
 }
 
 // Sign signs and attests every node of the tree in its own repository, in
@@ -93,6 +100,9 @@ func SignNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts Op
 
 func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
+	if r.opts.Statements == StatementsTree {
+		return r.signTree(ctx, nodes)
+	}
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
 	var unreachable atomic.Pointer[attest.UnreachableError]
 	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
@@ -109,11 +119,18 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 			r.opts.Progress(rep.Results[i])
 		}
 	})
+	return r.finish(ctx, rep, unreachable.Load())
+}
+
+// finish ends a run whose nodes are done: interrupted, stopped by an
+// unreachable service u, or confirmed (Settle).
+func (r *run) finish(ctx context.Context, rep *Report, u *attest.UnreachableError) (*Report, error) {
+	rep.Signatures = int(r.signatures.Load())
 	if ctx.Err() != nil {
 		rep.Interrupted = true
 		return rep, ctx.Err()
 	}
-	if u := unreachable.Load(); u != nil {
+	if u != nil {
 		rep.Unreachable = u
 		return rep, u
 	}
@@ -141,6 +158,7 @@ type run struct {
 	signed      flights // signature payloads checked or written, per layout and repository
 	checkers    onceMap[attest.Layout, *attest.Verifier]
 	keeps       attest.Keeps // what any of the stores keeps
+	signatures  atomic.Int32 // the Signer's signatures made
 }
 
 func newRun(tree *walk.Tree, opts Options) (*run, error) {
@@ -149,6 +167,13 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 	}
 	if opts.Predicates == nil {
 		opts.Predicates = statement.Provenance{}
+	}
+	switch opts.Statements {
+	case "":
+		opts.Statements = StatementsNode
+	case StatementsNode, StatementsTree:
+	default:
+		return nil, fmt.Errorf("attest: statements %q: want %s or %s", opts.Statements, StatementsNode, StatementsTree)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -16,6 +16,7 @@ import (
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/evidence"
 	"github.com/nestattest/nestattest/attest/identity"
+	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/internal/ghoidc"
 	"github.com/nestattest/nestattest/trust"
 )
@@ -102,16 +103,24 @@ type signing struct {
 // stats are the certificates, transparency-log entries and timestamps a
 // run made, for its report.
 type signingStats struct {
-	Identity     string `json:"identity"`
-	Certificates int    `json:"certificates"`
-	TlogEntries  int    `json:"tlogEntries"`
-	Timestamps   int    `json:"timestamps"`
+	Identity string `json:"identity"`
+	// Signatures are the signatures made, each one Sign call of the
+	// signer (one KMS request); Statements the tree statements among them.
+	Signatures   int `json:"signatures"`
+	Statements   int `json:"statements,omitempty"`
+	Certificates int `json:"certificates"`
+	TlogEntries  int `json:"tlogEntries"`
+	Timestamps   int `json:"timestamps"`
 }
 
-// String is "signed as X: 1 certificate, 13 transparency-log entries, 13
-// timestamps".
+// String is "signed by X: 26 signatures, 1 certificate, 26
+// transparency-log entries, 26 timestamps".
 func (st signingStats) String() string {
-	parts := []string{}
+	sigs := plural(st.Signatures, "signature")
+	if st.Statements > 0 {
+		sigs += " (" + plural(st.Statements, "tree statement") + ")"
+	}
+	parts := []string{sigs}
 	if st.Certificates > 0 {
 		parts = append(parts, plural(st.Certificates, "certificate"))
 	}
@@ -119,8 +128,8 @@ func (st signingStats) String() string {
 	return fmt.Sprintf("signed by %s: %s", st.Identity, strings.Join(parts, ", "))
 }
 
-func (g *signing) stats() signingStats {
-	st := signingStats{Identity: g.signer.Identity().String()}
+func (g *signing) stats(rep *trees.Report) signingStats {
+	st := signingStats{Identity: g.signer.Identity().String(), Signatures: rep.Signatures, Statements: rep.Statements}
 	if g.keyless != nil {
 		st.Certificates = g.keyless.Certificates()
 	}

@@ -28,13 +28,14 @@ const (
 // propagateOptions are `nestattest propagate`'s flags: whom the source
 // provenance must come from, and how to sign what it becomes.
 type propagateOptions struct {
-	registry registryOptions
-	walk     walkOptions
-	output   outputOptions
-	results  resultOptions
-	signing  signingOptions
-	format   string
-	verbose  bool
+	registry   registryOptions
+	walk       walkOptions
+	output     outputOptions
+	results    resultOptions
+	signing    signingOptions
+	format     string
+	statements string
+	verbose    bool
 
 	source      trustOptions
 	sourceTypes []string
@@ -93,6 +94,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	o.signing.addFlags(cmd)
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", string(layout.Default), "storage format of what is written: "+layout.WriteHelp())
+	addStatementsFlag(cmd, &o.statements)
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
 	o.source.addFlags(cmd, "source-", sourceTrustHelp)
 	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
@@ -122,6 +124,10 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err != nil {
 		return err
 	}
+	statements, err := parseStatements(o.statements)
+	if err != nil {
+		return err
+	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
@@ -146,7 +152,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	rep, err := trees.SignNodes(ctx, tree, tree.Nodes[1:], trees.Options{
 		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client,
 		Propagate: sources, Annotations: map[string]string{trees.AnnotationSource: trees.SourceAnnotation(sources)},
-		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs,
+		BindRoot: true, Mirrors: true, Jobs: o.walk.jobs, Statements: statements,
 		Progress: func(r trees.NodeResult) { progress.step(r.Err != nil) },
 	})
 	progress.end()
@@ -164,7 +170,7 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	what := fmt.Sprintf("%s provenance of the root", sources[0].PredicateType)
 	// Chains signed the root: no IMAGE_URL/IMAGE_DIGEST, which would have it
 	// sign the root again.
-	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true, client: client}.write(s, ref, arg, tree, rep, what, signing.stats())
+	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true, client: client}.write(s, ref, arg, tree, rep, what, signing.stats(rep))
 }
 
 // sourceOptions are the verify options for the builder's signatures.

@@ -28,6 +28,7 @@ type signOptions struct {
 	signing     signingOptions
 	predicate   predicateOptions
 	format      string
+	statements  string
 	annotations []string
 	bindRoot    bool
 	mirrors     bool
@@ -71,6 +72,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", string(layout.Default), "storage format: "+layout.WriteHelp())
+	addStatementsFlag(cmd, &o.statements)
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
 	cmd.Flags().BoolVar(&o.bindRoot, "bind-root", true, "bind every signature to the root with the "+statement.AnnotationRoot+" annotation (root repository@digest)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
@@ -108,6 +110,10 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
+	statements, err := parseStatements(o.statements)
+	if err != nil {
+		return err
+	}
 	signing, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
 	if err != nil {
 		return err
@@ -132,7 +138,7 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	progress.start("signing", len(tree.Nodes))
 	rep, err := trees.Sign(ctx, tree, trees.Options{
 		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
-		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors,
+		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors, Statements: statements,
 		Jobs: o.walk.jobs, Progress: func(r trees.NodeResult) { progress.step(r.Err != nil) },
 	})
 	progress.end()
@@ -151,7 +157,23 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		}
 		return err
 	}
-	return o.report(s, arg, tree, rep, predicates, signing.stats(), client)
+	return o.report(s, arg, tree, rep, predicates, signing.stats(rep), client)
+}
+
+// addStatementsFlag adds sign's and propagate's --statements.
+func addStatementsFlag(cmd *cobra.Command, v *string) {
+	cmd.Flags().StringVar(v, "statements", string(trees.StatementsNode),
+		"what one signed statement covers: node (every node its own signatures, as cosign signs) or tree (one statement for up to 1,024 nodes, "+
+			"stored with each: one signature, one transparency-log entry and one timestamp for them all; cosign's legacy .sig stays per node)")
+}
+
+// parseStatements checks --statements.
+func parseStatements(s string) (trees.Statements, error) {
+	m, err := trees.ParseStatements(s)
+	if err != nil {
+		return "", usagef("--statements %v", err)
+	}
+	return m, nil
 }
 
 // signStores are the stores of sign's and propagate's --format.
