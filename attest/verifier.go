@@ -35,9 +35,10 @@ type Verifier struct {
 }
 
 type sharedVerdict struct {
-	once sync.Once
-	st   *statement.Info
-	err  error
+	once  sync.Once
+	st    *statement.Info
+	names map[v1.Hash]bool // the subjects' sha256 digests
+	err   error
 }
 
 // NewVerifier makes t ready to verify. A Trust that Validate refuses is
@@ -77,18 +78,38 @@ func (v *Verifier) Verify(ctx context.Context, store Store, sub Subject, s *Sign
 // cosign's verification makes of it: a tree's statements cost one
 // signature check each, however many nodes they name.
 func (v *Verifier) Shared(key []byte, s *Signed, sub Subject, verify func(digest v1.Hash) (*statement.Info, error)) (*statement.Info, error) {
+	k := statement.Digest(key)
+	if e, ok := v.shared.Load(k); ok {
+		return e.(*sharedVerdict).verdict(sub)
+	}
 	st, err := statement.Read(s.Payload)
 	if err != nil || len(st.Subject) < 2 || st.Subject[0].Digest["sha256"] == "" {
 		return verify(sub.Descriptor.Digest)
 	}
 	first := v1.Hash{Algorithm: "sha256", Hex: st.Subject[0].Digest["sha256"]}
-	e, _ := v.shared.LoadOrStore(statement.Digest(key), &sharedVerdict{})
+	e, _ := v.shared.LoadOrStore(k, &sharedVerdict{})
 	sv := e.(*sharedVerdict)
-	sv.once.Do(func() { sv.st, sv.err = verify(first) })
+	sv.once.Do(func() {
+		if sv.st, sv.err = verify(first); sv.err == nil {
+			sv.names = make(map[v1.Hash]bool, len(sv.st.Subject))
+			for _, subj := range sv.st.Subject {
+				if h := subj.Digest["sha256"]; h != "" {
+					sv.names[v1.Hash{Algorithm: "sha256", Hex: h}] = true
+				}
+			}
+		}
+	})
+	return sv.verdict(sub)
+}
+
+// verdict is the shared verdict for sub: the statement, when it verified
+// and names sub's digest.
+func (sv *sharedVerdict) verdict(sub Subject) (*statement.Info, error) {
+	sv.once.Do(func() {}) // wait for the verification under way
 	if sv.err != nil {
 		return nil, sv.err
 	}
-	if !sv.st.Names(sub.Descriptor.Digest) {
+	if !sv.names[sub.Descriptor.Digest] && !sv.st.Names(sub.Descriptor.Digest) {
 		return nil, fmt.Errorf("the statement does not name %s among its %d subjects: it was made for other manifests", sub.Descriptor.Digest, len(sv.st.Subject))
 	}
 	return sv.st, nil

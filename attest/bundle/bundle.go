@@ -25,6 +25,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/internal/recent"
 	"github.com/nestattest/nestattest/registry"
 )
 
@@ -42,6 +43,22 @@ const (
 	annotationBundlePredicateType = "dev.sigstore.bundle.predicateType"
 	annotationCreated             = "org.opencontainers.image.created"
 )
+
+// readBundles and preparedBundles keep the bundles most recently read and
+// made, by digest and by signature: a tree statement's bundle, the same
+// bytes for every node it names, is parsed or encoded once, not once a
+// node.
+var (
+	readBundles     = recent.New[v1.Hash, *attest.Signed](16)
+	preparedBundles = recent.New[string, *prepared](16)
+)
+
+// prepared is what Add writes for a signed statement, whatever its
+// subject: the bundle, and the referrer's annotations but its time.
+type prepared struct {
+	raw []byte
+	ann map[string]string
+}
 
 // emptyConfig is the content of cosign's referrer config.
 var emptyConfig = []byte("{}")
@@ -117,6 +134,11 @@ func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, 
 		if !strings.HasPrefix(string(l.MediaType), bundleMediaTypePrefix) {
 			continue
 		}
+		if read, ok := readBundles.Get(l.Digest); ok {
+			signed := *read
+			signed.Subject = sub
+			return &signed, nil
+		}
 		raw, err := c.ReadBlob(ctx, sub.Repository, l, attest.MaxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read the bundle of %s: %w", where, err)
@@ -128,6 +150,7 @@ func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
+		readBundles.Add(l.Digest, signed)
 		return signed, nil
 	}
 	return nil, fmt.Errorf("%s: %w: no sigstore bundle layer", where, attest.ErrForeign)
@@ -208,14 +231,11 @@ func verifyBundle(ctx context.Context, co *cosign.CheckOpts, h v1.Hash, s *attes
 // then the referrer manifest, then it is listed.
 func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed) error {
 	repo := signed.Subject.Repository
-	hint := ""
-	if signed.Material.PublicKey != nil {
-		hint = attest.Identity{Key: signed.Material.PublicKey}.Hint()
-	}
-	raw, err := attest.Bundle(signed, hint)
+	p, err := preparedBundles.Do(preparedKey(signed), func() (*prepared, error) { return prepare(signed) })
 	if err != nil {
 		return err
 	}
+	raw := p.raw
 	if _, err := s.upload(ctx, c, repo, emptyConfig); err != nil {
 		return err
 	}
@@ -223,16 +243,10 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 	if err != nil {
 		return err
 	}
-	st, err := statement.Read(signed.Payload)
-	if err != nil {
-		return err
+	ann := map[string]string{annotationCreated: s.now().UTC().Format(time.RFC3339)}
+	for k, v := range p.ann {
+		ann[k] = v
 	}
-	ann := map[string]string{
-		annotationCreated:             s.now().UTC().Format(time.RFC3339),
-		annotationBundleContent:       "dsse-envelope",
-		annotationBundlePredicateType: st.PredicateType,
-	}
-	statement.Annotate(ann, signed.Payload)
 	man := referrerManifest{
 		Manifest: v1.Manifest{
 			SchemaVersion: 2,
@@ -253,6 +267,34 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
 	}
 	return nil
+}
+
+// preparedKey names what prepare makes of signed: its signature and the
+// evidence it carries.
+func preparedKey(signed *attest.Signed) string {
+	return fmt.Sprintf("%s %x %d %d", signed.Kind, signed.Signature, len(signed.Material.TlogEntries), len(signed.Material.Timestamps))
+}
+
+// prepare makes the bundle of signed and its referrer's annotations.
+func prepare(signed *attest.Signed) (*prepared, error) {
+	hint := ""
+	if signed.Material.PublicKey != nil {
+		hint = attest.Identity{Key: signed.Material.PublicKey}.Hint()
+	}
+	raw, err := attest.Bundle(signed, hint)
+	if err != nil {
+		return nil, err
+	}
+	st, err := statement.Read(signed.Payload)
+	if err != nil {
+		return nil, err
+	}
+	ann := map[string]string{
+		annotationBundleContent:       "dsse-envelope",
+		annotationBundlePredicateType: st.PredicateType,
+	}
+	statement.Annotate(ann, signed.Payload)
+	return &prepared{raw: raw, ann: ann}, nil
 }
 
 // upload puts b in repo once for the store's life.

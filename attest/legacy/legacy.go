@@ -20,6 +20,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/internal/recent"
 	"github.com/nestattest/nestattest/registry"
 )
 
@@ -111,6 +112,16 @@ func (Store) entry(c *registry.Client, sub attest.Subject, kind attest.Kind, tag
 	}
 	e.Statement, e.Predicate = statement.Annotated(l.Annotations)
 	e.Read = func(ctx context.Context) (*attest.Signed, error) {
+		ann, err := json.Marshal(l.Annotations)
+		if err != nil {
+			return nil, err
+		}
+		key := l.Digest.String() + " " + string(ann)
+		if read, ok := readLayers.Get(key); ok {
+			signed := *read
+			signed.Subject = sub
+			return &signed, nil
+		}
 		blob, err := c.ReadBlob(ctx, sub.Repository, l, attest.MaxPayloadBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", e.Where, err)
@@ -119,10 +130,16 @@ func (Store) entry(c *registry.Client, sub attest.Subject, kind attest.Kind, tag
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", e.Where, err)
 		}
+		readLayers.Add(key, signed)
 		return signed, nil
 	}
 	return e
 }
+
+// readLayers keeps the layers most recently read, by digest and
+// annotations: a tree statement's layer, the same for every node it names,
+// is read and parsed once.
+var readLayers = recent.New[string, *attest.Signed](16)
 
 // legacySigned reads a legacy layer and its annotations.
 func legacySigned(sub attest.Subject, kind attest.Kind, blob []byte, ann map[string]string) (*attest.Signed, error) {

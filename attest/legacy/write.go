@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/internal/recent"
 	"github.com/nestattest/nestattest/registry"
 )
 
@@ -33,10 +35,31 @@ func (Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed)
 	return nil
 }
 
+// preparedLayers keeps the layers most recently made, by signature: a tree
+// statement's layer, the same for every node it names, is made once.
+var preparedLayers = recent.New[string, *preparedLayer](16)
+
+type preparedLayer struct {
+	layer v1.Layer
+	ann   map[string]string
+}
+
 // legacyLayer is the layer cosign stores for a signed payload, and its
 // annotations: what Add writes, and what Verify has cosign read. A
 // signature's layer is its payload, an attestation's its DSSE envelope.
 func legacyLayer(s *attest.Signed) (v1.Layer, map[string]string, error) {
+	key := fmt.Sprintf("%s %x %d %d %d", s.Kind, s.Signature, len(s.Material.TlogEntries), len(s.Material.Timestamps), len(s.Material.EnvelopeTimestamps))
+	p, err := preparedLayers.Do(key, func() (*preparedLayer, error) {
+		layer, ann, err := makeLayer(s)
+		return &preparedLayer{layer: layer, ann: ann}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.layer, maps.Clone(p.ann), nil
+}
+
+func makeLayer(s *attest.Signed) (v1.Layer, map[string]string, error) {
 	ann := map[string]string{cosignstatic.SignatureAnnotationKey: ""}
 	var content []byte
 	mt := types.MediaType(attest.PayloadSimpleSigning)
