@@ -339,6 +339,8 @@ func TestRuleAdmitsThePropagatedTree(t *testing.T) {
 	out := w.withSubject(t, inputs[w.below[0]], w.outsider)
 	if got := deny(t, out, good); !has(got, w.outsider) {
 		t.Errorf("an image not in the tree: admitted (%v)", got)
+	} else {
+		t.Logf("an image not in the tree: refused: %s", got[0])
 	}
 
 	// The task that names the parent is not a trusted one.
@@ -346,6 +348,8 @@ func TestRuleAdmitsThePropagatedTree(t *testing.T) {
 	for _, ref := range append([]string{w.parent}, w.below...) {
 		if got := deny(t, inputs[ref], untrusted); len(got) == 0 {
 			t.Errorf("%s: admitted though no trusted task names the parent", ref)
+		} else if ref == w.below[0] {
+			t.Logf("the task that names the parent not trusted: %s refused: %s", ref, got[0])
 		}
 	}
 
@@ -365,6 +369,8 @@ func TestRuleAdmitsThePropagatedTree(t *testing.T) {
 		}
 		if got := deny(t, inputs[ref], app2); !has(got, ref) {
 			t.Errorf("a tree under app2's index, which no trusted task names: %s admitted (%v)", ref, got)
+		} else if ref == app2Index {
+			t.Logf("a tree rooted at app2's index, which no trusted task names: refused: %s", got[0])
 		}
 	}
 
@@ -377,6 +383,8 @@ func TestRuleAdmitsThePropagatedTree(t *testing.T) {
 		for _, ref := range w.below {
 			if got := deny(t, inputs[ref], d); !has(got, ref) {
 				t.Errorf("%s: %s admitted (%v)", what, ref, got)
+			} else if ref == w.below[0] {
+				t.Logf("%s: refused: %s", what, got[0])
 			}
 		}
 	}
