@@ -467,6 +467,9 @@ func (p *podRun) taskRunStatus(tr *v1.TaskRun) v1.TaskRunStatus {
 			done.Status.Phase = corev1.PodFailed
 			st.State.Terminated.Reason = "Error"
 		}
+		if strings.Contains(c.Image, "@") { // the kubelet reports the image it ran by digest
+			st.ImageID = c.Image
+		}
 		done.Status.ContainerStatuses = append(done.Status.ContainerStatuses, st)
 	}
 	tr = tr.DeepCopy()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	ggcrv1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/v1beta1"
@@ -55,6 +56,12 @@ const (
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureOf(t, sample.Platforms)
+}
+
+// newFixtureOf is newFixture with each child an index of these platforms.
+func newFixtureOf(t *testing.T, platforms []ggcrv1.Platform) *fixture {
+	t.Helper()
 	reg := harness.Distribution(t, harness.DistributionOptions{})
 	f := &fixture{secrets: map[string]map[string][]byte{}, upstream: reg.Host}
 	f.host = f.front(t, reg.Host)
@@ -62,7 +69,7 @@ func newFixture(t *testing.T) *fixture {
 	auth := remote.WithAuth(&authn.Basic{Username: registryUser, Password: registryPassword})
 	var refs []string
 	for _, app := range shipApps {
-		idx, err := sample.Index(app)
+		idx, err := sample.IndexOf(app, platforms)
 		if err != nil {
 			t.Fatal(err)
 		}

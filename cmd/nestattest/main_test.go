@@ -38,6 +38,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"verify", "--key", "/nonexistent.pub", host + "/org/ko-build/app1:latest"}, ExitUsage, "/nonexistent.pub"},
 		{[]string{"verify", "--key", "/nonexistent.pub", "--format", "zip", host + "/org/ko-build/app1:latest"}, ExitUsage, "--format"},
 		{[]string{"sign", "--key", "/nonexistent.key", "--format", "zip", host + "/org/ko-build/app1:latest"}, ExitUsage, "--format"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--images", "some", host + "/org/ko-build/app1:latest"}, ExitUsage, `--images "some": want auto, always or never`},
+		{[]string{"sign", "--key", "/nonexistent.key", "--results-from", "results-api", host + "/org/ko-build/app1:latest"}, ExitUsage, "--results-from"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--results-from", "sidecar-logs", "--max-result-size", "1572864", host + "/org/ko-build/app1:latest"}, ExitUsage, "max-result-size 1572864"},
 		{[]string{"tree", host + "/org/ko-build/app1:latest"}, ExitOK, "3 nodes in 1 repository (1 index, 2 images, 0 artifacts)"},
 	} {
 		code, stdout, stderr := execute(tc.args...)
@@ -74,8 +77,18 @@ func TestSignComposesAndWritesResults(t *testing.T) {
 	if url, _ := os.ReadFile(filepath.Join(results, "IMAGE_URL")); string(url) != parent {
 		t.Errorf("IMAGE_URL %q, want %q", url, parent)
 	}
+	// IMAGES: the six nodes below the parent (two indexes, four images),
+	// each in its own repository, comma-separated; the same as an output.
+	images, _ := os.ReadFile(filepath.Join(results, "IMAGES"))
+	listed := strings.Split(string(images), ",")
+	if len(listed) != 6 || !strings.HasPrefix(listed[0], host+"/org/ko-build/app1@sha256:") || strings.Contains(string(images), host+"/org/ko-build@") {
+		t.Errorf("IMAGES %q, want the 6 nodes below the parent in their repositories", images)
+	}
+	if !strings.Contains(stderr, "IMAGES: 6 nodes below the root, ") {
+		t.Errorf("sign does not say it wrote IMAGES:\n%s", stderr)
+	}
 	outputs, _ := os.ReadFile(out)
-	for _, want := range []string{"url=" + parent + "\n", "digest=" + string(digest) + "\n", "nodes=7\n", "written=7\n", "failed=0\n"} {
+	for _, want := range []string{"url=" + parent + "\n", "digest=" + string(digest) + "\n", "nodes=7\n", "written=7\n", "failed=0\n", "images=" + string(images) + "\n"} {
 		if !strings.Contains(string(outputs), want) {
 			t.Errorf("GITHUB_OUTPUT lacks %q:\n%s", want, outputs)
 		}

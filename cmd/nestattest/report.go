@@ -62,8 +62,12 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), what))
 		fmt.Fprintln(s.out, st.String())
 	}
+	var images []string
+	if !o.counts {
+		images = nodesBelow(tree)
+	}
 	err := o.results.write(results{
-		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc,
+		root: ref, digest: tree.Root.Descriptor.Digest.String(), report: doc, images: images, log: s.err,
 		outputs: map[string]string{
 			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
 			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),

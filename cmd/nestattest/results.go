@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,17 +19,22 @@ import (
 const (
 	resultImageURL    = "IMAGE_URL"
 	resultImageDigest = "IMAGE_DIGEST"
+	// resultImages lists more images, comma-separated, each
+	// repository@digest: Chains signs and attests each, and makes each a
+	// subject of the provenance; Conforma reads it split at commas.
+	resultImages = "IMAGES"
 )
 
 // resultOptions say where a run's results go besides the terminal.
 type resultOptions struct {
 	dir    string
 	report string
+	images imagesOptions
 }
 
 func (o *resultOptions) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&o.dir, "results-dir", "",
-		"write the root's IMAGE_URL and IMAGE_DIGEST into this directory (a Tekton results path such as /tekton/results)")
+		"write the root's IMAGE_URL and IMAGE_DIGEST (and, for sign, IMAGES) into this directory (a Tekton results path such as /tekton/results)")
 	cmd.Flags().StringVar(&o.report, "report", "", "write the JSON report of every node to this file")
 }
 
@@ -40,6 +46,12 @@ type results struct {
 	outputs map[string]string
 	summary string
 	report  any
+	// images are the nodes below the root, each repository@digest in its
+	// own repository, for the IMAGES result when --images allows it; nil
+	// where a run emits no IMAGES (catalog, verify, propagate).
+	images []string
+	// log is where the run says what became of IMAGES.
+	log io.Writer
 	// counts, instead of IMAGE_URL and IMAGE_DIGEST, are the Tekton results:
 	// NODES and WRITTEN, for a run whose root Chains must not sign again
 	// (propagate).
@@ -63,6 +75,13 @@ func (o *resultOptions) write(r results) error {
 	if r.counts {
 		files = map[string]string{"NODES": r.outputs["nodes"], "WRITTEN": r.outputs["written"]}
 	}
+	images, err := o.images.value(r, o.dir, files)
+	if err != nil {
+		return err
+	}
+	if r.images != nil && o.dir != "" {
+		files[resultImages] = images
+	}
 	for name, value := range files {
 		if o.dir == "" {
 			break
@@ -78,6 +97,9 @@ func (o *resultOptions) write(r results) error {
 		out := map[string]string{"url": imageURL(r.root), "digest": r.digest, "reference": r.root.Context().Digest(r.digest).String()}
 		for k, v := range r.outputs {
 			out[k] = v
+		}
+		if r.images != nil && o.images.mode != imagesNever {
+			out["images"] = strings.Join(r.images, ",")
 		}
 		if err := appendFile(p, githubOutputs(out)); err != nil {
 			return err

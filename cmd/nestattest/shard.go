@@ -106,6 +106,9 @@ func (o *shardOptions) results(s streams, r resultOptions) resultOptions {
 		fmt.Fprintln(s.err, "--results-dir: a shard writes no IMAGE_URL and IMAGE_DIGEST; nestattest verify --results-dir writes them once the whole tree passed")
 		r.dir = ""
 	}
+	if o.read != nil {
+		r.images.mode = imagesNever // a shard's nodes are not the tree's
+	}
 	return r
 }
 

@@ -69,6 +69,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.walk.addFlags(cmd)
 	o.output.addFlags(cmd)
 	o.results.addFlags(cmd)
+	o.results.images.addFlags(cmd)
 	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", string(layout.Default), "storage format: "+layout.WriteHelp())
@@ -88,6 +89,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	if err := o.shard.check(o.catalog.requested()); err != nil {
+		return err
+	}
+	if err := o.results.images.check(); err != nil {
 		return err
 	}
 	if err := checkCosignRepository(); err != nil {

@@ -51,9 +51,15 @@ func Image(content string, p v1.Platform) (v1.Image, error) {
 // Index returns a multi-platform index of Image(content, p) for Platforms,
 // with extra entries appended as they are.
 func Index(content string, extra ...mutate.IndexAddendum) (v1.ImageIndex, error) {
+	return IndexOf(content, Platforms, extra...)
+}
+
+// IndexOf returns an index of Image(content, p) for each of platforms, with
+// extra entries appended as they are.
+func IndexOf(content string, platforms []v1.Platform, extra ...mutate.IndexAddendum) (v1.ImageIndex, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	var adds []mutate.IndexAddendum
-	for _, p := range Platforms {
+	for _, p := range platforms {
 		img, err := Image(content, p)
 		if err != nil {
 			return nil, err

@@ -92,6 +92,7 @@ var shipInputFlags = map[string]string{
 	"tlog-upload":             "--tlog-upload",
 	"tuf-mirror":              "--tuf-mirror",
 	"tuf-root":                "--tuf-root",
+	"images":                  "--images",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
@@ -295,7 +296,13 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 			t.Errorf("output %s (%s) was not written", name, o.Value)
 		}
 	}
-	root := treeOf(t, ko.Tag).Nodes[0]
+	tree := treeOf(t, ko.Tag)
+	root := tree.Nodes[0]
+	// images: every node below the parent, in its own repository, as
+	// Tekton Chains' IMAGES result takes them (no Tekton limit here).
+	if below := tree.refs()[1:]; got["images"] != strings.Join(below, ",") {
+		t.Errorf("output images = %q, want the 9 nodes below the parent %q", got["images"], strings.Join(below, ","))
+	}
 	want := map[string]string{"url": ko.Tag, "digest": root.Digest, "reference": ko.Parent.Name() + "@" + root.Digest,
 		"nodes": "10", "written": "10", "present": "0", "failed": "0"}
 	for k, v := range want {

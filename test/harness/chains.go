@@ -32,22 +32,66 @@ transparency.enabled: "false"
 // authenticates with. It fails the test when Chains does not sign.
 func ChainsSign(t testing.TB, secrets, dockerConfig, url, digest string) {
 	t.Helper()
+	ChainsSignRuns(t, ChainsRuns{Secrets: secrets, DockerConfig: dockerConfig,
+		TaskRuns: [][]byte{[]byte(fmt.Sprintf(completedTaskRun, url, digest))}})
+}
+
+// ChainsRuns are completed runs for Tekton Chains to sign, and how.
+type ChainsRuns struct {
+	// Config is the chains-config ConfigMap's data as key: value lines;
+	// empty, [ChainsConfig].
+	Config string
+	// Secrets is the signing-secrets directory Chains reads: cosign.key,
+	// cosign.password and cosign.pub.
+	Secrets string
+	// DockerConfig, unless "", is a Docker config.json the runs'
+	// ServiceAccount has as image pull secret, which Chains' oci storage
+	// authenticates with.
+	DockerConfig string
+	// TaskRuns and PipelineRun are tekton.dev/v1 runs, YAML or JSON, done;
+	// a PipelineRun's child TaskRuns are among TaskRuns.
+	TaskRuns    [][]byte
+	PipelineRun []byte
+}
+
+// ChainsSignRuns has Tekton Chains' own controller code (chains-sign, as
+// [ChainsSign]) sign and attest what the runs' results name and store it
+// as configured. It fails the test when Chains does not sign, and returns
+// what chains-sign printed: the annotations Chains left, as JSON.
+func ChainsSignRuns(t testing.TB, r ChainsRuns) string {
+	t.Helper()
 	dir := t.TempDir()
-	cfg, tr := filepath.Join(dir, "chains-config.yaml"), filepath.Join(dir, "taskrun.yaml")
-	if err := os.WriteFile(cfg, []byte(ChainsConfig), 0o644); err != nil {
+	cfg := filepath.Join(dir, "chains-config.yaml")
+	config := r.Config
+	if config == "" {
+		config = ChainsConfig
+	}
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(tr, []byte(fmt.Sprintf(completedTaskRun, url, digest)), 0o644); err != nil {
-		t.Fatal(err)
+	args := []string{"--config", cfg, "--signing-secrets", r.Secrets}
+	for i, tr := range r.TaskRuns {
+		file := filepath.Join(dir, fmt.Sprintf("taskrun-%d.yaml", i))
+		if err := os.WriteFile(file, tr, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--taskrun", file)
 	}
-	args := []string{"--config", cfg, "--signing-secrets", secrets, "--taskrun", tr}
-	if dockerConfig != "" {
-		args = append(args, "--docker-config", dockerConfig)
+	if r.PipelineRun != nil {
+		file := filepath.Join(dir, "pipelinerun.yaml")
+		if err := os.WriteFile(file, r.PipelineRun, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--pipelinerun", file)
 	}
-	r := Run(t, Consumer(t, "chains-sign"), args...)
-	if r.Code != 0 {
-		t.Fatalf("chains-sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	if r.DockerConfig != "" {
+		args = append(args, "--docker-config", r.DockerConfig)
 	}
+	res := Run(t, Consumer(t, "chains-sign"), args...)
+	if res.Code != 0 {
+		t.Fatalf("chains-sign: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
+	}
+	return res.Stdout
 }
 
 // completedTaskRun is the build-side Task's run, done, its type-hinted
