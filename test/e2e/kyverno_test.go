@@ -10,6 +10,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +47,23 @@ type kyvernoCheck struct {
 // name is "cpol signature", "ivpol attestation".
 func (c kyvernoCheck) name() string { return c.Verifier + " " + c.Check }
 
+// needKyverno fails the test, before anything is set up, when
+// kyverno-verify is missing (skips it without NESTATTEST_E2E=require), and
+// logs the Kyverno it was built from.
+func needKyverno(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(harness.Tools(t), "kyverno-verify")); err != nil {
+		harness.Missing(t, fmt.Sprintf("kyverno-verify: %v; it is opt-in, build it with `make consumers-kyverno`", err))
+	}
+	harness.Consumer(t, "kyverno-verify")
+}
+
 // kyvernoVerify runs kyverno-verify on ref with args and decodes its
 // verdicts; a run that printed none (bad flags, a crash) fails the test.
 func kyvernoVerify(t *testing.T, ref string, args ...string) kyvernoReport {
 	t.Helper()
 	home := t.TempDir() // sigstore's TUF clients cache under $HOME and $TUF_ROOT
-	r := harness.RunEnv(t, []string{"HOME=" + home, "TUF_ROOT=" + home}, harness.Consumer(t, "kyverno-verify"),
+	r := harness.RunEnv(t, []string{"HOME=" + home, "TUF_ROOT=" + home}, harness.Tool(t, "kyverno-verify"),
 		append([]string{"--image", ref, "--type", kyvernoProvenance, "--allow-insecure-registry"}, args...)...)
 	var rep kyvernoReport
 	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil || (r.Code != 0 && r.Code != 1) {
@@ -146,6 +160,7 @@ func (c kyvernoCase) checkTree(t *testing.T, nodes []string, parent string) {
 // ImageValidatingPolicy verifiers check every node's signature and SLSA
 // provenance attestation with the public key; another key is refused.
 func TestKyvernoKey(t *testing.T) {
+	needKyverno(t)
 	for _, c := range []kyvernoCase{
 		{format: "legacy", want: map[string]string{"ivpol attestation": kyvernoNoTlog}},
 		{format: "bundle", args: map[string][]string{"cpol": {"--sigstore-bundle"}}},
@@ -186,6 +201,7 @@ func TestKyvernoKey(t *testing.T) {
 // entry, so it is checked with the timestamp alone (ignoreTlog), as cosign
 // is.
 func TestKyvernoKeyless(t *testing.T) {
+	needKyverno(t)
 	s := harness.StartSigstore(t, harness.SigstoreOptions{})
 	targets := s.TUFTargets(t)
 	targets[harness.TUFTrustedRoot] = withCTLog(t, targets[harness.TUFTrustedRoot])
@@ -288,6 +304,7 @@ func withCommon(args map[string][]string, common []string) map[string][]string {
 // image data loader included, since the linux/amd64 image it resolves is
 // now in the parent's repository.
 func TestKyvernoMirroredParent(t *testing.T) {
+	needKyverno(t)
 	reg := harness.Distribution(t, harness.DistributionOptions{})
 	parent := catalogNested(t, reg, "org/ko-build")
 	rep := catalogRun(t, parent.Tag("latest").String(), "--child", "app1=:latest", "--child", "app2=:latest", "--child", "app3=:latest")
