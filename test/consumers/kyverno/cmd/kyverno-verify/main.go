@@ -116,7 +116,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// What Kyverno's controllers do at start with --tufMirror/--tufRoot
 		// (cmd/internal/tuf.go): ClusterPolicies read the trusted root
 		// from this TUF client.
-		if err := sigstoretuf.Initialize(ctx, o.tufMirror, []byte(files.tufRoot)); err != nil {
+		var root []byte // nil: the root embedded in sigstore's TUF client
+		if files.tufRoot != "" {
+			root = []byte(files.tufRoot)
+		}
+		if err := sigstoretuf.Initialize(ctx, o.tufMirror, root); err != nil {
 			return fmt.Errorf("initializing TUF from %s: %w", o.tufMirror, err)
 		}
 	}
