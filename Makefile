@@ -5,7 +5,7 @@
 GO ?= go
 TOOLS := $(CURDIR)/.tools/bin
 
-.PHONY: test tools consumers docker-registry
+.PHONY: test tools consumers consumers-kyverno test-kyverno docker-registry
 
 test: docker-registry
 	GO=$(GO) ./test/ci.sh
@@ -18,6 +18,16 @@ tools:
 # signer (chains-sign) and policy-controller's policy-tester, into .tools/bin.
 consumers:
 	GO=$(GO) ./test/consumers/build.sh
+
+# Opt-in, not part of `make test`: Kyverno v1.19.1's image verifiers
+# (kyverno-verify, test/consumers/kyverno), into .tools/bin; and the
+# end-to-end test that checks signed trees with them (build tag kyverno).
+# Cold, the build takes minutes: see test/consumers/README.md.
+consumers-kyverno:
+	NESTATTEST_CONSUMERS=kyverno-verify GO=$(GO) ./test/consumers/build.sh
+
+test-kyverno: consumers-kyverno tools
+	NESTATTEST_E2E=require $(GO) test -tags kyverno -count=1 -timeout 60m -run Kyverno ./test/e2e
 
 # Debian's docker-registry (distribution 2.8.2), a second real registry for
 # the end-to-end tests: installed with apt when it can be (as root, or with

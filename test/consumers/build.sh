@@ -14,6 +14,14 @@
 #                  proxy (`go mod download`), never by a flag
 #   policy-tester  sigstore policy-controller v0.15.1's cmd/tester, built as
 #                  is; module test/consumers/policy
+#   kyverno-verify Kyverno v1.19.1's image verifiers (ClusterPolicy
+#                  verifyImages and ImageValidatingPolicy) run on one image;
+#                  module test/consumers/kyverno. Opt-in, not built by
+#                  default: `make consumers-kyverno`, or
+#                  NESTATTEST_CONSUMERS=kyverno-verify
+#
+# NESTATTEST_CONSUMERS names the programs to build, space-separated
+# (default: chains-sign policy-tester, what `make test` needs).
 #
 # It prints the version each was built from and records it in
 # DIR/<name>.version, which the tests log. Each is its own module with the
@@ -82,7 +90,10 @@ build() {
   else
     echo "consumers: building $name ($want, $dir/$mod)"
     local start=$SECONDS
-    if ! (cd "$here/$dir" && "$GO" build -modfile="$mod" -buildvcs=false -gcflags=all=-dwarf=false -ldflags='-s -w' -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
+    local extra=()
+    # kyverno-verify: as its build time was measured (README.md).
+    [ "$name" != kyverno-verify ] || extra=(-trimpath)
+    if ! (cd "$here/$dir" && "$GO" build -modfile="$mod" -buildvcs=false "${extra[@]}" -gcflags=all=-dwarf=false -ldflags='-s -w' -o "$exe.tmp" "$pkg") >"$log" 2>&1; then
       echo "consumers: building $name ($want) failed:" >&2
       tail -40 "$log" >&2
       rm -f "$exe.tmp"
@@ -123,14 +134,50 @@ pick() {
 read -r -a chains_versions <<<"${NESTATTEST_CHAINS_VERSIONS:-v0.29.2 v0.22.0}"
 read -r -a policy_versions <<<"v0.15.1"
 
-status=0
-chains="$(pick chains github.com/tektoncd/chains "${chains_versions[@]}")" || status=1
-policy="$(pick policy github.com/sigstore/policy-controller "${policy_versions[@]}")" || status=1
-[ "$status" = 0 ] || { echo "consumers: FAILED" >&2; exit 1; }
-echo "consumers: chains-sign from Tekton Chains $chains, policy-tester from policy-controller $policy"
+read -r -a kyverno_versions <<<"v1.19.1"
 
-build chains-sign chains ./cmd/chains-sign github.com/tektoncd/chains "$chains" &
-first=$!
-build policy-tester policy github.com/sigstore/policy-controller/cmd/tester github.com/sigstore/policy-controller "$policy" || status=1
-wait "$first" || status=1
+# The programs to build: NESTATTEST_CONSUMERS, default what `make test`
+# needs. kyverno-verify is opt-in (`make consumers-kyverno`).
+read -r -a wanted <<<"${NESTATTEST_CONSUMERS:-chains-sign policy-tester}"
+wants() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
+for name in "${wanted[@]}"; do
+  case "$name" in
+  chains-sign | policy-tester | kyverno-verify) ;;
+  *) echo "consumers: NESTATTEST_CONSUMERS names $name; the programs are chains-sign, policy-tester and kyverno-verify" >&2; exit 1 ;;
+  esac
+done
+
+status=0
+said=()
+if wants chains-sign; then
+  chains="$(pick chains github.com/tektoncd/chains "${chains_versions[@]}")" || status=1
+  said+=("chains-sign from Tekton Chains $chains")
+fi
+if wants policy-tester; then
+  policy="$(pick policy github.com/sigstore/policy-controller "${policy_versions[@]}")" || status=1
+  said+=("policy-tester from policy-controller $policy")
+fi
+if wants kyverno-verify; then
+  kyverno="$(pick kyverno github.com/kyverno/kyverno "${kyverno_versions[@]}")" || status=1
+  said+=("kyverno-verify from Kyverno $kyverno")
+fi
+[ "$status" = 0 ] || { echo "consumers: FAILED" >&2; exit 1; }
+line=""
+for s in "${said[@]}"; do line+="${line:+, }$s"; done
+echo "consumers: $line"
+
+pids=()
+if wants chains-sign; then
+  build chains-sign chains ./cmd/chains-sign github.com/tektoncd/chains "$chains" &
+  pids+=($!)
+fi
+if wants policy-tester; then
+  build policy-tester policy github.com/sigstore/policy-controller/cmd/tester github.com/sigstore/policy-controller "$policy" &
+  pids+=($!)
+fi
+if wants kyverno-verify; then
+  build kyverno-verify kyverno ./cmd/kyverno-verify github.com/kyverno/kyverno "$kyverno" &
+  pids+=($!)
+fi
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 [ "$status" = 0 ] || { echo "consumers: FAILED" >&2; exit 1; }
