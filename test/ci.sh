@@ -133,6 +133,13 @@ compile() {
     done
 }
 
+# module_test DIR: vet and test the module at DIR, one of its own whose
+# tests need the tools (ship/conforma: OPA is compiled here, in a job of
+# the queue, not in the compile step every test waits for).
+module_test() {
+  (cd "$root/$1" && GOWORK=off "$GO" vet ./... && GOWORK=off "$GO" test -count=1 -timeout=60m -v ./...)
+}
+
 # Packages with tests: those whose tests run none of the tools (they are
 # not test/harness and import no test/harness) can go before the tools are
 # built.
@@ -180,6 +187,7 @@ for i in "${!e2e_runs[@]}"; do queue+=("e2e-$i run test/e2e -test.run ${e2e_runs
 # The e2e tests that run Chains' code (propagate_test.go) in a job of their
 # own: waiting for the consumers' build, they hold no shard's other tests.
 queue+=("e2e-chains run test/e2e -test.run ^TestPropagate")
+queue+=("conforma module_test ship/conforma")
 for pkg in ship "${tooled[@]}"; do
   case "$pkg" in test/e2e | test/expiry | test/release) continue ;; esac
   [[ " ${queue[*]} " == *" run $pkg "* || " ${queue[*]} " == *" run $pkg" ]] && continue

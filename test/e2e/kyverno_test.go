@@ -156,7 +156,8 @@ func (c kyvernoCase) checkTree(t *testing.T, nodes []string, parent string) {
 }
 
 // TestKyvernoKey signs the 3-level, 5-repository tree with a key file, no
-// transparency log, in each format, and has Kyverno's ClusterPolicy and
+// transparency log, in each format, a statement a node and one for the
+// tree (--statements), and has Kyverno's ClusterPolicy and
 // ImageValidatingPolicy verifiers check every node's signature and SLSA
 // provenance attestation with the public key; another key is refused.
 func TestKyvernoKey(t *testing.T) {
@@ -165,36 +166,39 @@ func TestKyvernoKey(t *testing.T) {
 		{format: "legacy", want: map[string]string{"ivpol attestation": kyvernoNoTlog}},
 		{format: "bundle", args: map[string][]string{"cpol": {"--sigstore-bundle"}}},
 	} {
-		t.Run(c.format, func(t *testing.T) {
-			reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-			tree := pushKo(t, reg, "org/ko-build")
-			k := newKeyPair(t, "cosign")
-			if r := harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, tree.tag, "--format", c.format)...); r.Code != 0 {
-				t.Fatalf("sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
-			}
-			key := []string{"--key", k.pub, "--insecure-ignore-tlog", "--insecure-ignore-sct"}
-			c.args = withCommon(c.args, key)
-			c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
+		for _, statements := range []string{"node", "tree"} {
+			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
+				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+				tree := pushKo(t, reg, "org/ko-build")
+				k := newKeyPair(t, "cosign")
+				if r := harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, tree.tag, "--format", c.format, "--statements", statements)...); r.Code != 0 {
+					t.Fatalf("sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
+				}
+				key := []string{"--key", k.pub, "--insecure-ignore-tlog", "--insecure-ignore-sct"}
+				c.args = withCommon(c.args, key)
+				c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
 
-			other := newKeyPair(t, "other")
-			wrong := withCommon(c.args, nil)
-			for v := range wrong {
-				wrong[v] = replaceFlag(wrong[v], "--key", other.pub)
-			}
-			for _, verifier := range []string{"cpol", "ivpol"} {
-				rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
-				for _, ch := range rep.Checks {
-					if ch.Verified {
-						t.Errorf("%s accepts %s signed by another key", ch.name(), tree.root)
+				other := newKeyPair(t, "other")
+				wrong := withCommon(c.args, nil)
+				for v := range wrong {
+					wrong[v] = replaceFlag(wrong[v], "--key", other.pub)
+				}
+				for _, verifier := range []string{"cpol", "ivpol"} {
+					rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
+					for _, ch := range rep.Checks {
+						if ch.Verified {
+							t.Errorf("%s accepts %s signed by another key", ch.name(), tree.root)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
 // TestKyvernoKeyless signs the tree keylessly (Fulcio, rekor-tiles and the
-// TSA of the harness) in each format, and has Kyverno's verifiers check
+// TSA of the harness) in each format, a statement a node and one for the
+// tree (--statements), and has Kyverno's verifiers check
 // every node by identity, with the trust Kyverno takes: a TUF mirror (the
 // controllers' --tufMirror/--tufRoot, the ImageValidatingPolicy's tuf) and
 // PEM roots, Rekor key and TSA chain. The legacy layout holds no Rekor v2
@@ -223,28 +227,30 @@ func TestKyvernoKeyless(t *testing.T) {
 			"ivpol": {"--rekor-url", s.RekorURL, "--insecure-ignore-sct"},
 		}},
 	} {
-		t.Run(c.format, func(t *testing.T) {
-			reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-			tree := pushKo(t, reg, "org/ko-build")
-			if r := keylessSign(t, s, tree.tag, c.format); r.Code != 0 {
-				t.Fatalf("keyless sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
-			}
-			c.args = withCommon(c.args, identity)
-			c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
+		for _, statements := range []string{"node", "tree"} {
+			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
+				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+				tree := pushKo(t, reg, "org/ko-build")
+				if r := keylessSign(t, s, tree.tag, c.format, "--statements", statements); r.Code != 0 {
+					t.Fatalf("keyless sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
+				}
+				c.args = withCommon(c.args, identity)
+				c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
 
-			wrong := withCommon(c.args, nil)
-			for v := range wrong {
-				wrong[v] = replaceFlag(wrong[v], "--subject", "someone@else.example")
-			}
-			for _, verifier := range []string{"cpol", "ivpol"} {
-				rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
-				for _, ch := range rep.Checks {
-					if ch.Verified {
-						t.Errorf("%s accepts %s for another subject", ch.name(), tree.root)
+				wrong := withCommon(c.args, nil)
+				for v := range wrong {
+					wrong[v] = replaceFlag(wrong[v], "--subject", "someone@else.example")
+				}
+				for _, verifier := range []string{"cpol", "ivpol"} {
+					rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
+					for _, ch := range rep.Checks {
+						if ch.Verified {
+							t.Errorf("%s accepts %s for another subject", ch.name(), tree.root)
+						}
 					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
