@@ -168,6 +168,7 @@ func TestKyvernoKey(t *testing.T) {
 	} {
 		for _, statements := range []string{"node", "tree"} {
 			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
+				c := c // each run adds its own flags
 				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
 				tree := pushKo(t, reg, "org/ko-build")
 				k := newKeyPair(t, "cosign")
@@ -229,6 +230,7 @@ func TestKyvernoKeyless(t *testing.T) {
 	} {
 		for _, statements := range []string{"node", "tree"} {
 			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
+				c := c // each run adds its own flags
 				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
 				tree := pushKo(t, reg, "org/ko-build")
 				if r := keylessSign(t, s, tree.tag, c.format, "--statements", statements); r.Code != 0 {
