@@ -18,8 +18,10 @@ import (
 // authority), in the bundle layout, beside the loop a user would otherwise
 // run: the cosign v3 CLI's `cosign sign` and `cosign attest` on every node
 // against the same services. It prints both times, their ratio and the
-// requests a node to Fulcio, Rekor, the TSA and the registry. It is the
-// environment "keyless" of NESTATTEST_BENCH_ENVS.
+// requests a node to Fulcio, Rekor, the TSA and the registry; then the same
+// with --statements tree (one statement for up to 1,024 nodes), and verify
+// of each tree by identity. It is the environment "keyless" of
+// NESTATTEST_BENCH_ENVS.
 func TestBenchKeyless(t *testing.T) {
 	if want := os.Getenv("NESTATTEST_BENCH_ENVS"); want != "" && !strings.Contains(","+want+",", ",keyless,") {
 		t.Logf("NESTATTEST_BENCH_ENVS=%s leaves out keyless", want)
@@ -38,8 +40,10 @@ func TestBenchKeyless(t *testing.T) {
 
 	fmt.Printf("\nkeyless, bundle layout, registry storage in memory\n%-6s | %-9s %-9s %-6s | %-28s | %-28s | %-8s %-8s\n",
 		"nodes", "sign", "cosign", "ratio", "nestattest cert/entry/tsa", "cosign cert/entry/tsa", "req/node", "cosign")
+	var trees []treeRow
 	for _, n := range sizes(t) {
 		mine, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/keyless/n%d/mine", n), n)
+		tree, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/keyless/n%d/tree", n), n)
 		_, theirs := pushTree(t, proxy.Host, fmt.Sprintf("bench/keyless/n%d/cosign", n), n)
 
 		before := s.Requests()
@@ -71,5 +75,33 @@ func TestBenchKeyless(t *testing.T) {
 		if theirReqs.Refused+mineReqs.Refused > 0 {
 			t.Errorf("the services refused %d requests", theirReqs.Refused)
 		}
+
+		// --statements tree on a tree of its own, and verify of both.
+		before = s.Requests()
+		proxy.Reset()
+		treeSign := must(t, timed(t, nil, bin, append(append([]string{"sign", "--identity-token", s.Token(t), "--format", "bundle", "--statements", "tree"}, services...), tree)...), "nestattest sign --statements tree")
+		treeReqs, treeReg := s.Requests(), proxy.Counts()
+		identity := []string{"verify", "--certificate-identity", s.Identity, "--certificate-oidc-issuer", s.Issuer,
+			"--trusted-root", s.TrustedRootPath, "--insecure-ignore-sct", "--use-signed-timestamps", "--format", "bundle"}
+		verifyNode := must(t, timed(t, nil, bin, append(identity, mine)...), "nestattest verify (node)")
+		verifyTree := must(t, timed(t, nil, bin, append(identity, tree)...), "nestattest verify (tree)")
+		trees = append(trees, treeRow{n: n, sign: treeSign.took, loop: loop, node: sign.took,
+			entries: treeReqs.Entries - before.Entries, stamps: treeReqs.Timestamps - before.Timestamps,
+			reqs: float64(treeReg.Total) / float64(n), verifyNode: verifyNode.took, verifyTree: verifyTree.took})
 	}
+	fmt.Printf("\nkeyless, bundle layout, --statements tree\n%-6s | %-9s %-8s %-8s | %-9s %-7s | %-8s | %-11s %-11s\n",
+		"nodes", "sign", "x cosign", "x node", "entries", "stamps", "req/node", "verify node", "verify tree")
+	for _, r := range trees {
+		fmt.Printf("%-6d | %-9s %-8.1f %-8.1f | %-9d %-7d | %-8.2f | %-11s %-11s\n", r.n, round(r.sign), r.loop.Seconds()/r.sign.Seconds(),
+			r.node.Seconds()/r.sign.Seconds(), r.entries, r.stamps, r.reqs, round(r.verifyNode), round(r.verifyTree))
+	}
+}
+
+// treeRow is one size of the --statements tree table.
+type treeRow struct {
+	n                      int
+	sign, loop, node       time.Duration
+	entries, stamps        int
+	reqs                   float64
+	verifyNode, verifyTree time.Duration
 }

@@ -93,6 +93,7 @@ var shipInputFlags = map[string]string{
 	"tuf-mirror":              "--tuf-mirror",
 	"tuf-root":                "--tuf-root",
 	"images":                  "--images",
+	"statements":              "--statements",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
