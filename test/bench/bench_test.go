@@ -256,6 +256,7 @@ func TestBench(t *testing.T) {
 			if rerun.Writes() != 0 {
 				t.Errorf("%s, %d nodes: the re-run made %d writes", e.name, n, rerun.Writes())
 			}
+			statementsRows(t, e, proxy, bin, k, n, cosignSign, cosignVerify)
 		}
 		if e.latency > 0 {
 			jobsSeries(t, e, proxy, bin, k)
@@ -264,6 +265,25 @@ func TestBench(t *testing.T) {
 	if os.Getenv("NESTATTEST_BENCH_BIG") != "0" {
 		reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: shm()})
 		big(t, reg.Host, bin, k)
+	}
+}
+
+// statementsRows signs and verifies two more trees of n nodes in the
+// bundle layout, --statements node and tree, beside the cosign loop's times
+// of the row above.
+func statementsRows(t *testing.T, e environment, proxy *harness.Proxy, bin string, k keys, n int, cosignSign, cosignVerify time.Duration) {
+	t.Helper()
+	for _, mode := range []string{"node", "tree"} {
+		tag, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/bundle-%s", e.name, n, mode), n)
+		proxy.Reset()
+		sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, "--format", "bundle", "--statements", mode, tag), "nestattest sign --statements "+mode)
+		signReqs := proxy.Counts()
+		proxy.Reset()
+		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--format", "bundle", tag), "nestattest verify")
+		verifyReqs := proxy.Counts()
+		fmt.Printf("        bundle, --statements %-4s: sign %-8s (x%.0f cosign) verify %-8s (x%.0f cosign), %.2f / %.2f requests a node, %s\n", mode,
+			round(sign.took), cosignSign.Seconds()/sign.took.Seconds(), round(verify.took), cosignVerify.Seconds()/verify.took.Seconds(),
+			float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), lastLine(sign.out))
 	}
 }
 
