@@ -50,7 +50,17 @@ func attestRoot(t *testing.T, c *registry.Client, tree *walk.Tree, builder attes
 	}
 }
 
+// TestPropagate: propagate gives every node below the root the builder's
+// predicate, byte for byte, in a statement a node or, with StatementsTree,
+// one statement for them all; verify accepts it, and a re-run writes
+// nothing.
 func TestPropagate(t *testing.T) {
+	for _, mode := range []Statements{StatementsNode, StatementsTree} {
+		t.Run(string(mode), func(t *testing.T) { testPropagate(t, mode) })
+	}
+}
+
+func testPropagate(t *testing.T, mode Statements) {
 	ctx := context.Background()
 	r := attesttest.NewRegistry(t, false)
 	c := registry.NewClient(registry.Options{})
@@ -66,12 +76,14 @@ func TestPropagate(t *testing.T) {
 	}
 	opts := signOpts(c, trusted)
 	opts.Propagate, opts.Annotations = sources, map[string]string{AnnotationSource: SourceAnnotation(sources)}
+	opts.Statements = mode
 	rep, err := SignNodes(ctx, tree, tree.Nodes[1:], opts)
 	if err != nil || rep.Tally().Written != len(tree.Nodes)-1 {
 		t.Fatalf("propagate: %+v, %v", rep.Tally(), err)
 	}
 	// Every node below the root carries the builder's predicate, byte for
-	// byte, with itself as subject; verify accepts it by type and root.
+	// byte, with itself as subject (among the others, for a tree
+	// statement); verify accepts it by type and root.
 	for _, n := range tree.Nodes[1:] {
 		entries, err := legacy.Store{}.List(ctx, c, subjectOfNode(n.Repository, n))
 		if err != nil {
@@ -83,8 +95,14 @@ func TestPropagate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, _ := statement.PropagatedStatement(n.Digest(), "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
-			found = found || bytes.Equal(s.Payload, want)
+			if mode == StatementsNode {
+				want, _ := statement.PropagatedStatement(n.Digest(), "https://slsa.dev/provenance/v1", json.RawMessage(builderPredicate))
+				found = found || bytes.Equal(s.Payload, want)
+				continue
+			}
+			st, err := statement.Read(s.Payload)
+			found = found || err == nil && st.Names(n.Descriptor.Digest) && len(st.Subject) > 1 &&
+				bytes.HasSuffix(s.Payload, []byte(`,"predicate":`+builderPredicate+`}`))
 		}
 		if !found {
 			t.Errorf("%s carries no attestation with the builder's predicate unchanged", n.Digest())
