@@ -62,6 +62,23 @@ type treeRun struct {
 	preds []v1.Hash
 	// signed counts the statements signed.
 	signed atomic.Int32
+	// predicates keeps the PredicateDigest of each payload met, by its
+	// digest: a tree statement is parsed once, not once a node it names.
+	predicateDigests sync.Map
+}
+
+// predicateOf is statement.PredicateDigest of payload, computed once a
+// payload.
+func (t *treeRun) predicateOf(payload []byte) (v1.Hash, error) {
+	k := statement.Digest(payload)
+	if d, ok := t.predicateDigests.Load(k); ok {
+		return d.(v1.Hash), nil
+	}
+	d, err := statement.PredicateDigest(payload)
+	if err == nil {
+		t.predicateDigests.Store(k, d)
+	}
+	return d, err
 }
 
 // signTree signs nodes with tree statements: first every node is read, its
@@ -257,7 +274,7 @@ func (t *treeRun) covered(ctx context.Context, store attest.Store, sub attest.Su
 			continue
 		}
 		if g != groupSignature {
-			if d, err := statement.PredicateDigest(s.Payload); err != nil || d != t.preds[g] {
+			if d, err := t.predicateOf(s.Payload); err != nil || d != t.preds[g] {
 				continue
 			}
 		}

@@ -112,20 +112,9 @@ func TestTreeStatementsChunked(t *testing.T) {
 		t.Fatalf("verify: %v %v", err, failures(vr))
 	}
 	for _, res := range rep.Results {
-		for _, p := range res.Places {
-			entries, err := storesOf(t, "bundle")[0].List(ctx, c, subjectOfNode(mustRepo(t, p.Repository), res.Node))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range entries {
-				s, err := e.Load(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				st, err := statement.Read(s.Payload)
-				if err != nil || len(st.Subject) > 3 || len(st.Subject) < 2 {
-					t.Errorf("%s: a statement of %d subjects (%v), want 2 or 3", res.Node.Path(), len(st.Subject), err)
-				}
+		for _, st := range storedStatements(t, c, res) {
+			if len(st.Subject) > 3 || len(st.Subject) < 2 {
+				t.Errorf("%s: a statement of %d subjects, want 2 or 3", res.Node.Path(), len(st.Subject))
 			}
 		}
 	}
@@ -171,21 +160,10 @@ func TestTreeStatementsGrownTree(t *testing.T) {
 		if res.Outcome() != Written {
 			continue
 		}
-		for _, p := range res.Places {
-			entries, err := storesOf(t, "bundle")[0].List(ctx, c, subjectOfNode(mustRepo(t, p.Repository), res.Node))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range entries {
-				s, err := e.Load(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				st, _ := statement.Read(s.Payload)
-				for _, n := range first {
-					if st.Names(n.Descriptor.Digest) && !shared {
-						t.Errorf("%s: its new statement names %s, signed by the first run", res.Node.Path(), n.Path())
-					}
+		for _, st := range storedStatements(t, c, res) {
+			for _, n := range first {
+				if st.Names(n.Descriptor.Digest) && !shared {
+					t.Errorf("%s: its new statement names %s, signed by the first run", res.Node.Path(), n.Path())
 				}
 			}
 		}
@@ -194,4 +172,30 @@ func TestTreeStatementsGrownTree(t *testing.T) {
 	if err != nil || vr.Failed() != 0 {
 		t.Fatalf("verify: %v %v", err, failures(vr))
 	}
+}
+
+// storedStatements are the statements of every bundle res's node carries
+// in each place it was signed.
+func storedStatements(t *testing.T, c *registry.Client, res NodeResult) []*statement.Info {
+	t.Helper()
+	ctx := context.Background()
+	var out []*statement.Info
+	for _, p := range res.Places {
+		entries, err := storesOf(t, "bundle")[0].List(ctx, c, subjectOfNode(mustRepo(t, p.Repository), res.Node))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			s, err := e.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := statement.Read(s.Payload)
+			if err != nil {
+				t.Fatalf("%s: %v", res.Node.Path(), err)
+			}
+			out = append(out, st)
+		}
+	}
+	return out
 }
