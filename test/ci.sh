@@ -221,4 +221,15 @@ done
 count() { cat "$logs"/*.log | grep -c "^--- $1" || true; }
 echo "test: done after $(stamp)"
 echo "test: $(count PASS) passed, $(count FAIL) failed, $(count SKIP) skipped"
+# The failures again, last, where a reader of the log's tail sees them: each
+# failed top-level test with the lines its failing subtests printed (the
+# registry's and services' own log lines left out), cut short.
+for f in "$logs"/*.log; do
+  grep -q '^--- FAIL' "$f" || continue
+  echo "test: failed in job $(basename "$f" .log) (its whole log is above):"
+  grep -v -E 'level=|^\s+time=' "$f" | awk '
+    /^=== RUN/ { n = 0 }
+    { buf[n++ % 12] = $0 }
+    /^ *--- FAIL/ { for (i = (n > 12 ? n - 12 : 0); i < n; i++) print substr(buf[i % 12], 1, 300); n = 0 }' | head -40 | sed 's/^/  /'
+done
 exit "$status"
