@@ -110,10 +110,11 @@ spec:
 `, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")))
 }
 
-// admitted runs policy-tester on ref, and says why it refused.
-func admitted(t *testing.T, policy, ref string) (bool, string) {
+// admitted runs policy-tester on ref (with extra flags, such as
+// --trustroot), and says why it refused.
+func admitted(t *testing.T, policy, ref string, extra ...string) (bool, string) {
 	t.Helper()
-	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Consumer(t, "policy-tester"), "--policy", policy, "--image", ref)
+	r := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Consumer(t, "policy-tester"), append([]string{"--policy", policy, "--image", ref}, extra...)...)
 	return r.Code == 0, lastLines(r.Stdout+r.Stderr, 40)
 }
 

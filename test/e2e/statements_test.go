@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"strings"
@@ -204,97 +208,276 @@ func sha256Of(b []byte) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// TestTreeStatementsWithEveryIdentity signs the 3-level, 5-repository tree
-// with --statements tree in each format, with a KMS key (local-kms) and
-// keylessly (Fulcio, rekor-tiles, timestamp authority): it counts the
-// KMS Sign calls, certificates, Rekor entries and timestamps a tree
-// costs; every node passes cosign v2.6.5's and v3.1.3's verify and
-// verify-attestation and nestattest verify; a re-run signs nothing.
+// TestTreeStatementsWithEveryIdentity signs, with --statements tree, the
+// 3-level, 5-repository tree and a 100-node tree over 10 repositories, in
+// each format, with a key file, a KMS key (local-kms) and keylessly
+// (Fulcio, rekor-tiles, timestamp authority). It counts what a tree costs
+// (signatures and tree statements, KMS Sign calls, certificates, Rekor
+// entries, timestamps: 2 statements a chunk in bundles; 1 a chunk plus a
+// .sig a node in the legacy layout); nodes pass cosign v2.6.5's and
+// v3.1.3's verify and verify-attestation, and policy-controller v0.15.1's
+// policy-tester (a key authority on the legacy layout, a keyless
+// authority on bundles: the only bundle authority it takes); nestattest
+// verify passes every node; a re-run signs nothing. cosign and
+// policy-tester check every node of the small tree and, of the 100-node
+// one, a sample reaching every level and repository (every node with
+// NESTATTEST_EVERY_NODE=1).
 func TestTreeStatementsWithEveryIdentity(t *testing.T) {
 	s := harness.StartSigstore(t, harness.SigstoreOptions{})
 	kms := harness.StartKMS(t, harness.KMSOptions{})
 	root := emptyTrustedRoot(t)
-	for _, format := range []string{"bundle", "legacy"} {
-		t.Run("kms/"+format, func(t *testing.T) {
-			reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-			tree := pushKo(t, reg, "org/ko-build")
-			kms.Reset()
-			args := []string{"sign", "--tlog-upload=false", "--key", kms.KeyRef(), "--format", format, "--statements", "tree", tree.tag}
-			r := harness.RunEnv(t, kms.Env(), harness.Binary(t), args...)
-			if r.Code != 0 || !strings.Contains(r.Stdout, "13 written") {
-				t.Fatalf("sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-			}
-			// bundle: the two tree statements; legacy: a .sig a node and
-			// the attestations' tree statement.
-			want := map[string]int{"bundle": 2, "legacy": 14}[format]
-			t.Logf("KMS, %s: %v for 13 nodes; %s", format, kms.Counts(), lastLines(r.Stdout, 1))
-			if got := kms.Counts()[harness.KMSSign]; got != want {
-				t.Errorf("%d KMS Sign calls, want %d", got, want)
-			}
-			for _, node := range treeOf(t, tree.tag).refs() {
-				for _, verb := range [][]string{{"verify"}, {"verify-attestation", "--type", "slsaprovenance1"}} {
-					common := append(verb, "--key", kms.KeyRef(), "--insecure-ignore-tlog", "--allow-insecure-registry", node)
-					v2 := common
-					if format == "bundle" {
-						v2 = append([]string{verb[0], "--new-bundle-format", "--trusted-root", root}, common[1:]...)
-						common = append([]string{verb[0], "--trusted-root", root}, common[1:]...)
+	kmsPub := writeFile(t, "kms.pub", publicPEM(t, kms.PublicKey))
+	trustRoot, keylessPolicy := keylessBundlePolicy(t, s, s.Identity)
+	_, otherSubject := keylessBundlePolicy(t, s, "someone@else.example")
+	other := newKeyPair(t, "other")
+	for _, shape := range []struct {
+		name  string
+		nodes int
+		push  func(t *testing.T, reg *harness.Registry) string
+	}{
+		{"3-level", 13, func(t *testing.T, reg *harness.Registry) string { return pushKo(t, reg, "org/ko-build").tag }},
+		{"100-node", 100, func(t *testing.T, reg *harness.Registry) string { return pushWideTo(t, reg, "org/ko-build", 9, 10) }},
+	} {
+		for _, identity := range []string{"key", "kms", "keyless"} {
+			for _, format := range []string{"bundle", "legacy"} {
+				t.Run(shape.name+"/"+identity+"/"+format, func(t *testing.T) {
+					reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+					tag := shape.push(t, reg)
+					n := shape.nodes
+					// What one chunk costs: bundles, the two statements;
+					// legacy, a .sig a node and the attestations' statement.
+					signatures, statements := 2, 2
+					if format == "legacy" {
+						signatures, statements = n+1, 1
 					}
-					if r := cosign(t, kms.Env(), v2...); r.Code != 0 {
-						t.Errorf("cosign v2.6.5 %s %s: exit %d\n%s", verb[0], node, r.Code, lastLines(r.Stderr, 3))
+					var sign func() harness.Result
+					var cost func() string
+					var verifyNode func(node string)
+					// policy admits the nodes; wrong is the same policy for
+					// another key or subject, and refuses them.
+					var policy, wrong string
+					var policyArgs, verifyArgs, env []string
+					switch identity {
+					case "key":
+						k := newKeyPair(t, "cosign")
+						verifyArgs = []string{"--key", k.pub, "--insecure-ignore-tlog"}
+						sign = func() harness.Result {
+							return harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, tag, "--format", format, "--statements", "tree")...)
+						}
+						cost = func() string { return "" }
+						verifyNode = func(node string) { cosignVerifyKey(t, nil, k.pub, root, node, format) }
+						if format == "legacy" {
+							policy = provenancePolicy(t, reg.Host, readFile(t, k.pub), "https://github.com/nestattest/nestattest")
+							wrong = provenancePolicy(t, reg.Host, readFile(t, other.pub), "https://github.com/nestattest/nestattest")
+						}
+					case "kms":
+						sign = func() harness.Result {
+							kms.Reset()
+							return harness.RunEnv(t, kms.Env(), harness.Binary(t), "sign", "--tlog-upload=false", "--key", kms.KeyRef(), "--format", format, "--statements", "tree", tag)
+						}
+						cost = func() string {
+							if got := kms.Counts()[harness.KMSSign]; got != signatures {
+								t.Errorf("%d KMS Sign calls, want %d", got, signatures)
+							}
+							return fmt.Sprintf("%d KMS Sign calls", kms.Counts()[harness.KMSSign])
+						}
+						verifyNode = func(node string) { cosignVerifyKey(t, kms.Env(), kms.KeyRef(), root, node, format) }
+						verifyArgs, env = []string{"--key", kms.KeyRef(), "--insecure-ignore-tlog"}, kms.Env()
+						if format == "legacy" {
+							policy = provenancePolicy(t, reg.Host, readFile(t, kmsPub), "https://github.com/nestattest/nestattest")
+							wrong = provenancePolicy(t, reg.Host, readFile(t, other.pub), "https://github.com/nestattest/nestattest")
+						}
+					case "keyless":
+						var before harness.SigstoreCounts
+						sign = func() harness.Result {
+							before = s.Requests()
+							return keylessSign(t, s, tag, format, "--statements", "tree")
+						}
+						cost = func() string {
+							d := s.Requests()
+							certs, entries, stamps := d.Certificates-before.Certificates, d.Entries-before.Entries, d.Timestamps-before.Timestamps
+							// legacy: the statement's envelope is timestamped
+							// too (cosign's layer annotation).
+							wantStamps := signatures
+							if format == "legacy" {
+								wantStamps++
+							}
+							if certs != 1 || entries != signatures || stamps != wantStamps {
+								t.Errorf("%d certificates, %d Rekor entries, %d timestamps; want 1, %d, %d", certs, entries, stamps, signatures, wantStamps)
+							}
+							return fmt.Sprintf("%d certificate, %d Rekor entries, %d timestamps", certs, entries, stamps)
+						}
+						verifyNode = func(node string) { cosignVerifyKeyless(t, s, node, format) }
+						verifyArgs = identityFlags(s)
+						if format == "legacy" {
+							verifyArgs = append(verifyArgs, "--insecure-ignore-tlog")
+						}
+						if format == "bundle" {
+							policy, wrong = keylessPolicy, otherSubject
+							policyArgs = []string{"--trustroot", trustRoot}
+						}
 					}
-					if r := cosign3(t, kms.Env(), common...); r.Code != 0 {
-						t.Errorf("cosign v3.1.3 %s %s: exit %d\n%s", verb[0], node, r.Code, lastLines(r.Stderr, 3))
+					r := sign()
+					want := fmt.Sprintf("%d written", n)
+					summary := fmt.Sprintf("%d signatures (%d tree statement", signatures, statements)
+					if r.Code != 0 || !strings.Contains(r.Stdout, want) || !strings.Contains(r.Stdout, summary) {
+						t.Fatalf("sign --statements tree: exit %d, want %s and %s)\n%s%s", r.Code, want, summary, r.Stdout, r.Stderr)
 					}
-				}
+					t.Logf("%s, %s, %s, %d nodes: %s; %s", shape.name, identity, format, n, strings.TrimSpace(lastLines(r.Stdout, 1)), cost())
+
+					nodes := treeOf(t, tag).refs()
+					if len(nodes) != n {
+						t.Fatalf("%d nodes in the tree, want %d", len(nodes), n)
+					}
+					checked := sampleNodes(nodes)
+					for _, node := range checked {
+						verifyNode(node)
+						if policy != "" {
+							if ok, why := admitted(t, policy, node, policyArgs...); !ok {
+								t.Errorf("policy-tester refuses %s:\n%s", node, why)
+							}
+						}
+					}
+					if wrong != "" {
+						if ok, _ := admitted(t, wrong, nodes[0], policyArgs...); ok {
+							t.Errorf("policy-tester admits %s for another key or subject", nodes[0])
+						}
+					}
+					t.Logf("cosign v2.6.5 and v3.1.3 verify and verify-attestation%s pass on %d of %d nodes", map[bool]string{true: ", and policy-tester,"}[policy != ""], len(checked), n)
+
+					verify := append([]string{"verify", "-o", "json", "--require-root", "--format", format, tag}, verifyArgs...)
+					vr := harness.RunEnv(t, env, harness.Binary(t), verify...)
+					var doc verifyDoc
+					if err := json.Unmarshal([]byte(vr.Stdout), &doc); err != nil || vr.Code != 0 || doc.Summary.Passed != n {
+						t.Errorf("nestattest verify: exit %d, %v, %+v, %v\n%s", vr.Code, err, doc.Summary, doc.failures(), lastLines(vr.Stderr, 3))
+					}
+					if r := sign(); r.Code != 0 || !strings.Contains(r.Stdout, "nothing to write") || !strings.Contains(r.Stdout, "0 signatures") {
+						t.Errorf("re-run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+					}
+					if identity == "kms" && kms.Counts()[harness.KMSSign] != 0 {
+						t.Errorf("re-run: %d KMS Sign calls, want none", kms.Counts()[harness.KMSSign])
+					}
+				})
 			}
-			if r := harness.RunEnv(t, kms.Env(), harness.Binary(t), "verify", "--key", kms.KeyRef(), "--insecure-ignore-tlog", "--require-root", "--format", format, tree.tag); r.Code != 0 {
-				t.Errorf("nestattest verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-			}
-			kms.Reset()
-			if r := harness.RunEnv(t, kms.Env(), harness.Binary(t), args...); r.Code != 0 || kms.Counts()[harness.KMSSign] != 0 || !strings.Contains(r.Stdout, "nothing to write") {
-				t.Errorf("re-run: exit %d, KMS %v\n%s", r.Code, kms.Counts(), r.Stdout)
-			}
-		})
-		t.Run("keyless/"+format, func(t *testing.T) {
-			reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-			tree := pushKo(t, reg, "org/ko-build")
-			before := s.Requests()
-			r := keylessSign(t, s, tree.tag, format, "--statements", "tree")
-			if r.Code != 0 || !strings.Contains(r.Stdout, "13 written") {
-				t.Fatalf("keyless sign: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-			}
-			after := s.Requests()
-			certs, entries, stamps := after.Certificates-before.Certificates, after.Entries-before.Entries, after.Timestamps-before.Timestamps
-			t.Logf("keyless, %s: %d certificate, %d Rekor entries, %d timestamps for 13 nodes; %s", format, certs, entries, stamps, lastLines(r.Stdout, 1))
-			// bundle: 2 statements, each logged and timestamped once;
-			// legacy: 13 .sig and 1 statement logged, and timestamped,
-			// the statement's envelope too.
-			wantEntries, wantStamps := 2, 2
-			if format == "legacy" {
-				wantEntries, wantStamps = 14, 15
-			}
-			if certs != 1 || entries != wantEntries || stamps != wantStamps {
-				t.Errorf("%d certificates, %d entries, %d timestamps; want 1, %d, %d", certs, entries, stamps, wantEntries, wantStamps)
-			}
-			for _, node := range treeOf(t, tree.tag).refs() {
-				cosignVerifyKeyless(t, s, node, format)
-			}
-			args := identityFlags(s)
-			if format == "legacy" {
-				args = append(args, "--insecure-ignore-tlog")
-			}
-			if doc, vr := verifyTree(t, "", tree.tag, append(args, "--require-root", "--format", format)...); vr.Code != 0 || doc.Summary.Passed != 13 {
-				t.Errorf("nestattest verify by identity: exit %d, %+v, %v", vr.Code, doc.Summary, doc.failures())
-			}
-			before = s.Requests()
-			if r := keylessSign(t, s, tree.tag, format, "--statements", "tree"); r.Code != 0 || !strings.Contains(r.Stdout, "nothing to write") {
-				t.Errorf("re-run: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
-			}
-			if d := s.Requests(); d.Entries != before.Entries || d.Timestamps != before.Timestamps {
-				t.Errorf("re-run logged or timestamped: %+v then %+v", before, d)
-			}
-		})
+		}
 	}
+}
+
+// cosignVerifyKey checks a node signed with the key ref (a public key
+// file or a KMS reference, env its credentials) with cosign v2.6.5 and
+// v3.1.3: verify and verify-attestation, offline (no transparency log),
+// bundles with an empty trusted root.
+func cosignVerifyKey(t *testing.T, env []string, key, root, node, format string) {
+	t.Helper()
+	for _, verb := range [][]string{{"verify"}, {"verify-attestation", "--type", "slsaprovenance1"}} {
+		v3 := append(verb, "--key", key, "--insecure-ignore-tlog", "--allow-insecure-registry", node)
+		v2 := v3
+		if format == "bundle" {
+			v2 = append([]string{verb[0], "--new-bundle-format", "--trusted-root", root}, v3[1:]...)
+			v3 = append([]string{verb[0], "--trusted-root", root}, v3[1:]...)
+		}
+		if r := cosign(t, env, v2...); r.Code != 0 {
+			t.Errorf("cosign v2.6.5 %s %s (%s): exit %d\n%s", verb[0], node, format, r.Code, lastLines(r.Stderr, 3))
+		}
+		if r := cosign3(t, env, v3...); r.Code != 0 {
+			t.Errorf("cosign v3.1.3 %s %s (%s): exit %d\n%s", verb[0], node, format, r.Code, lastLines(r.Stderr, 3))
+		}
+	}
+}
+
+// readFile is the file at path.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// publicPEM is pub as a PEM public key, as cosign writes cosign.pub.
+func publicPEM(t *testing.T, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// sampleNodes is the nodes a test checks with the consumers' CLIs: all of
+// a small tree, or with NESTATTEST_EVERY_NODE=1; otherwise the first node
+// of every repository and every twentieth node.
+func sampleNodes(nodes []string) []string {
+	if len(nodes) <= 13 || os.Getenv("NESTATTEST_EVERY_NODE") == "1" {
+		return nodes
+	}
+	var out []string
+	seen := map[string]int{}
+	for i, n := range nodes {
+		repo, _, _ := strings.Cut(n, "@")
+		if seen[repo]++; seen[repo] == 1 || i%20 == 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// keylessBundlePolicy writes, for policy-tester, a TrustRoot of the
+// stack's Fulcio and TSA and a ClusterImagePolicy whose keyless authority
+// reads bundles (signatureFormat: bundle) by that trust root, the signing
+// time from the TSA, and requires SLSA v1 provenance signed by subject.
+func keylessBundlePolicy(t *testing.T, s *harness.Sigstore, subject string) (trustRoot, policy string) {
+	t.Helper()
+	roots, tsa := legacyTrust(t, s)
+	trustRoot = writeFile(t, "trustroot.yaml", fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1alpha1
+kind: TrustRoot
+metadata:
+  name: harness
+spec:
+  sigstoreKeys:
+    certificateAuthorities:
+    - subject:
+        organization: nestattest harness
+        commonName: fulcio
+      uri: %[1]s
+      certChain: %[2]s
+    timestampAuthorities:
+    - subject:
+        organization: nestattest harness
+        commonName: tsa
+      uri: %[3]s
+      certChain: %[4]s
+`, s.FulcioURL, base64.StdEncoding.EncodeToString(readFile(t, roots)), s.TSAURL, base64.StdEncoding.EncodeToString(readFile(t, tsa))))
+	policy = writeFile(t, "cip-keyless.yaml", fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: tree-keyless
+spec:
+  images:
+  - glob: "**"
+  authorities:
+  - name: keyless
+    signatureFormat: bundle
+    keyless:
+      url: %[1]s
+      trustRootRef: harness
+      insecureIgnoreSCT: true
+      identities:
+      - issuer: %[2]s
+        subject: %[3]s
+    rfc3161timestamp:
+      trustRootRef: harness
+    attestations:
+    - name: provenance
+      predicateType: https://slsa.dev/provenance/v1
+      policy:
+        type: cue
+        data: |
+          predicateType: "https://slsa.dev/provenance/v1"
+          predicate: runDetails: builder: id: "https://github.com/nestattest/nestattest"
+`, s.FulcioURL, s.Issuer, subject))
+	return trustRoot, policy
 }
 
 // TestTreeStatementsChunks signs a 1,501-node tree, its children mirrored
