@@ -96,6 +96,39 @@ func (c *Client) Upload(ctx context.Context, repo name.Repository, body []byte) 
 	return d, c.finish(ctx, repo, loc, d, bytes.NewReader(body), int64(len(body)))
 }
 
+// UploadFrom puts body into repo as Upload does, first asking the registry
+// to mount it from from, a repository of the same registry the caller put
+// it in before: one request and no bytes where the registry mounts (201;
+// distribution does when the client may pull from), else the upload the
+// registry opened instead (202) is finished with body. A refused mount
+// (from gone, the blob deleted, no pull access) falls back to Upload. A
+// registry that did not mount is remembered, and is sent uploads from then
+// on: a mount it answers by opening an upload costs a request more than
+// an upload it takes in one.
+func (c *Client) UploadFrom(ctx context.Context, repo, from name.Repository, body []byte) (v1.Hash, error) {
+	d := digestOf(body)
+	_, noMount := c.noMount.Load(repo.RegistryStr())
+	if noMount || from.RegistryStr() != repo.RegistryStr() || from.RepositoryStr() == repo.RepositoryStr() {
+		return c.Upload(ctx, repo, body)
+	}
+	u := URL(repo) + "/blobs/uploads/?mount=" + url.QueryEscape(d.String()) + "&from=" + url.QueryEscape(from.RepositoryStr())
+	resp, err := c.do(ctx, repo, request{method: http.MethodPost, url: u, want: []int{http.StatusCreated, http.StatusAccepted}})
+	if err != nil {
+		c.noMount.Store(repo.RegistryStr(), true)
+		return c.Upload(ctx, repo, body)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusCreated {
+		return d, nil
+	}
+	c.noMount.Store(repo.RegistryStr(), true)
+	loc, err := location(resp)
+	if err != nil {
+		return c.Upload(ctx, repo, body)
+	}
+	return d, c.finish(ctx, repo, loc, d, bytes.NewReader(body), int64(len(body)))
+}
+
 // finish PUTs the body of an upload at loc.
 func (c *Client) finish(ctx context.Context, repo name.Repository, loc *url.URL, d v1.Hash, body io.Reader, size int64) error {
 	rt, err := c.transport(ctx, repo)

@@ -36,6 +36,7 @@ type Client struct {
 	updates    map[string]*updated // per tag: updates made, for Settle
 	referrers  map[string]apiState // per registry: does it serve the referrers API
 	twoStep    sync.Map            // registries that open an upload on a POST with the blob (202): Upload does not send it twice
+	noMount    sync.Map            // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
 
 	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }

@@ -205,3 +205,74 @@ func TestCertificateErrorNamesTheFix(t *testing.T) {
 		t.Errorf("with Insecure: %v, want not found", err)
 	}
 }
+
+// TestUploadFrom: a blob the registry mounts from another repository costs
+// one request and no bytes; where the registry opens an upload instead, or
+// refuses the mount, the blob is sent, and the next blob is uploaded
+// without asking for a mount.
+func TestUploadFrom(t *testing.T) {
+	body := []byte(`{"dsse":"the same statement"}`)
+	for _, tc := range []struct {
+		name   string
+		answer int // to the mount
+		want   []string
+	}{
+		{"mounted", http.StatusCreated, []string{"POST mount=org/app1"}},
+		{"upload opened instead", http.StatusAccepted, []string{"POST mount=org/app1", "PUT " + digestStr(body)}},
+		{"mount refused", http.StatusNotFound, []string{"POST mount=org/app1", "POST " + digestStr(body)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var requests []string
+			var got []byte
+			host := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				q := r.URL.Query()
+				switch {
+				case r.Method == http.MethodPost && q.Get("mount") != "":
+					requests = append(requests, "POST mount="+q.Get("from"))
+					if q.Get("mount") != digestStr(body) || len(b) != 0 {
+						t.Errorf("mount of %s with %d bytes", q.Get("mount"), len(b))
+					}
+					if tc.answer == http.StatusAccepted {
+						w.Header().Set("Location", "/v2/org/app2/blobs/uploads/u1")
+					}
+					w.WriteHeader(tc.answer)
+				case r.Method == http.MethodPost:
+					requests = append(requests, "POST "+q.Get("digest"))
+					got = b
+					w.WriteHeader(http.StatusCreated)
+				case r.Method == http.MethodPut && r.URL.Path == "/v2/org/app2/blobs/uploads/u1":
+					requests = append(requests, "PUT "+q.Get("digest"))
+					got = b
+					w.WriteHeader(http.StatusCreated)
+				default:
+					requests = append(requests, r.Method+" "+r.URL.Path)
+					w.WriteHeader(http.StatusNotFound)
+				}
+			})
+			from, _ := name.NewRepository(host + "/org/app1")
+			repo, _ := name.NewRepository(host + "/org/app2")
+			c := testClient()
+			d, err := c.UploadFrom(context.Background(), repo, from, body)
+			if err != nil || d.String() != digestStr(body) || fmt.Sprint(requests) != fmt.Sprint(tc.want) {
+				t.Errorf("%s %v, requests %q, want %q", d, err, requests, tc.want)
+			}
+			if tc.answer != http.StatusCreated && string(got) != string(body) {
+				t.Errorf("stored %q, want the blob", got)
+			}
+			// The next blob: mounted again where the registry mounts,
+			// uploaded where it did not.
+			requests = nil
+			if _, err := c.UploadFrom(context.Background(), repo, from, body); err != nil {
+				t.Fatal(err)
+			}
+			want := "[POST mount=org/app1]"
+			if tc.answer != http.StatusCreated {
+				want = "[POST " + digestStr(body) + "]"
+			}
+			if fmt.Sprint(requests) != want {
+				t.Errorf("the next blob: requests %q, want %s", requests, want)
+			}
+		})
+	}
+}

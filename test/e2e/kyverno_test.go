@@ -155,51 +155,81 @@ func (c kyvernoCase) checkTree(t *testing.T, nodes []string, parent string) {
 	}
 }
 
-// TestKyvernoKey signs the 3-level, 5-repository tree with a key file, no
-// transparency log, in each format, a statement a node and one for the
-// tree (--statements), and has Kyverno's ClusterPolicy and
+// TestKyvernoKey signs the 3-level, 5-repository tree with a key file and
+// with a KMS key (local-kms), no transparency log, in each format, a
+// statement a node and one for the tree (--statements), and the 100-node
+// tree with one for the tree, and has Kyverno's ClusterPolicy and
 // ImageValidatingPolicy verifiers check every node's signature and SLSA
 // provenance attestation with the public key; another key is refused.
 func TestKyvernoKey(t *testing.T) {
 	needKyverno(t)
+	kms := harness.StartKMS(t, harness.KMSOptions{})
+	kmsPub := writeFile(t, "kms.pub", publicPEM(t, kms.PublicKey))
 	for _, c := range []kyvernoCase{
 		{format: "legacy", want: map[string]string{"ivpol attestation": kyvernoNoTlog}},
 		{format: "bundle", args: map[string][]string{"cpol": {"--sigstore-bundle"}}},
 	} {
-		for _, statements := range []string{"node", "tree"} {
-			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
-				c := c // each run adds its own flags
-				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-				tree := pushKo(t, reg, "org/ko-build")
-				k := newKeyPair(t, "cosign")
-				if r := harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, tree.tag, "--format", c.format, "--statements", statements)...); r.Code != 0 {
-					t.Fatalf("sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
-				}
-				key := []string{"--key", k.pub, "--insecure-ignore-tlog", "--insecure-ignore-sct"}
-				c.args = withCommon(c.args, key)
-				c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
+		for _, run := range kyvernoTrees {
+			for _, signer := range []string{"key", "kms"} {
+				t.Run(c.format+"/"+run.name+"/"+signer, func(t *testing.T) {
+					c := c // each run adds its own flags
+					reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+					tag, parent := run.push(t, reg)
+					k := newKeyPair(t, "cosign")
+					pub, env, args := k.pub, k.env(), signArgs(k, tag, "--format", c.format, "--statements", run.statements)
+					if signer == "kms" {
+						pub, env = kmsPub, kms.Env()
+						args = []string{"sign", "--tlog-upload=false", "--key", kms.KeyRef(), tag, "--format", c.format, "--statements", run.statements}
+					}
+					if r := harness.RunEnv(t, env, harness.Binary(t), args...); r.Code != 0 {
+						t.Fatalf("sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
+					}
+					key := []string{"--key", pub, "--insecure-ignore-tlog", "--insecure-ignore-sct"}
+					c.args = withCommon(c.args, key)
+					c.checkTree(t, treeOf(t, tag).refs(), parent)
 
-				other := newKeyPair(t, "other")
-				wrong := withCommon(c.args, nil)
-				for v := range wrong {
-					wrong[v] = replaceFlag(wrong[v], "--key", other.pub)
-				}
-				for _, verifier := range []string{"cpol", "ivpol"} {
-					rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
-					for _, ch := range rep.Checks {
-						if ch.Verified {
-							t.Errorf("%s accepts %s signed by another key", ch.name(), tree.root)
+					other := newKeyPair(t, "other")
+					wrong := withCommon(c.args, nil)
+					for v := range wrong {
+						wrong[v] = replaceFlag(wrong[v], "--key", other.pub)
+					}
+					for _, verifier := range []string{"cpol", "ivpol"} {
+						rep := kyvernoVerify(t, parent, append([]string{"--verifier", verifier}, wrong[verifier]...)...)
+						for _, ch := range rep.Checks {
+							if ch.Verified {
+								t.Errorf("%s accepts %s signed by another key", ch.name(), parent)
+							}
 						}
 					}
-				}
-			})
+				})
+			}
 		}
 	}
 }
 
-// TestKyvernoKeyless signs the tree keylessly (Fulcio, rekor-tiles and the
-// TSA of the harness) in each format, a statement a node and one for the
-// tree (--statements), and has Kyverno's verifiers check
+// kyvernoTrees are the trees the Kyverno tests sign: the 3-level,
+// 5-repository tree with a statement a node and with one for the tree, and
+// a 100-node tree over 10 repositories with one for the tree. push returns
+// the tree's tag and its parent (root) by digest.
+var kyvernoTrees = []struct {
+	name, statements string
+	push             func(t *testing.T, reg *harness.Registry) (tag, parent string)
+}{
+	{"statements-node", "node", pushKoTree},
+	{"statements-tree", "tree", pushKoTree},
+	{"100-node/statements-tree", "tree", func(t *testing.T, reg *harness.Registry) (string, string) {
+		tag := pushWideTo(t, reg, "org/ko-build", 9, 10)
+		return tag, treeOf(t, tag).refs()[0]
+	}},
+}
+
+func pushKoTree(t *testing.T, reg *harness.Registry) (string, string) {
+	tree := pushKo(t, reg, "org/ko-build")
+	return tree.tag, tree.root.String()
+}
+
+// TestKyvernoKeyless signs the trees of kyvernoTrees keylessly (Fulcio,
+// rekor-tiles and the TSA of the harness) in each format, and has Kyverno's verifiers check
 // every node by identity, with the trust Kyverno takes: a TUF mirror (the
 // controllers' --tufMirror/--tufRoot, the ImageValidatingPolicy's tuf) and
 // PEM roots, Rekor key and TSA chain. The legacy layout holds no Rekor v2
@@ -228,26 +258,26 @@ func TestKyvernoKeyless(t *testing.T) {
 			"ivpol": {"--rekor-url", s.RekorURL, "--insecure-ignore-sct"},
 		}},
 	} {
-		for _, statements := range []string{"node", "tree"} {
-			t.Run(c.format+"/statements-"+statements, func(t *testing.T) {
+		for _, run := range kyvernoTrees {
+			t.Run(c.format+"/"+run.name, func(t *testing.T) {
 				c := c // each run adds its own flags
 				reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-				tree := pushKo(t, reg, "org/ko-build")
-				if r := keylessSign(t, s, tree.tag, c.format, "--statements", statements); r.Code != 0 {
+				tag, parent := run.push(t, reg)
+				if r := keylessSign(t, s, tag, c.format, "--statements", run.statements); r.Code != 0 {
 					t.Fatalf("keyless sign --format %s: exit %d\n%s%s", c.format, r.Code, r.Stdout, r.Stderr)
 				}
 				c.args = withCommon(c.args, identity)
-				c.checkTree(t, treeOf(t, tree.tag).refs(), tree.root.String())
+				c.checkTree(t, treeOf(t, tag).refs(), parent)
 
 				wrong := withCommon(c.args, nil)
 				for v := range wrong {
 					wrong[v] = replaceFlag(wrong[v], "--subject", "someone@else.example")
 				}
 				for _, verifier := range []string{"cpol", "ivpol"} {
-					rep := kyvernoVerify(t, tree.root.String(), append([]string{"--verifier", verifier}, wrong[verifier]...)...)
+					rep := kyvernoVerify(t, parent, append([]string{"--verifier", verifier}, wrong[verifier]...)...)
 					for _, ch := range rep.Checks {
 						if ch.Verified {
-							t.Errorf("%s accepts %s for another subject", ch.name(), tree.root)
+							t.Errorf("%s accepts %s for another subject", ch.name(), parent)
 						}
 					}
 				}

@@ -39,14 +39,18 @@ func TestTreeStatementsVerifiedByCosign(t *testing.T) {
 		// legacy layout a .sig per node (13 nodes, none mirrored: the
 		// registry takes an index whose children stand elsewhere).
 		signatures, statements string
+		// mounts is the cross-repository mounts the run asks for (-1: not
+		// counted): distribution mounts; go-containerregistry's registry
+		// opens an upload instead, and is asked until that is known.
+		mounts int
 	}{
 		{"bundle on distribution-v3.1.2", "bundle", func(t *testing.T) *harness.Registry {
 			return harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-		}, "2 signatures", "2 tree statements"},
-		{"bundle with referrers API", "bundle", func(t *testing.T) *harness.Registry { return harness.InMemory(t, true) }, "2 signatures", "2 tree statements"},
+		}, "2 signatures", "2 tree statements", 12},
+		{"bundle with referrers API", "bundle", func(t *testing.T) *harness.Registry { return harness.InMemory(t, true) }, "2 signatures", "2 tree statements", -1},
 		{"legacy on distribution-v3.1.2", "legacy", func(t *testing.T) *harness.Registry {
 			return harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
-		}, "14 signatures", "1 tree statement"},
+		}, "14 signatures", "1 tree statement", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := tc.reg(t)
@@ -60,6 +64,20 @@ func TestTreeStatementsVerifiedByCosign(t *testing.T) {
 				t.Fatalf("sign --statements tree: exit %d, want 13 written, %s (%s)\n%s%s", r.Code, tc.signatures, tc.statements, r.Stdout, r.Stderr)
 			}
 			t.Logf("%s", r.Stdout)
+			if tc.mounts >= 0 {
+				// A tree statement's bundle and the empty config go up to
+				// the first of the five repositories, and are mounted into
+				// the other four.
+				mounts := 0
+				for _, req := range proxy.Requests() {
+					if strings.HasPrefix(req, "POST ") && strings.Contains(req, "mount=") {
+						mounts++
+					}
+				}
+				if mounts != tc.mounts {
+					t.Errorf("%d cross-repository mounts, want %d", mounts, tc.mounts)
+				}
+			}
 			for _, node := range treeOf(t, tree.tag).refs() {
 				if tc.format == "bundle" {
 					cosignVerifyBundles(t, k.pub, root, node)
