@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -243,15 +244,24 @@ func Annotated(ann map[string]string) (stmt, pred v1.Hash) {
 	return stmt, pred
 }
 
-// PredicateDigest is StatementDigest without the subjects: equal for
-// statements that say the same of whichever subjects, as a tree statement
-// and a re-run's statement for one of its nodes do.
+// perNode lists what a statement for one node says that a tree statement
+// says by its subjects: the node's path below the root, which the
+// subject's name gives.
+var perNode = [][]string{
+	{"predicate", "buildDefinition", "internalParameters", "tree", "path"},
+}
+
+// PredicateDigest is StatementDigest without the subjects and what
+// perNode lists: equal for statements that say the same of whichever
+// subjects, as a tree statement and a re-run's statement for one of its
+// nodes do, and a statement a node of --statements node and the tree
+// statement that would cover it.
 func PredicateDigest(raw []byte) (v1.Hash, error) {
 	var v map[string]any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return v1.Hash{}, err
 	}
-	for _, path := range volatile {
+	for _, path := range slices.Concat(volatile, perNode) {
 		remove(v, path)
 	}
 	delete(v, "subject")

@@ -199,3 +199,49 @@ func storedStatements(t *testing.T, c *registry.Client, res NodeResult) []*state
 	}
 	return out
 }
+
+// TestTreeStatementsAfterNodeStatements: a tree signed a statement a node
+// is covered for --statements tree, which signs and writes nothing (what
+// the node statements say, path below the root aside, is what the tree
+// statement would say); the other way round, --statements node writes
+// the statements naming each node alone that it was asked for.
+func TestTreeStatementsAfterNodeStatements(t *testing.T) {
+	for _, l := range layouts {
+		t.Run(l.name, func(t *testing.T) {
+			ctx := context.Background()
+			r := attesttest.NewRegistry(t, l.referrers)
+			c := registry.NewClient(registry.Options{})
+			tree := r.PushKo(t, c)
+			signer := &countingSigner{testSigner: loadTestKey(t)}
+			opts := signOpts(c, signer, l.stores()...)
+			if _, err := Sign(ctx, tree, opts); err != nil {
+				t.Fatal(err)
+			}
+			before, made := r.Writes(), signer.n.Load()
+			opts.Statements = StatementsTree
+			rep, err := Sign(ctx, tree, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tl := rep.Tally(); tl.Present != len(tree.Nodes) || r.Writes() != before || signer.n.Load() != made {
+				t.Errorf("tree after node: tally %+v, %d writes, %d signatures; want nothing", tl, r.Writes()-before, signer.n.Load()-made)
+			}
+		})
+	}
+	r := attesttest.NewRegistry(t, true)
+	c := registry.NewClient(registry.Options{})
+	tree := r.PushKo(t, c)
+	opts := signOpts(c, loadTestKey(t), storesOf(t, "bundle")...)
+	opts.Statements = StatementsTree
+	if _, err := Sign(context.Background(), tree, opts); err != nil {
+		t.Fatal(err)
+	}
+	opts.Statements = StatementsNode
+	rep, err := Sign(context.Background(), tree, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl := rep.Tally(); tl.Written != len(tree.Nodes) {
+		t.Errorf("node after tree: tally %+v, want every node written", tl)
+	}
+}
