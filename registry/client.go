@@ -17,7 +17,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/nestattest/nestattest/internal/backoff"
-	"github.com/nestattest/nestattest/internal/recent"
 )
 
 // Client is the one way nestattest talks to registries: manifests, blobs,
@@ -32,14 +31,12 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[string]*entry
-	pending    map[string][]string            // per registry host: scopes wanted before its transport exists
-	queues     map[string]*queue              // per tag: updates waiting to be applied
-	updates    map[string]*updated            // per tag: updates made, for Settle
-	gens       map[string]uint64              // per tag: writes this client made
-	reads      *recent.Cache[string, tagRead] // per tag: the last read, for UpdateTag
-	referrers  map[string]apiState            // per registry: does it serve the referrers API
-	twoStep    sync.Map                       // registries that open an upload on a POST with the blob (202): Upload does not send it twice
-	noMount    sync.Map                       // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
+	pending    map[string][]string // per registry host: scopes wanted before its transport exists
+	queues     map[string]*queue   // per tag: updates waiting to be applied
+	updates    map[string]*updated // per tag: updates made, for Settle
+	referrers  map[string]apiState // per registry: does it serve the referrers API
+	twoStep    sync.Map            // registries that open an upload on a POST with the blob (202): Upload does not send it twice
+	noMount    sync.Map            // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
 
 	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }
@@ -61,7 +58,7 @@ func (e *entry) ready() *authTransport {
 
 // NewClient returns a Client for these options.
 func NewClient(opts Options) *Client {
-	return &Client{opts: opts, base: opts.base(), transports: map[string]*entry{}, pending: map[string][]string{}, reads: recent.New[string, tagRead](maxTagReads)}
+	return &Client{opts: opts, base: opts.base(), transports: map[string]*entry{}, pending: map[string][]string{}}
 }
 
 // Options returns the options the client was made with.

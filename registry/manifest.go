@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -48,15 +47,7 @@ func (m *Manifest) Descriptor() v1.Descriptor {
 // GetManifest fetches the manifest ref points at, at most limit bytes.
 // It fails with ErrNotFound when there is none, ErrDigestMismatch when the
 // content is not what was asked for, and ErrTooLarge past limit.
-func (c *Client) GetManifest(ctx context.Context, ref name.Reference, limit int64) (m *Manifest, err error) {
-	if tag, ok := ref.(name.Tag); ok {
-		at, gen := time.Now(), c.generation(tag)
-		defer func() {
-			if err == nil || errors.Is(err, ErrNotFound) {
-				c.keepRead(tag, m, at, gen)
-			}
-		}()
-	}
+func (c *Client) GetManifest(ctx context.Context, ref name.Reference, limit int64) (*Manifest, error) {
 	raw, resp, err := c.read(ctx, ref.Context(), request{
 		method: http.MethodGet, url: URL(ref.Context()) + "/manifests/" + ref.Identifier(),
 		accept: acceptManifests, want: []int{http.StatusOK},

@@ -114,18 +114,12 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 // apply reads tag once, applies every edit in turn and puts the result
 // once. changed says which edits changed the tag.
 func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed []bool, err error) {
-	start := time.Now()
+	defer c.timeApply(time.Now())
 	changed = make([]bool, len(edits))
-	cur, read, err := c.currentTag(ctx, tag)
+	cur, err := c.currentTag(ctx, tag)
 	if err != nil {
 		return changed, err
 	}
-	// From the read to the write: a read this client made just before
-	// counts from when it began.
-	if read.Before(start) {
-		start = read
-	}
-	defer c.timeApply(start)
 	var last *Change
 	var blobs [][]byte
 	for i, edit := range edits {
@@ -146,9 +140,7 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed
 	if err := c.uploadNeeded(ctx, tag.Context(), last.Raw, blobs); err != nil {
 		return make([]bool, len(edits)), err
 	}
-	_, err = c.PutManifest(ctx, tag, last.MediaType, last.Raw)
-	c.wrote(tag)
-	if err != nil {
+	if _, err := c.PutManifest(ctx, tag, last.MediaType, last.Raw); err != nil {
 		return make([]bool, len(edits)), err
 	}
 	return changed, nil
@@ -183,65 +175,13 @@ func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []b
 	return nil
 }
 
-// currentTag reads what a tag points at, nil when it does not exist, and
-// when the read began. A read of the tag this client began less than
-// freshRead ago, with no write of the tag by this client since, is
-// used instead of reading again: a tag a run has just listed is not read
-// twice before it is written. The read's age counts into the apply's
-// time, and so into SettleDelay.
-func (c *Client) currentTag(ctx context.Context, tag name.Tag) (*Manifest, time.Time, error) {
-	if r, ok := c.reads.Get(tag.Name()); ok && r.gen == c.generation(tag) && time.Since(r.at) < freshRead {
-		return r.m, r.at, nil
-	}
-	at := time.Now()
-	m, err := c.readTag(ctx, tag)
-	return m, at, err
-}
-
-// readTag reads what a tag points at, nil when it does not exist.
-func (c *Client) readTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
+// currentTag reads what a tag points at, nil when it does not exist.
+func (c *Client) currentTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
 	m, err := c.GetManifest(ctx, tag, MaxManifestBytes)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil
 	}
 	return m, err
-}
-
-// freshRead is how old a read of a tag may be for UpdateTag to use it.
-const freshRead = 100 * time.Millisecond
-
-// tagRead is what a read of a tag found (m nil: no such tag), when it
-// began, and the tag's write generation then.
-type tagRead struct {
-	m   *Manifest
-	at  time.Time
-	gen uint64
-}
-
-// maxTagReads bounds the reads kept for UpdateTag.
-const maxTagReads = 1024
-
-// generation is how many times this client has written tag.
-func (c *Client) generation(tag name.Tag) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gens[tag.Name()]
-}
-
-// wrote records a write of tag (or an attempt): the reads begun before it
-// are out of date.
-func (c *Client) wrote(tag name.Tag) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gens == nil {
-		c.gens = map[string]uint64{}
-	}
-	c.gens[tag.Name()]++
-}
-
-// keepRead keeps what a read of tag, begun at at in generation gen, found.
-func (c *Client) keepRead(tag name.Tag, m *Manifest, at time.Time, gen uint64) {
-	c.reads.Add(tag.Name(), tagRead{m: m, at: at, gen: gen})
 }
 
 func (c *Client) remember(tag name.Tag, edit Edit) {

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -133,46 +132,6 @@ func TestUpdateTagBatches(t *testing.T) {
 	}
 	if r.get("PUT manifests") != before {
 		t.Error("a repeated update wrote")
-	}
-}
-
-// TestUpdateTagUsesAFreshRead: an update right after a read of the tag (a
-// listing, absent or present) does not read it again; after this client's
-// own write, or once the read is older than freshRead, it does.
-func TestUpdateTagUsesAFreshRead(t *testing.T) {
-	r := newCountingRegistry(t, false)
-	c := NewClient(Options{})
-	ctx := context.Background()
-	tag, _ := name.NewTag(r.host + "/org/app:sha256-01.sig")
-	gets := func() int { return r.get("GET manifests") }
-	update := func(entry string) {
-		t.Helper()
-		if _, err := c.UpdateTag(ctx, tag, listEdit(entry)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.GetManifest(ctx, tag, MaxManifestBytes); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("a new tag: %v", err)
-	}
-	before := gets()
-	update("e1")
-	if gets() != before {
-		t.Errorf("the update read the tag listed as absent just before: %d GETs", gets()-before)
-	}
-	before = gets()
-	update("e2")
-	if gets() != before+1 {
-		t.Errorf("an update after this client's write: %d GETs, want 1", gets()-before)
-	}
-	entries(t, c, tag) // a listing
-	time.Sleep(freshRead + 10*time.Millisecond)
-	before = gets()
-	update("e3")
-	if gets() != before+1 {
-		t.Errorf("an update after a read %s old: %d GETs, want 1", freshRead, gets()-before)
-	}
-	if got := entries(t, c, tag); fmt.Sprint(got) != "[e1 e2 e3]" {
-		t.Errorf("entries %v", got)
 	}
 }
 
