@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,29 +84,7 @@ func predicateOf(t *testing.T, pub, ref string) (predicate []byte, subject strin
 // builder is Tekton Chains.
 func chainsPolicy(t *testing.T, host string, pub []byte) string {
 	t.Helper()
-	return writeFile(t, "cip.yaml", fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: chains-provenance
-spec:
-  images:
-  - glob: "%[1]s/org/ko-build@*"
-  - glob: "%[1]s/org/ko-build/**"
-  authorities:
-  - name: trusted
-    key:
-      hashAlgorithm: sha256
-      data: |
-        %[2]s
-    attestations:
-    - name: chains-provenance
-      predicateType: https://slsa.dev/provenance/v1
-      policy:
-        type: cue
-        data: |
-          predicateType: "https://slsa.dev/provenance/v1"
-          predicate: runDetails: builder: id: "https://tekton.dev/chains/v2"
-`, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")))
+	return provenancePolicy(t, host, pub, "https://tekton.dev/chains/v2")
 }
 
 // admitted runs policy-tester on ref (with extra flags, such as

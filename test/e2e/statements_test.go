@@ -486,15 +486,7 @@ spec:
         subject: %[3]s
     rfc3161timestamp:
       trustRootRef: harness
-    attestations:
-    - name: provenance
-      predicateType: https://slsa.dev/provenance/v1
-      policy:
-        type: cue
-        data: |
-          predicateType: "https://slsa.dev/provenance/v1"
-          predicate: runDetails: builder: id: "https://github.com/nestattest/nestattest"
-`, s.FulcioURL, s.Issuer, subject))
+%[4]s`, s.FulcioURL, s.Issuer, subject, provenanceAttestations("https://github.com/nestattest/nestattest")))
 	return trustRoot, policy
 }
 
@@ -610,13 +602,19 @@ spec:
       hashAlgorithm: sha256
       data: |
         %[2]s
-    attestations:
+%[3]s`, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        "), provenanceAttestations(builderID)))
+}
+
+// provenanceAttestations is a ClusterImagePolicy authority's
+// attestations: SLSA v1 provenance whose builder is builderID.
+func provenanceAttestations(builderID string) string {
+	return fmt.Sprintf(`    attestations:
     - name: provenance
       predicateType: https://slsa.dev/provenance/v1
       policy:
         type: cue
         data: |
           predicateType: "https://slsa.dev/provenance/v1"
-          predicate: runDetails: builder: id: "%[3]s"
-`, host, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        "), builderID))
+          predicate: runDetails: builder: id: %q
+`, builderID)
 }
