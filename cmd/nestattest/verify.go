@@ -10,6 +10,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/sbom"
 	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/registry"
@@ -26,6 +27,7 @@ type verifyOptions struct {
 	signatureOnly bool
 	annotations   []string
 	requireRoot   bool
+	requireSBOM   bool
 	mirrors       bool
 	verbose       bool
 	shard         shardOptions
@@ -81,7 +83,9 @@ read; 2 bad flags, reference or key.`,
 	o.trust.addFlags(cmd, "", verifyTrustHelp)
 	o.tuf.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", layout.Auto, "storage format read: "+layout.ReadHelp())
-	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
+	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI); "+
+		"an SBOM type (spdx, spdxjson, cyclonedx) is checked on every node that has an SBOM of it, attached by its build or attested")
+	cmd.Flags().BoolVar(&o.requireSBOM, "require-sbom", false, "fail every image without an SBOM attestation of the --type SBOM types (spdxjson or cyclonedx when none is given); an index is exempt")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", false, "also verify each node's mirrored copy in the root's repository, where catalog mirrored it and sign --mirrors signed it")
@@ -155,9 +159,12 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	if err != nil {
 		return trees.VerifyOptions{}, err
 	}
-	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot}
+	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot, RequireSBOM: o.requireSBOM}
 	if !o.signatureOnly {
-		req.Types = o.types
+		req.Types, req.SBOMTypes = splitSBOMTypes(o.types)
+	}
+	if o.signatureOnly && o.requireSBOM {
+		return trees.VerifyOptions{}, usagef("--require-sbom checks attestations: it excludes --signature-only")
 	}
 	if err := req.Validate(); err != nil {
 		return trees.VerifyOptions{}, usageError{err}
@@ -166,7 +173,24 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	if err != nil {
 		return trees.VerifyOptions{}, err
 	}
-	return trees.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
+	vopts := trees.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}
+	if len(req.SBOMTypes) > 0 || req.RequireSBOM {
+		vopts.Attached = trees.SBOMs(c, nil)
+	}
+	return vopts, nil
+}
+
+// splitSBOMTypes parts --type into the types every node must carry and
+// the SBOM types, checked where a node has an SBOM.
+func splitSBOMTypes(types []string) (required, sboms []string) {
+	for _, t := range types {
+		if _, ok := sbom.Types[t]; ok {
+			sboms = append(sboms, t)
+			continue
+		}
+		required = append(required, t)
+	}
+	return required, sboms
 }
 
 // verifyDoc is the JSON output of `nestattest verify`.
@@ -179,6 +203,8 @@ type verifyDoc struct {
 type verifyNodeDoc struct {
 	nodeDoc
 	Passed bool `json:"passed"`
+	// NoSBOM says the node has no SBOM of the --type SBOM types.
+	NoSBOM bool `json:"noSBOM,omitempty"`
 	// Layouts are the storage layouts the node carries anything in.
 	Layouts []attest.Layout `json:"layouts,omitempty"`
 	Checks  []trees.Check   `json:"checks"`
@@ -190,6 +216,8 @@ type verifySummary struct {
 	Failed int      `json:"failed"`
 	Types  []string `json:"types"`
 	Tlog   bool     `json:"tlogChecked"`
+	// WithoutSBOM counts the nodes with no SBOM of the --type SBOM types.
+	WithoutSBOM int `json:"withoutSBOM,omitempty"`
 }
 
 func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *trees.VerifyReport) error {
@@ -198,10 +226,15 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *trees
 		sum.Types = []string{}
 	}
 	sum.Passed = sum.Nodes - sum.Failed
+	for _, v := range rep.Verdicts {
+		if v.NoSBOM {
+			sum.WithoutSBOM++
+		}
+	}
 	if o.output.format == "json" {
 		doc := verifyDoc{Root: newRootDoc(arg, tree), Summary: sum}
 		for _, v := range rep.Verdicts {
-			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), Layouts: v.Layouts, Checks: v.Checks})
+			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), NoSBOM: v.NoSBOM, Layouts: v.Layouts, Checks: v.Checks})
 		}
 		return writeJSON(s.out, doc)
 	}
@@ -277,6 +310,12 @@ func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *trees.V
 	}
 	line := fmt.Sprintf("%s: %d of %s in %s passed (%s by %s)", verdict, sum.Passed, plural(sum.Nodes, "node"),
 		plural(count(tree).Repositories, "repository"), what, o.trust.signer())
+	if sum.WithoutSBOM > 0 {
+		line += fmt.Sprintf("; %s without an SBOM", plural(sum.WithoutSBOM, "node"))
+		if !o.requireSBOM {
+			line += " (not required: --require-sbom)"
+		}
+	}
 	if both := carryingBoth(rep); both > 0 {
 		line += fmt.Sprintf("; %s carry both layouts, their bundles read (as cosign v3)", plural(both, "node"))
 	}
