@@ -108,7 +108,7 @@ func (s *Store) List(ctx context.Context, c *registry.Client, sub attest.Subject
 			continue
 		}
 		pt := d.Annotations[annotationBundlePredicateType]
-		e := &attest.Entry{Where: sub.Repository.Digest(d.Digest.String()).String(), PredicateType: pt}
+		e := &attest.Entry{Where: sub.Repository.Digest(d.Digest.String()).String(), Digest: d.Digest, PredicateType: pt}
 		if pt != "" {
 			e.Kind = attest.KindOf(pt)
 		}

@@ -56,7 +56,10 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			var entries []*attest.Entry
-			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil {
+			if r.opts.AttestOnly {
+				p.Signature = ""
+			}
+			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil && !r.opts.AttestOnly {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
 			for i, att := range atts {

@@ -52,6 +52,9 @@ type Options struct {
 	// Statements says: a document about one manifest is a statement about
 	// that manifest only. NodeResult.Attached reports what it found.
 	Attached func(ctx context.Context, n *walk.Node) ([]*Source, error)
+	// AttestOnly writes the attestations alone, no signature: a
+	// verification summary of nodes signed already (verify --vsa-key).
+	AttestOnly bool
 	// Annotations go into every signature payload, like `cosign sign -a`.
 	Annotations map[string]string
 	// BindRoot adds AnnotationRoot, the root's repository@digest, to every

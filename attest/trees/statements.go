@@ -204,8 +204,11 @@ func (t *treeRun) surveyOnce(ctx context.Context, i int, n *walk.Node) (NodeResu
 		for _, store := range t.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			place := len(res.Places)
+			if t.opts.AttestOnly {
+				p.Signature = ""
+			}
 			entries, err := store.List(ctx, t.opts.Client, sub)
-			if err == nil {
+			if err == nil && !t.opts.AttestOnly {
 				p.Signature, err = t.treeSignature(ctx, store, sub, entries, sent)
 			}
 			if err == nil && p.Signature == Pending {

@@ -63,6 +63,20 @@ type Check struct {
 	Detail string `json:"detail,omitempty"`
 	// Err is the sentinel for the failure (ErrUnsigned, ErrUnattested, …).
 	Err error `json:"-"`
+	// Input is the signature or attestation that passed the check, as
+	// stored: what a verification summary lists among its
+	// inputAttestations.
+	Input *Input `json:"input,omitempty"`
+}
+
+// Input names a stored signature or attestation that a check passed with.
+type Input struct {
+	Where  string  `json:"where"`
+	Digest v1.Hash `json:"digest"`
+}
+
+func inputOf(e *attest.Entry) *Input {
+	return &Input{Where: e.Where, Digest: e.Digest}
 }
 
 // Verdict is the outcome for one node.
@@ -378,7 +392,7 @@ func (v *verifier) signature(ctx context.Context, sub attest.Subject, store atte
 			continue
 		}
 		if hasAnnotations(claim.Annotations, want) {
-			c.OK = true
+			c.OK, c.Input = true, inputOf(e)
 			return c
 		}
 		annotated = true
@@ -459,7 +473,7 @@ func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store at
 			continue
 		}
 		if claim.PredicateType == uri {
-			c.OK = true
+			c.OK, c.Input = true, inputOf(e)
 			return c, true
 		}
 		types = append(types, claim.PredicateType)
