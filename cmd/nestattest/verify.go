@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,7 @@ type verifyOptions struct {
 	shard         shardOptions
 	results       verifyResultOptions
 	tuf           tufOptions
+	vsa           vsaOptions
 }
 
 // verifyTrustHelp is the help of verify's trust flags, cosign verify's.
@@ -75,7 +77,7 @@ read; 2 bad flags, reference or key.`,
     --certificate-oidc-issuer https://token.actions.githubusercontent.com quay.io/org/ko-build:latest
   nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
 	}
 	o.registry.addFlags(cmd)
 	o.walk.addFlags(cmd)
@@ -93,12 +95,20 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	o.shard.addFlags(cmd, "verify")
 	o.results.addFlags(cmd)
+	o.vsa.addFlags(cmd)
 	return cmd
 }
 
-func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
+func (o *verifyOptions) run(cmd *cobra.Command, s streams, arg string) error {
+	ctx := cmd.Context()
 	if err := o.output.check(); err != nil {
 		return err
+	}
+	if err := o.vsa.check(); err != nil {
+		return err
+	}
+	if o.vsa.requested() && o.shard.requested() {
+		return usagef("--vsa-key/--vsa-keyless write summaries of a whole tree's verify: not with --shard")
 	}
 	if err := checkCosignRepository(); err != nil {
 		return err
@@ -107,7 +117,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	client := o.registry.client(s, false, o.walk.jobs)
+	client := o.registry.client(s, o.vsa.requested(), o.walk.jobs)
 	vopts, err := o.options(ctx, s, client)
 	if err != nil {
 		return err
@@ -134,6 +144,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	}
 	progress.start("verifying", len(tree.Nodes))
 	vopts.Progress = func(v trees.Verdict) { progress.step(!v.Passed()) }
+	verified := time.Now()
 	rep, err := trees.Verify(ctx, tree, vopts)
 	progress.end()
 	if err != nil {
@@ -141,6 +152,11 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	}
 	if err := o.print(s, arg, tree, rep); err != nil {
 		return err
+	}
+	if o.vsa.requested() {
+		if err := o.writeVSAs(ctx, cmd, s, client, tree, rep, vopts, verified); err != nil {
+			return err
+		}
 	}
 	if rep.Failed() > 0 {
 		return errFailed
