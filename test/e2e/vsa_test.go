@@ -3,8 +3,8 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,39 +69,26 @@ func cosignVSAs(t *testing.T, pub, ref string) map[string][]vsaPredicate {
 	return out
 }
 
-// vsaPolicy is a ClusterImagePolicy for every repository below namespace
-// that admits an image by a verification summary alone: signed by the VSA
-// key, PASSED, of the policy whose digest is given.
+// vsaPolicySample is the documented ClusterImagePolicy that admits an
+// image by its verification summary alone.
+const vsaPolicySample = "docs/policy/vsa/clusterimagepolicy.yaml"
+
+// vsaPolicy is vsaPolicySample filled in for every repository below
+// namespace: signed by the VSA key, PASSED, of the policy whose digest is
+// given.
 func vsaPolicy(t *testing.T, host, namespace, pubFile, policyDigest string) string {
 	t.Helper()
 	pub, err := os.ReadFile(pubFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeFile(t, "cip-vsa.yaml", fmt.Sprintf(`apiVersion: policy.sigstore.dev/v1beta1
-kind: ClusterImagePolicy
-metadata:
-  name: verified-tree
-spec:
-  images:
-  - glob: "%[1]s/%[2]s@*"
-  - glob: "%[1]s/%[2]s/**"
-  authorities:
-  - name: verifier
-    key:
-      hashAlgorithm: sha256
-      data: |
-        %[3]s
-    attestations:
-    - name: vsa
-      predicateType: %[4]s
-      policy:
-        type: cue
-        data: |
-          predicateType: "%[4]s"
-          predicate: verificationResult: "PASSED"
-          predicate: policy: digest: sha256: "%[5]s"
-`, host, namespace, strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        "), vsaType, policyDigest))
+	raw, err := os.ReadFile(filepath.Join(shipRoot(t), vsaPolicySample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cip := strings.NewReplacer("REGISTRY", host, "NAMESPACE", namespace, "POLICY_DIGEST", policyDigest,
+		"VSA_PUBLIC_KEY", strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ")).Replace(string(raw))
+	return writeFile(t, "cip-vsa.yaml", cip)
 }
 
 // TestVerifyVSA: verify --vsa-key over the ko case gives every node a
