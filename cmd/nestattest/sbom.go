@@ -133,7 +133,7 @@ func newSBOMDoc(rep *trees.Report, f *sbomFinder) *sbomDoc {
 
 // String is the report's SBOM line for people.
 func (d *sbomDoc) String() string {
-	s := fmt.Sprintf("SBOMs: attested on %s", plural(d.Attested, "node"))
+	s := fmt.Sprintf("SBOMs: %s with theirs attested", plural(d.Attested, "node"))
 	if len(d.None) > 0 {
 		s += fmt.Sprintf("; none attached to %s:", plural(len(d.None), "node"))
 		for i, n := range d.None {

@@ -50,6 +50,11 @@ evidence this run adds (a transparency-log entry, a timestamp), is not written
 again; what lacks that evidence is signed anew with it. A node that fails does
 not stop the others.
 
+With --sbom attached, every node also gets an attestation of each SBOM its
+build attached (ko's sha256-<hex>.sbom tag, an SBOM referrer as oras attach
+writes), the document byte for byte as the predicate, the node its only
+subject; the report names the nodes that have none.
+
 With --child, --from or --discover, sign first composes the parent index at
 REF (a tag) from those children, as nestattest catalog does, then signs and
 attests the whole tree: one step for a Tekton Task or a workflow.

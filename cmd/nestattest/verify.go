@@ -69,13 +69,21 @@ them needs the sigstore trusted root of your Rekor: --trusted-root, else the
 one sigstore's TUF repository serves (the public-good instance's, or
 --tuf-mirror and --tuf-root for your own, as cosign initialize takes them).
 
+An SBOM --type (spdxjson, cyclonedx) is checked on every node that has an
+SBOM, attached by its build or attested; --require-sbom fails every image
+that has none (an index is exempt). With --vsa-key or --vsa-keyless, every
+node that passed then gets a signed SLSA verification summary
+(https://slsa.dev/verification_summary/v1) naming the policy checked by
+digest and what it passed with; a node that failed gets none.
+
 Exit codes: 0 every node passed; 1 some node failed or the tree could not be
 read; 2 bad flags, reference or key.`,
 		Example: `  nestattest verify --key cosign.pub --insecure-ignore-tlog quay.io/org/ko-build:latest
   nestattest verify --key awskms:///alias/release --insecure-ignore-tlog --format bundle quay.io/org/ko-build:latest
   nestattest verify --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main \
     --certificate-oidc-issuer https://token.actions.githubusercontent.com quay.io/org/ko-build:latest
-  nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
+  nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…
+  nestattest verify --key cosign.pub --insecure-ignore-tlog --require-root --vsa-key awskms:///alias/verifier quay.io/org/ko-build:latest`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
 	}
