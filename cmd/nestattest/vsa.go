@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/layout"
 	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/attest/vsa"
@@ -38,7 +40,8 @@ func (o *vsaOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.signing.identityTokenFile, "identity-token-file", "", "with --vsa-keyless: file holding the OIDC identity token, read again for each certificate")
 	f.StringVar(&o.signing.signingConfig, "signing-config", "", "with --vsa-key/--vsa-keyless: sigstore signing config JSON naming Fulcio, Rekor and timestamp authorities")
 	f.BoolVar(&o.signing.insecureSkipVerify, "insecure-skip-verify", false, "with --vsa-keyless: accept a certificate without a signed certificate timestamp (private instances; tests)")
-	f.StringVar(&o.format, "vsa-format", string(layout.Default), "storage format of the summaries: "+layout.WriteHelp())
+	f.StringVar(&o.format, "vsa-format", layout.Auto, "storage format of the summaries: "+layout.Auto+" (each node's in the layout its signature was verified in: "+
+		"a node signed in cosign's tags gains no bundle, which cosign v3 and verify would then read instead of its tags), "+layout.WriteHelp())
 	f.StringVar(&o.statements, "statements", string(trees.StatementsNode), "what one signed summary covers: node (each node its own, resourceUri the node) or tree (one for up to 1,024 nodes that passed, resourceUri the root)")
 	f.StringVar(&o.policyURI, "vsa-policy-uri", "", "the summaries' policy.uri (default: a data: URI of the canonical policy document itself, whose digest policy.digest is)")
 }
@@ -54,8 +57,11 @@ func (o *vsaOptions) check() error {
 	if _, err := parseStatements(o.statements); err != nil {
 		return err
 	}
-	if _, err := signStores(o.format); err != nil {
-		return usagef("--vsa-format: %v", err)
+	if o.format == layout.Auto {
+		return nil
+	}
+	if _, err := layout.Write(o.format); err != nil {
+		return usagef("--vsa-format %v", err)
 	}
 	return nil
 }
@@ -68,25 +74,70 @@ func (o *verifyOptions) writeVSAs(ctx context.Context, cmd *cobra.Command, s str
 	if err != nil {
 		return err
 	}
-	stores, _ := signStores(o.vsa.format)
 	statements, _ := parseStatements(o.vsa.statements)
 	policy, err := vsa.NewPolicy(vopts.Trust, vopts.Require, tree.Root.Digest().String(), vopts.Mirrors)
 	if err != nil {
 		return err
 	}
-	sums := &vsa.Summaries{Policy: policy, PolicyURI: o.vsa.policyURI, Version: version, Time: verified}
-	wrep, err := vsa.Write(ctx, tree, rep, sums, trees.Options{
-		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: c,
-		Statements: statements, Mirrors: vopts.Mirrors, Jobs: o.walk.jobs,
-	})
-	if wrep != nil {
-		t := wrep.Tally()
-		fmt.Fprintf(s.err, "verification summaries (%s, policy %s): %s passed, %d written, %d present, %d failed; %s that failed got none\n",
-			vsa.PredicateType, policy.Digest(), plural(t.Nodes, "node"), t.Written, t.Present, t.Failed, plural(rep.Failed(), "node"))
-		fmt.Fprintln(s.err, signing.stats(wrep).String())
+	var (
+		tally trees.Tally
+		all   trees.Report
+		errs  []error
+	)
+	for _, g := range vsaGroups(o.vsa.format, rep) {
+		sums := &vsa.Summaries{Policy: policy, PolicyURI: o.vsa.policyURI, Version: version, Time: verified}
+		wrep, err := vsa.Write(ctx, tree, g.rep, sums, trees.Options{
+			Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: g.stores, Client: c,
+			Statements: statements, Mirrors: vopts.Mirrors, Jobs: o.walk.jobs,
+		})
+		if wrep != nil {
+			t := wrep.Tally()
+			tally.Nodes, tally.Written, tally.Present, tally.Failed = tally.Nodes+t.Nodes, tally.Written+t.Written, tally.Present+t.Present, tally.Failed+t.Failed
+			all.Signatures += wrep.Signatures
+			all.Statements += wrep.Statements
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if err != nil {
+	fmt.Fprintf(s.err, "verification summaries (%s, policy %s): %s passed, %d written, %d present, %d failed; %s that failed got none\n",
+		vsa.PredicateType, policy.Digest(), plural(tally.Nodes, "node"), tally.Written, tally.Present, tally.Failed, plural(rep.Failed(), "node"))
+	fmt.Fprintln(s.err, signing.stats(&all).String())
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("write the verification summaries: %w", err)
 	}
 	return nil
+}
+
+// vsaGroup is the verdicts whose summaries go into the same stores.
+type vsaGroup struct {
+	stores []attest.Store
+	rep    *trees.VerifyReport
+}
+
+// vsaGroups splits rep by where the summaries go: with --vsa-format auto,
+// each node's in the layout its signature was verified in (a layout that
+// held nothing for a failed node does not matter: it gets none); else all
+// in the stores of format.
+func vsaGroups(format string, rep *trees.VerifyReport) []vsaGroup {
+	if format != layout.Auto {
+		stores, _ := layout.Write(format)
+		return []vsaGroup{{stores: stores, rep: rep}}
+	}
+	var out []vsaGroup
+	by := map[attest.Layout]int{}
+	for _, v := range rep.Verdicts {
+		l := layout.Default
+		if len(v.Checks) > 0 && v.Checks[0].Layout != "" {
+			l = v.Checks[0].Layout
+		}
+		i, ok := by[l]
+		if !ok {
+			stores, _ := layout.Write(string(l))
+			i, by[l] = len(out), len(out)
+			out = append(out, vsaGroup{stores: stores, rep: &trees.VerifyReport{}})
+		}
+		out[i].rep.Verdicts = append(out[i].rep.Verdicts, v)
+	}
+	return out
 }

@@ -187,3 +187,36 @@ func TestVerifyVSA(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyVSAKeyless: on a tree signed in bundles, verify --vsa-keyless
+// signs the summaries with one Fulcio certificate, each logged in Rekor v2
+// and timestamped, in bundles (--vsa-format auto: the layout each node was
+// verified in); cosign v3.1.3 verifies each by identity; a re-run verifies
+// the tree as before (its summaries read beside its signatures) and writes
+// nothing.
+func TestVerifyVSAKeyless(t *testing.T) {
+	s := harness.StartSigstore(t, harness.SigstoreOptions{})
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	tree := pushKo(t, reg, "org/ko-build")
+	k := newKeyPair(t, "cosign")
+	if r := harness.RunEnv(t, k.env(), harness.Binary(t), signArgs(k, tree.tag, "--format", "bundle")...); r.Code != 0 {
+		t.Fatalf("sign: exit %d\n%s", r.Code, r.Stderr)
+	}
+	args := []string{"verify", "--key", k.pub, "--insecure-ignore-tlog", "--require-root", "--vsa-keyless", "--identity-token", s.Token(t),
+		"--signing-config", s.SigningConfigPath, "--trusted-root", s.TrustedRootPath, "--insecure-skip-verify", tree.tag}
+	r := harness.Run(t, harness.Binary(t), args...)
+	if r.Code != 0 || !strings.Contains(r.Stderr, "13 written") || !strings.Contains(r.Stderr, "1 certificate") {
+		t.Fatalf("verify --vsa-keyless: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	t.Logf("verify --vsa-keyless:\n%s", r.Stderr)
+	common := append([]string{"verify-attestation", "--type", vsaType}, append(identityFlags(s), "--allow-insecure-registry")...)
+	for _, node := range treeOf(t, tree.tag).refs() {
+		if r := cosign3(t, nil, append(common, node)...); r.Code != 0 {
+			t.Errorf("cosign v3.1.3 verify-attestation --type %s %s by identity: exit %d\n%s", vsaType, node, r.Code, lastLines(r.Stderr, 3))
+		}
+	}
+	args[7] = s.Token(t)
+	if r := harness.Run(t, harness.Binary(t), args...); r.Code != 0 || !strings.Contains(r.Stderr, "0 written, 13 present") {
+		t.Errorf("verify --vsa-keyless again: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+}
