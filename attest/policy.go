@@ -68,6 +68,16 @@ type Requirements struct {
 	// RequireRoot requires the signature of every node below the root to
 	// bind it to the tree's root with statement.AnnotationRoot.
 	RequireRoot bool
+	// SBOMTypes are SBOM predicate types (spdxjson, cyclonedx, or their
+	// URIs) checked on every node that has an SBOM of the type — one its
+	// build attached, or an attestation of the type it carries: such a
+	// node must carry a verified attestation of the type. A node with
+	// none passes, unless RequireSBOM.
+	SBOMTypes []string
+	// RequireSBOM fails every image (an index is exempt: its software is
+	// its children's) that carries no verified attestation of one of
+	// SBOMTypes (spdxjson and cyclonedx when empty).
+	RequireSBOM bool
 }
 
 // CertificateIdentity is a keyless signer as cosign verify names it:
@@ -218,7 +228,7 @@ func (c CertificateIdentity) given() []string {
 // one of cosign's names nor a URI, and an annotation that RequireRoot
 // would overwrite.
 func (r Requirements) Validate() error {
-	for _, t := range r.Types {
+	for _, t := range append(append([]string(nil), r.Types...), r.SBOMTypes...) {
 		if _, err := statement.PredicateURI(t); err != nil {
 			return &OptionError{Options: []string{OptionType}, err: err,
 				text: func(flag func(string) string) string { return flag(OptionType) + ": " + err.Error() }}

@@ -94,6 +94,11 @@ type Entry struct {
 	Kind Kind
 	// Where names it for messages: the tag and layer, or the referrer.
 	Where string
+	// Digest is the digest of what is stored, as the listing gives it: a
+	// legacy layer (a signature's payload, an attestation's DSSE
+	// envelope), a bundle's referrer manifest. A verification summary
+	// names what it checked by it.
+	Digest v1.Hash
 	// PayloadDigest is the payload's digest, where the listing gives it
 	// (legacy signatures).
 	PayloadDigest v1.Hash

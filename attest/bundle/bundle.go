@@ -105,8 +105,11 @@ func (s *Store) List(ctx context.Context, c *registry.Client, sub attest.Subject
 	}
 	var out []*attest.Entry
 	for _, d := range refs {
+		if foreign(d) {
+			continue
+		}
 		pt := d.Annotations[annotationBundlePredicateType]
-		e := &attest.Entry{Where: sub.Repository.Digest(d.Digest.String()).String(), PredicateType: pt}
+		e := &attest.Entry{Where: sub.Repository.Digest(d.Digest.String()).String(), Digest: d.Digest, PredicateType: pt}
 		if pt != "" {
 			e.Kind = attest.KindOf(pt)
 		}
@@ -115,6 +118,15 @@ func (s *Store) List(ctx context.Context, c *registry.Client, sub attest.Subject
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// foreign tells from its listing that a referrer is not a sigstore bundle:
+// its artifact type is another (an SBOM that oras attached). A node that
+// carries such referrers and no bundle carries nothing in this layout, so
+// a verifier reading layouts in turn reads its legacy tags.
+func foreign(d v1.Descriptor) bool {
+	at := d.ArtifactType
+	return at != "" && at != mediaTypeEmpty && !strings.HasPrefix(at, bundleMediaTypePrefix)
 }
 
 // load reads a referrer manifest and its bundle.

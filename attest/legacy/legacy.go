@@ -99,7 +99,7 @@ func (s Store) list(ctx context.Context, c *registry.Client, sub attest.Subject,
 }
 
 func (Store) entry(c *registry.Client, sub attest.Subject, kind attest.Kind, tag name.Tag, i int, l v1.Descriptor) *attest.Entry {
-	e := &attest.Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), PredicateType: l.Annotations[annotationPredicateType]}
+	e := &attest.Entry{Kind: kind, Where: fmt.Sprintf("%s layer %d", tag, i), Digest: l.Digest, PredicateType: l.Annotations[annotationPredicateType]}
 	if kind == attest.KindSignature {
 		e.PayloadDigest = l.Digest
 		if sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosignstatic.SignatureAnnotationKey]); err == nil {

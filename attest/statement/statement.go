@@ -205,7 +205,8 @@ func PropagatedStatementOf(refs []name.Digest, predicateType string, predicate j
 var volatile = [][]string{
 	{"predicate", "runDetails", "metadata", "startedOn"},
 	{"predicate", "runDetails", "metadata", "finishedOn"},
-	{"predicate", "Timestamp"}, // cosign's "custom" predicate
+	{"predicate", "Timestamp"},    // cosign's "custom" predicate
+	{"predicate", "timeVerified"}, // a verification summary (verify --vsa-key)
 }
 
 // StatementDigest is the digest of a statement without its volatile

@@ -41,6 +41,9 @@ func (r *run) node(ctx context.Context, n *walk.Node) NodeResult {
 func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeResult {
 	res := NodeResult{Node: n}
 	repos, err := r.places(ctx, n)
+	if err == nil {
+		res.Attached, err = r.attached(ctx, n)
+	}
 	if err != nil {
 		res.Err = walk.Errorf("sign", n, err)
 		return res
@@ -49,11 +52,14 @@ func (r *run) nodeOnce(ctx context.Context, n *walk.Node, sent *sentSet) NodeRes
 		sub := attest.Subject{Repository: repo, Descriptor: v1.Descriptor{
 			MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size,
 		}}
-		atts := r.attestations(n, sub)
+		atts := append(r.attestations(n, sub), r.attachedAttestations(sub, res.Attached)...)
 		for _, store := range r.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			var entries []*attest.Entry
-			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil {
+			if r.opts.AttestOnly {
+				p.Signature = ""
+			}
+			if entries, err = store.List(ctx, r.opts.Client, sub); err == nil && !r.opts.AttestOnly {
 				p.Signature, err = r.signature(ctx, store, sub, entries, sent)
 			}
 			for i, att := range atts {
@@ -301,6 +307,27 @@ func (r *run) attestations(n *walk.Node, sub attest.Subject) []*lazyAttestation 
 	}
 	out := make([]*lazyAttestation, len(r.opts.Propagate))
 	for i, src := range r.opts.Propagate {
+		out[i] = &lazyAttestation{run: r, sub: sub, make: func() ([]byte, error) {
+			return statement.PropagatedStatement(sub.Digest(), src.PredicateType, src.Predicate)
+		}}
+	}
+	return out
+}
+
+// attached is what the run's Attached finds on n, none without it.
+func (r *run) attached(ctx context.Context, n *walk.Node) ([]*Source, error) {
+	if r.opts.Attached == nil {
+		return nil, nil
+	}
+	return r.opts.Attached(ctx, n)
+}
+
+// attachedAttestations are the attestations of what a node's build
+// attached to it, in one repository: each source's predicate, byte for
+// byte, with the node alone as subject.
+func (r *run) attachedAttestations(sub attest.Subject, sources []*Source) []*lazyAttestation {
+	out := make([]*lazyAttestation, len(sources))
+	for i, src := range sources {
 		out[i] = &lazyAttestation{run: r, sub: sub, make: func() ([]byte, error) {
 			return statement.PropagatedStatement(sub.Digest(), src.PredicateType, src.Predicate)
 		}}

@@ -24,18 +24,23 @@ const AnnotationSource = "dev.nestattest.source"
 // subjects than the root.
 var ErrForeignSubject = errors.New("provenance for another subject")
 
-// Source is provenance a trusted builder (Tekton Chains) made for a tree's
-// root, verified: what propagate gives every node, unchanged.
+// Source is a predicate attested as it is, byte for byte: provenance a
+// trusted builder (Tekton Chains) made for a tree's root, verified, which
+// propagate gives every node unchanged; or a document a node's build
+// attached to it (its SBOM: SBOMs), which sign --sbom attached attests
+// for that node.
 type Source struct {
 	// PredicateType and Predicate are the attestation's; the predicate
-	// byte for byte as it was signed.
+	// byte for byte as it was signed, or attached.
 	PredicateType string
 	Predicate     json.RawMessage
-	// Statement is the in-toto statement as it was signed.
+	// Statement is the in-toto statement as it was signed (propagate).
 	Statement []byte
-	// Digest is the statement's sha256 digest.
+	// Digest is the statement's sha256 digest (propagate), or the
+	// attached document's.
 	Digest v1.Hash
-	// Where names the stored attestation it was read from.
+	// Where names the stored attestation, or the attached document, it was
+	// read from.
 	Where string
 }
 

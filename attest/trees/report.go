@@ -39,6 +39,9 @@ type NodeResult struct {
 	Node   *walk.Node
 	Places []Placement
 	Err    error
+	// Attached is what Options.Attached found on the node, attested in
+	// every place; nil when it found nothing, or was not asked.
+	Attached []*Source
 
 	pending bool
 }

@@ -45,6 +45,16 @@ type Options struct {
 	// source: the source's predicate, byte for byte, with the node as
 	// subject (propagate).
 	Propagate []*Source
+	// Attached, when set, finds what each node's build attached to it to
+	// be attested as well (its SBOMs: see package sbom), each source's
+	// predicate byte for byte with the node as subject, beside the run's
+	// predicate. Such a statement names its node alone, whatever
+	// Statements says: a document about one manifest is a statement about
+	// that manifest only. NodeResult.Attached reports what it found.
+	Attached func(ctx context.Context, n *walk.Node) ([]*Source, error)
+	// AttestOnly writes the attestations alone, no signature: a
+	// verification summary of nodes signed already (verify --vsa-key).
+	AttestOnly bool
 	// Annotations go into every signature payload, like `cosign sign -a`.
 	Annotations map[string]string
 	// BindRoot adds AnnotationRoot, the root's repository@digest, to every

@@ -189,6 +189,9 @@ func (t *treeRun) surveyOnce(ctx context.Context, i int, n *walk.Node) (NodeResu
 	res := NodeResult{Node: n}
 	var pend []pendingItem
 	repos, err := t.places(ctx, n)
+	if err == nil {
+		res.Attached, err = t.attached(ctx, n)
+	}
 	if err != nil {
 		res.Err = walk.Errorf("sign", n, err)
 		return res, nil
@@ -201,8 +204,11 @@ func (t *treeRun) surveyOnce(ctx context.Context, i int, n *walk.Node) (NodeResu
 		for _, store := range t.opts.Stores {
 			p := Placement{Repository: repo.Name(), Layout: store.Layout(), Signature: Failed, Attestation: Failed}
 			place := len(res.Places)
+			if t.opts.AttestOnly {
+				p.Signature = ""
+			}
 			entries, err := store.List(ctx, t.opts.Client, sub)
-			if err == nil {
+			if err == nil && !t.opts.AttestOnly {
 				p.Signature, err = t.treeSignature(ctx, store, sub, entries, sent)
 			}
 			if err == nil && p.Signature == Pending {
@@ -219,6 +225,17 @@ func (t *treeRun) surveyOnce(ctx context.Context, i int, n *walk.Node) (NodeResu
 					p.Attestation = Pending
 					pend = append(pend, pendingItem{node: i, place: place, store: store, sub: sub, group: g})
 				}
+			}
+			// What the node's build attached is about the node alone: its
+			// statements are the node's own, written now as Sign writes them.
+			for _, att := range t.attachedAttestations(sub, res.Attached) {
+				if err != nil {
+					p.Attestation = Failed
+					break
+				}
+				var o Outcome
+				o, err = t.attestation(ctx, store, att, entries, sent)
+				p.Attestation = fold(p.Attestation, o)
 			}
 			res.Places = append(res.Places, p)
 			if err != nil {
@@ -459,6 +476,20 @@ func (t *treeRun) store(ctx context.Context, rep *Report, chunk []pendingItem, s
 			mu.Unlock()
 		}
 	})
+}
+
+// fold folds the outcome of a node's own attestation into a placement's
+// whose tree statements may be pending: failed if either failed, written
+// if either was written (cover keeps it written), else what is pending
+// stays pending.
+func fold(acc, o Outcome) Outcome {
+	switch {
+	case acc == Failed || o == Failed:
+		return Failed
+	case acc == Written || o == Written:
+		return Written
+	}
+	return acc
 }
 
 // set records the outcome of item it in res.

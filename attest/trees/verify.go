@@ -42,6 +42,10 @@ type VerifyOptions struct {
 	Client *registry.Client
 	// Progress, if set, is called as each node is done.
 	Progress func(Verdict)
+	// Attached finds the SBOMs a node's build attached to it (SBOMs),
+	// for Require.SBOMTypes: a node with one must carry its attestation.
+	// Without it, only the attestations a node carries tell that it has one.
+	Attached func(ctx context.Context, n *walk.Node) ([]*Source, error)
 }
 
 // Check is one verified property of a node.
@@ -59,6 +63,20 @@ type Check struct {
 	Detail string `json:"detail,omitempty"`
 	// Err is the sentinel for the failure (ErrUnsigned, ErrUnattested, …).
 	Err error `json:"-"`
+	// Input is the signature or attestation that passed the check, as
+	// stored: what a verification summary lists among its
+	// inputAttestations.
+	Input *Input `json:"input,omitempty"`
+}
+
+// Input names a stored signature or attestation that a check passed with.
+type Input struct {
+	Where  string  `json:"where"`
+	Digest v1.Hash `json:"digest"`
+}
+
+func inputOf(e *attest.Entry) *Input {
+	return &Input{Where: e.Where, Digest: e.Digest}
 }
 
 // Verdict is the outcome for one node.
@@ -67,6 +85,9 @@ type Verdict struct {
 	// Layouts are the layouts the node carries anything in.
 	Layouts []attest.Layout
 	Checks  []Check
+	// NoSBOM says the node has no SBOM of Require.SBOMTypes: none
+	// attached, none attested.
+	NoSBOM bool
 }
 
 // Passed reports whether every check passed.
@@ -150,6 +171,8 @@ type verifier struct {
 	opts        VerifyOptions
 	mirrors     mirrorLookup
 	uris        []string
+	sbomTypes   []string // Require.SBOMTypes, or both formats with RequireSBOM
+	sbomURIs    []string
 	annotations map[string]string
 	root        string // the root's repository@digest
 }
@@ -174,6 +197,16 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 			return nil, err
 		}
 	}
+	sbomTypes := opts.Require.SBOMTypes
+	if len(sbomTypes) == 0 && opts.Require.RequireSBOM {
+		sbomTypes = []string{"spdxjson", "cyclonedx"}
+	}
+	sbomURIs := make([]string, len(sbomTypes))
+	for i, t := range sbomTypes {
+		if sbomURIs[i], err = statement.PredicateURI(t); err != nil {
+			return nil, err
+		}
+	}
 	want := map[string]string{}
 	for k, v := range opts.Require.Annotations {
 		want[k] = v
@@ -182,7 +215,7 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	if opts.Require.RequireRoot {
 		want[statement.AnnotationRoot] = root
 	}
-	return &verifier{Verifier: c, opts: opts, uris: uris, annotations: want, root: root}, nil
+	return &verifier{Verifier: c, opts: opts, uris: uris, sbomTypes: sbomTypes, sbomURIs: sbomURIs, annotations: want, root: root}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
@@ -194,7 +227,14 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	}
 	sub := attest.Subject{Repository: n.Repository, Descriptor: v1.Descriptor{MediaType: n.Descriptor.MediaType, Digest: n.Descriptor.Digest, Size: n.Descriptor.Size}}
 	verdict := Verdict{Node: n}
-	verdict.Checks, verdict.Layouts = v.checks(ctx, sub)
+	attached, err := v.attached(ctx, n)
+	if err != nil {
+		verdict.Checks = []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable}}
+		return verdict
+	}
+	var has bool
+	verdict.Checks, verdict.Layouts, has = v.checks(ctx, n, sub, attached)
+	verdict.NoSBOM = len(v.sbomURIs) > 0 && !has
 	if !v.opts.Mirrors {
 		return verdict
 	}
@@ -204,7 +244,7 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 		verdict.Checks = append(verdict.Checks, Check{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable})
 	case mirror != nil:
 		sub.Repository = *mirror
-		checks, _ := v.checks(ctx, sub)
+		checks, _, _ := v.checks(ctx, n, sub, attached)
 		for i := range checks {
 			checks[i].Name += " (mirrored copy)"
 			checks[i].Mirror = mirror.Name()
@@ -214,17 +254,84 @@ func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {
 	return verdict
 }
 
-// checks verifies sub's signature and attestations in its repository.
-func (v *verifier) checks(ctx context.Context, sub attest.Subject) ([]Check, []attest.Layout) {
+// checks verifies sub's signature and attestations in its repository, n's
+// SBOM attestations where it has SBOMs (attached the ones its build
+// attached); hasSBOM says it has an SBOM of a type checked, attested or
+// not.
+func (v *verifier) checks(ctx context.Context, n *walk.Node, sub attest.Subject, attached []*Source) (checks []Check, layouts []attest.Layout, hasSBOM bool) {
 	store, entries, layouts, err := v.read(ctx, sub)
 	if err != nil {
-		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable}}, layouts
+		return []Check{{Name: "read", Reason: registry.RedactURLs(err.Error()), Err: attest.ErrUnreadable}}, layouts, false
 	}
-	checks := []Check{v.signature(ctx, sub, store, entries)}
+	checks = []Check{v.signature(ctx, sub, store, entries)}
 	for i, uri := range v.uris {
-		checks = append(checks, v.attestation(ctx, sub, store, entries, v.opts.Require.Types[i], uri))
+		c, _ := v.attestation(ctx, sub, store, entries, v.opts.Require.Types[i], uri)
+		checks = append(checks, c)
 	}
-	return checks, layouts
+	sboms := 0
+	for i, uri := range v.sbomURIs {
+		c := v.sbom(ctx, sub, store, entries, attached, v.sbomTypes[i], uri)
+		if c.OK && c.Detail == "" {
+			sboms++
+		}
+		hasSBOM = hasSBOM || c.Detail != noSBOM
+		checks = append(checks, c)
+	}
+	if v.opts.Require.RequireSBOM {
+		checks = append(checks, requireSBOM(n, sboms, v.sbomTypes))
+	}
+	return checks, layouts, hasSBOM
+}
+
+// attached is what VerifyOptions.Attached finds on n, when SBOMs are
+// checked.
+func (v *verifier) attached(ctx context.Context, n *walk.Node) ([]*Source, error) {
+	if len(v.sbomURIs) == 0 || v.opts.Attached == nil {
+		return nil, nil
+	}
+	return v.opts.Attached(ctx, n)
+}
+
+// noSBOM is the Detail of an SBOM check that passed on a node with no
+// SBOM of its type.
+const noSBOM = "no SBOM of this type attached or attested"
+
+// sbom checks an SBOM type on a node that has an SBOM of it (attached by
+// its build, or attested): a verified attestation of the type must name
+// its digest. A node with none passes, saying so in Detail.
+func (v *verifier) sbom(ctx context.Context, sub attest.Subject, store attest.Store, entries []*attest.Entry, attached []*Source, typ, uri string) Check {
+	c, claimed := v.attestation(ctx, sub, store, entries, typ, uri)
+	if c.OK {
+		return c
+	}
+	var where []string
+	for _, s := range attached {
+		if s.PredicateType == uri {
+			where = append(where, s.Where)
+		}
+	}
+	switch {
+	case len(where) > 0:
+		c.Reason = fmt.Sprintf("its build attached an SBOM (%s), but %s", strings.Join(where, ", "), c.Reason)
+	case !claimed:
+		return Check{Name: c.Name, OK: true, Layout: c.Layout, Detail: noSBOM}
+	}
+	return c
+}
+
+// requireSBOM fails an image with no SBOM attested; an index is exempt:
+// it holds no software of its own, its children do, and each of them must
+// carry its own.
+func requireSBOM(n *walk.Node, sboms int, types []string) Check {
+	c := Check{Name: "sbom", OK: true}
+	switch {
+	case sboms > 0:
+	case n.Descriptor.MediaType.IsIndex():
+		c.Detail = "an index: exempt, its images carry their SBOMs"
+	default:
+		c.OK, c.Reason, c.Err = false, "no "+strings.Join(types, " or ")+" SBOM attested (--require-sbom)", attest.ErrUnattested
+	}
+	return c
 }
 
 // read lists what the subject carries in every store and picks the store
@@ -285,7 +392,7 @@ func (v *verifier) signature(ctx context.Context, sub attest.Subject, store atte
 			continue
 		}
 		if hasAnnotations(claim.Annotations, want) {
-			c.OK = true
+			c.OK, c.Input = true, inputOf(e)
 			return c
 		}
 		annotated = true
@@ -339,9 +446,11 @@ func (v *verifier) knownPayloads(store attest.Store, sub attest.Subject) [][]byt
 }
 
 // attestation checks for an attestation of predicate type uri the policy
-// accepts, whose statement's subject is the node's digest.
-func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store attest.Store, entries []*attest.Entry, typ, uri string) Check {
-	c := Check{Name: "attestation " + typ, Layout: store.Layout()}
+// accepts, whose statement's subject is the node's digest. claimed says
+// the node carries one of that type, listed so or verified, that passed
+// or not.
+func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store attest.Store, entries []*attest.Entry, typ, uri string) (c Check, claimed bool) {
+	c = Check{Name: "attestation " + typ, Layout: store.Layout()}
 	var types []string
 	var last error
 	for _, e := range ofKind(entries, attest.KindAttestation) {
@@ -349,6 +458,7 @@ func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store at
 			types = append(types, e.PredicateType)
 			continue
 		}
+		claimed = claimed || e.PredicateType == uri
 		s, err := e.Load(ctx)
 		if err != nil {
 			last = err
@@ -363,8 +473,8 @@ func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store at
 			continue
 		}
 		if claim.PredicateType == uri {
-			c.OK = true
-			return c
+			c.OK, c.Input = true, inputOf(e)
+			return c, true
 		}
 		types = append(types, claim.PredicateType)
 	}
@@ -377,7 +487,7 @@ func (v *verifier) attestation(ctx context.Context, sub attest.Subject, store at
 		c.Reason = "not attested"
 	}
 	c.Err = attest.ErrUnattested
-	return c
+	return c, claimed
 }
 
 func ofKind(entries []*attest.Entry, k attest.Kind) []*attest.Entry {

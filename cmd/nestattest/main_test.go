@@ -41,6 +41,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sign", "--key", "/nonexistent.key", "--images", "some", host + "/org/ko-build/app1:latest"}, ExitUsage, `--images "some": want auto, always or never`},
 		{[]string{"sign", "--key", "/nonexistent.key", "--results-from", "results-api", host + "/org/ko-build/app1:latest"}, ExitUsage, "--results-from"},
 		{[]string{"sign", "--key", "/nonexistent.key", "--results-from", "sidecar-logs", "--max-result-size", "1572864", host + "/org/ko-build/app1:latest"}, ExitUsage, "max-result-size 1572864"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--sbom", "main_test.go", host + "/org/ko-build/app1:latest"}, ExitUsage, "use --predicate main_test.go --type spdxjson"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--sbom", "every", host + "/org/ko-build/app1:latest"}, ExitUsage, `--sbom "every": want attached or none`},
+		{[]string{"verify", "--key", "/nonexistent.pub", "--signature-only", "--require-sbom", host + "/org/ko-build/app1:latest"}, ExitUsage, "excludes --signature-only"},
 		{[]string{"tree", host + "/org/ko-build/app1:latest"}, ExitOK, "3 nodes in 1 repository (1 index, 2 images, 0 artifacts)"},
 	} {
 		code, stdout, stderr := execute(tc.args...)

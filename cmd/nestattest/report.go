@@ -24,6 +24,9 @@ type runReport struct {
 	counts bool
 	// client, if set, says with verbose how its tokens fared.
 	client *registry.Client
+	// sboms, if set, found the nodes' attached SBOMs (sign --sbom
+	// attached): the report says which nodes had none.
+	sboms *sbomFinder
 }
 
 // write reports rep for the tree under ref (arg as the user named it);
@@ -31,6 +34,9 @@ type runReport struct {
 func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.Tree, rep *trees.Report, what string, st signingStats) error {
 	doc := newSignDoc(arg, tree, rep)
 	doc.Signing = &st
+	if o.sboms != nil {
+		doc.SBOM = newSBOMDoc(rep, o.sboms)
+	}
 	tally := rep.Tally()
 	if o.output.format == "json" {
 		if err := writeJSON(s.out, doc); err != nil {
@@ -60,6 +66,9 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 			fmt.Fprintln(s.err, tokenLine(o.client))
 		}
 		fmt.Fprintln(s.out, signSummary(tally, count(tree), what))
+		if doc.SBOM != nil {
+			fmt.Fprintln(s.out, doc.SBOM.String())
+		}
 		fmt.Fprintln(s.out, st.String())
 	}
 	var images []string

@@ -27,6 +27,7 @@ type signOptions struct {
 	results     resultOptions
 	signing     signingOptions
 	predicate   predicateOptions
+	sbom        sbomOptions
 	format      string
 	statements  string
 	annotations []string
@@ -48,6 +49,11 @@ in its own repository. What this signer already signed and attested, with the
 evidence this run adds (a transparency-log entry, a timestamp), is not written
 again; what lacks that evidence is signed anew with it. A node that fails does
 not stop the others.
+
+With --sbom attached, every node also gets an attestation of each SBOM its
+build attached (ko's sha256-<hex>.sbom tag, an SBOM referrer as oras attach
+writes), the document byte for byte as the predicate, the node its only
+subject; the report names the nodes that have none.
 
 With --child, --from or --discover, sign first composes the parent index at
 REF (a tag) from those children, as nestattest catalog does, then signs and
@@ -72,6 +78,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	o.results.images.addFlags(cmd)
 	o.signing.addFlags(cmd)
 	o.predicate.addFlags(cmd)
+	o.sbom.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", string(layout.Default), "storage format: "+layout.WriteHelp())
 	addStatementsFlag(cmd, &o.statements)
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "extra key=value annotation in every signature payload, as cosign sign -a")
@@ -92,6 +99,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	if err := o.results.images.check(); err != nil {
+		return err
+	}
+	if err := o.sbom.check(); err != nil {
 		return err
 	}
 	if err := checkCosignRepository(); err != nil {
@@ -140,8 +150,10 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	predicates = o.shard.provenance(predicates)
 	progress.start("signing", len(tree.Nodes))
+	sboms := &sbomFinder{}
 	rep, err := trees.Sign(ctx, tree, trees.Options{
-		Signer: signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
+		Attached: o.sbom.attached(client, sboms),
+		Signer:   signing.signer, Witnesses: signing.witnesses, TrustedMaterial: signing.trusted, Stores: stores, Client: client, Predicates: finish(predicates, time.Now()),
 		Annotations: annotations, BindRoot: o.bindRoot, Mirrors: o.mirrors, Statements: statements,
 		Jobs: o.walk.jobs, Progress: func(r trees.NodeResult) { progress.step(r.Err != nil) },
 	})
@@ -161,7 +173,10 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		}
 		return err
 	}
-	return o.report(s, arg, tree, rep, predicates, signing.stats(rep), client)
+	if o.sbom.mode != sbomAttached {
+		sboms = nil
+	}
+	return o.report(s, arg, tree, rep, predicates, signing.stats(rep), client, sboms)
 }
 
 // addStatementsFlag adds sign's and propagate's --statements.
@@ -213,9 +228,9 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *trees.Report, p statement.Predicates, st signingStats, c *registry.Client) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *trees.Report, p statement.Predicates, st signingStats, c *registry.Client, sboms *sbomFinder) error {
 	ref, _ := o.registry.parseRef(arg)
-	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c}.write(s, ref, arg, tree, rep, describePredicate(p), st)
+	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c, sboms: sboms}.write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.
@@ -254,17 +269,23 @@ type signDoc struct {
 	Summary trees.Tally   `json:"summary"`
 	// Signing says who signed and what the witnesses added.
 	Signing *signingStats `json:"signing,omitempty"`
+	// SBOM, with --sbom attached, counts the nodes whose SBOMs were
+	// attested and lists those that have none.
+	SBOM *sbomDoc `json:"sbom,omitempty"`
 }
 
 type signNodeDoc struct {
 	nodeDoc
 	Places []trees.Placement `json:"places"`
+	// SBOMs are the SBOMs its build attached, each attested (--sbom
+	// attached).
+	SBOMs []sbomRef `json:"sboms,omitempty"`
 }
 
 func newSignDoc(arg string, tree *walk.Tree, rep *trees.Report) signDoc {
 	doc := signDoc{Root: newRootDoc(arg, tree), Summary: rep.Tally()}
 	for _, r := range rep.Results {
-		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places}
+		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places, SBOMs: sbomRefs(r.Attached)}
 		if r.Err != nil {
 			d.Error = r.Err.Error()
 		}

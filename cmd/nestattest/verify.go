@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/layout"
+	"github.com/nestattest/nestattest/attest/sbom"
 	"github.com/nestattest/nestattest/attest/statement"
 	"github.com/nestattest/nestattest/attest/trees"
 	"github.com/nestattest/nestattest/registry"
@@ -26,11 +28,13 @@ type verifyOptions struct {
 	signatureOnly bool
 	annotations   []string
 	requireRoot   bool
+	requireSBOM   bool
 	mirrors       bool
 	verbose       bool
 	shard         shardOptions
 	results       verifyResultOptions
 	tuf           tufOptions
+	vsa           vsaOptions
 }
 
 // verifyTrustHelp is the help of verify's trust flags, cosign verify's.
@@ -65,15 +69,23 @@ them needs the sigstore trusted root of your Rekor: --trusted-root, else the
 one sigstore's TUF repository serves (the public-good instance's, or
 --tuf-mirror and --tuf-root for your own, as cosign initialize takes them).
 
+An SBOM --type (spdxjson, cyclonedx) is checked on every node that has an
+SBOM, attached by its build or attested; --require-sbom fails every image
+that has none (an index is exempt). With --vsa-key or --vsa-keyless, every
+node that passed then gets a signed SLSA verification summary
+(https://slsa.dev/verification_summary/v1) naming the policy checked by
+digest and what it passed with; a node that failed gets none.
+
 Exit codes: 0 every node passed; 1 some node failed or the tree could not be
 read; 2 bad flags, reference or key.`,
 		Example: `  nestattest verify --key cosign.pub --insecure-ignore-tlog quay.io/org/ko-build:latest
   nestattest verify --key awskms:///alias/release --insecure-ignore-tlog --format bundle quay.io/org/ko-build:latest
   nestattest verify --certificate-identity https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main \
     --certificate-oidc-issuer https://token.actions.githubusercontent.com quay.io/org/ko-build:latest
-  nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…`,
+  nestattest verify --key cosign.pub --trusted-root trusted_root.json --type slsaprovenance1 --type spdxjson --require-root -o json quay.io/org/ko-build@sha256:…
+  nestattest verify --key cosign.pub --insecure-ignore-tlog --require-root --vsa-key awskms:///alias/verifier quay.io/org/ko-build:latest`,
 		Args: exactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd.Context(), s, args[0]) },
+		RunE: func(cmd *cobra.Command, args []string) error { return o.run(cmd, s, args[0]) },
 	}
 	o.registry.addFlags(cmd)
 	o.walk.addFlags(cmd)
@@ -81,7 +93,9 @@ read; 2 bad flags, reference or key.`,
 	o.trust.addFlags(cmd, "", verifyTrustHelp)
 	o.tuf.addFlags(cmd)
 	cmd.Flags().StringVar(&o.format, "format", layout.Auto, "storage format read: "+layout.ReadHelp())
-	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI)")
+	cmd.Flags().StringArrayVar(&o.types, "type", []string{"slsaprovenance1"}, "predicate type every node must carry an attestation of (repeatable; cosign names or a URI); "+
+		"an SBOM type (spdx, spdxjson, cyclonedx) is checked on every node that has an SBOM of it, attached by its build or attested")
+	cmd.Flags().BoolVar(&o.requireSBOM, "require-sbom", false, "fail every image without an SBOM attestation of the --type SBOM types (spdxjson or cyclonedx when none is given); an index is exempt")
 	cmd.Flags().BoolVar(&o.signatureOnly, "signature-only", false, "check signatures only, no attestations")
 	cmd.Flags().StringArrayVarP(&o.annotations, "annotations", "a", nil, "key=value every signature must carry (repeatable)")
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", false, "also verify each node's mirrored copy in the root's repository, where catalog mirrored it and sign --mirrors signed it")
@@ -89,12 +103,20 @@ read; 2 bad flags, reference or key.`,
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node as it is verified")
 	o.shard.addFlags(cmd, "verify")
 	o.results.addFlags(cmd)
+	o.vsa.addFlags(cmd)
 	return cmd
 }
 
-func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
+func (o *verifyOptions) run(cmd *cobra.Command, s streams, arg string) error {
+	ctx := cmd.Context()
 	if err := o.output.check(); err != nil {
 		return err
+	}
+	if err := o.vsa.check(); err != nil {
+		return err
+	}
+	if o.vsa.requested() && o.shard.requested() {
+		return usagef("--vsa-key/--vsa-keyless write summaries of a whole tree's verify: not with --shard")
 	}
 	if err := checkCosignRepository(); err != nil {
 		return err
@@ -103,7 +125,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	client := o.registry.client(s, false, o.walk.jobs)
+	client := o.registry.client(s, o.vsa.requested(), o.walk.jobs)
 	vopts, err := o.options(ctx, s, client)
 	if err != nil {
 		return err
@@ -130,6 +152,7 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	}
 	progress.start("verifying", len(tree.Nodes))
 	vopts.Progress = func(v trees.Verdict) { progress.step(!v.Passed()) }
+	verified := time.Now()
 	rep, err := trees.Verify(ctx, tree, vopts)
 	progress.end()
 	if err != nil {
@@ -137,6 +160,11 @@ func (o *verifyOptions) run(ctx context.Context, s streams, arg string) error {
 	}
 	if err := o.print(s, arg, tree, rep); err != nil {
 		return err
+	}
+	if o.vsa.requested() {
+		if err := o.writeVSAs(ctx, cmd, s, client, tree, rep, vopts, verified); err != nil {
+			return err
+		}
 	}
 	if rep.Failed() > 0 {
 		return errFailed
@@ -155,9 +183,12 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	if err != nil {
 		return trees.VerifyOptions{}, err
 	}
-	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot}
+	req := attest.Requirements{Annotations: annotations, RequireRoot: o.requireRoot, RequireSBOM: o.requireSBOM}
 	if !o.signatureOnly {
-		req.Types = o.types
+		req.Types, req.SBOMTypes = splitSBOMTypes(o.types)
+	}
+	if o.signatureOnly && o.requireSBOM {
+		return trees.VerifyOptions{}, usagef("--require-sbom checks attestations: it excludes --signature-only")
 	}
 	if err := req.Validate(); err != nil {
 		return trees.VerifyOptions{}, usageError{err}
@@ -166,7 +197,24 @@ func (o *verifyOptions) options(ctx context.Context, s streams, c *registry.Clie
 	if err != nil {
 		return trees.VerifyOptions{}, err
 	}
-	return trees.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}, nil
+	vopts := trees.VerifyOptions{Trust: trust, Require: req, Stores: stores, Jobs: o.walk.jobs, Mirrors: o.mirrors, Client: c}
+	if len(req.SBOMTypes) > 0 || req.RequireSBOM {
+		vopts.Attached = trees.SBOMs(c, nil)
+	}
+	return vopts, nil
+}
+
+// splitSBOMTypes parts --type into the types every node must carry and
+// the SBOM types, checked where a node has an SBOM.
+func splitSBOMTypes(types []string) (required, sboms []string) {
+	for _, t := range types {
+		if _, ok := sbom.Types[t]; ok {
+			sboms = append(sboms, t)
+			continue
+		}
+		required = append(required, t)
+	}
+	return required, sboms
 }
 
 // verifyDoc is the JSON output of `nestattest verify`.
@@ -179,6 +227,8 @@ type verifyDoc struct {
 type verifyNodeDoc struct {
 	nodeDoc
 	Passed bool `json:"passed"`
+	// NoSBOM says the node has no SBOM of the --type SBOM types.
+	NoSBOM bool `json:"noSBOM,omitempty"`
 	// Layouts are the storage layouts the node carries anything in.
 	Layouts []attest.Layout `json:"layouts,omitempty"`
 	Checks  []trees.Check   `json:"checks"`
@@ -190,6 +240,8 @@ type verifySummary struct {
 	Failed int      `json:"failed"`
 	Types  []string `json:"types"`
 	Tlog   bool     `json:"tlogChecked"`
+	// WithoutSBOM counts the nodes with no SBOM of the --type SBOM types.
+	WithoutSBOM int `json:"withoutSBOM,omitempty"`
 }
 
 func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *trees.VerifyReport) error {
@@ -198,10 +250,15 @@ func (o *verifyOptions) print(s streams, arg string, tree *walk.Tree, rep *trees
 		sum.Types = []string{}
 	}
 	sum.Passed = sum.Nodes - sum.Failed
+	for _, v := range rep.Verdicts {
+		if v.NoSBOM {
+			sum.WithoutSBOM++
+		}
+	}
 	if o.output.format == "json" {
 		doc := verifyDoc{Root: newRootDoc(arg, tree), Summary: sum}
 		for _, v := range rep.Verdicts {
-			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), Layouts: v.Layouts, Checks: v.Checks})
+			doc.Nodes = append(doc.Nodes, verifyNodeDoc{nodeDoc: newNodeDoc(v.Node), Passed: v.Passed(), NoSBOM: v.NoSBOM, Layouts: v.Layouts, Checks: v.Checks})
 		}
 		return writeJSON(s.out, doc)
 	}
@@ -277,6 +334,12 @@ func (o *verifyOptions) summary(sum verifySummary, tree *walk.Tree, rep *trees.V
 	}
 	line := fmt.Sprintf("%s: %d of %s in %s passed (%s by %s)", verdict, sum.Passed, plural(sum.Nodes, "node"),
 		plural(count(tree).Repositories, "repository"), what, o.trust.signer())
+	if sum.WithoutSBOM > 0 {
+		line += fmt.Sprintf("; %s without an SBOM", plural(sum.WithoutSBOM, "node"))
+		if !o.requireSBOM {
+			line += " (not required: --require-sbom)"
+		}
+	}
 	if both := carryingBoth(rep); both > 0 {
 		line += fmt.Sprintf("; %s carry both layouts, their bundles read (as cosign v3)", plural(both, "node"))
 	}

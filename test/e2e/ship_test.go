@@ -94,6 +94,7 @@ var shipInputFlags = map[string]string{
 	"tuf-root":                "--tuf-root",
 	"images":                  "--images",
 	"statements":              "--statements",
+	"sbom":                    "--sbom",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
