@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -59,14 +58,11 @@ func predicateOf(t *testing.T, pub, ref string) (predicate []byte, subject strin
 	if r.Code != 0 {
 		t.Fatalf("cosign verify-attestation %s: exit %d\n%s", ref, r.Code, r.Stderr)
 	}
-	var env struct{ Payload string }
-	if err := json.Unmarshal([]byte(lastLine(r.Stdout)), &env); err != nil {
-		t.Fatal(err)
+	payloads := attestedPayloads(t, r.Stdout)
+	if len(payloads) == 0 {
+		t.Fatalf("cosign verify-attestation %s printed no attestation:\n%s", ref, r.Stdout)
 	}
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
+	payload := payloads[len(payloads)-1]
 	var st struct {
 		Subject []struct {
 			Digest map[string]string `json:"digest"`

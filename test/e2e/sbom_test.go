@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -176,15 +175,7 @@ func cosignSBOMPredicates(t *testing.T, pub, ref string) map[string][]json.RawMe
 			t.Errorf("%s verify-attestation --type spdxjson %s: exit %d\n%s", run.name, ref, r.Code, lastLines(r.Stderr, 5))
 			continue
 		}
-		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-			var env struct{ Payload string }
-			if json.Unmarshal([]byte(line), &env) != nil || env.Payload == "" {
-				continue
-			}
-			payload, err := base64.StdEncoding.DecodeString(env.Payload)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, payload := range attestedPayloads(t, r.Stdout) {
 			var st struct {
 				PredicateType string
 				Subject       []struct{ Digest map[string]string }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -50,15 +49,7 @@ func cosignVSAs(t *testing.T, pub, ref string) map[string][]vsaPredicate {
 			out[run.name] = nil
 			continue
 		}
-		for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-			var env struct{ Payload string }
-			if json.Unmarshal([]byte(line), &env) != nil || env.Payload == "" {
-				continue
-			}
-			payload, err := base64.StdEncoding.DecodeString(env.Payload)
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, payload := range attestedPayloads(t, r.Stdout) {
 			var st struct{ Predicate vsaPredicate }
 			if err := json.Unmarshal(payload, &st); err != nil {
 				t.Fatal(err)
