@@ -35,7 +35,7 @@ func (c *Client) Referrers(ctx context.Context, repo name.Repository, subject v1
 			return nil, err
 		}
 	}
-	m, err := c.currentTag(ctx, FallbackTag(repo, subject))
+	m, err := c.ReadTag(ctx, FallbackTag(repo, subject))
 	if err != nil || m == nil {
 		return nil, err
 	}

@@ -36,11 +36,13 @@ type Change struct {
 const maxConfirmRounds = 8
 
 // UpdateTag applies edit to tag: it reads the tag, puts what edit makes of
-// it, and returns whether anything was put. Updates of one tag are
-// serialised within a Client, and the ones that arrive while an update is
-// under way are applied together in the next read and write: the cost does
-// not grow with how many updates a tag gets. Registries take no conditional
-// writes, so the update is remembered and confirmed by Settle.
+// it, and returns whether anything was put. What the tag holds is not read
+// again when this client knows it: read by ReadTag, or put by an earlier
+// update. Updates of one tag are serialised within a Client, and the ones
+// that arrive while an update is under way are applied together in the
+// next write: the cost does not grow with how many updates a tag gets.
+// Registries take no conditional writes, so the update is remembered and
+// confirmed by Settle, which reads every tag afresh.
 func (c *Client) UpdateTag(ctx context.Context, tag name.Tag, edit Edit) (changed bool, err error) {
 	q := c.tagQueue(tag)
 	p := &pending{edit: edit, done: make(chan struct{})}
@@ -103,7 +105,7 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 		for i, p := range batch {
 			edits[i] = p.edit
 		}
-		changed, err := c.apply(ctx, tag, edits)
+		changed, err := c.apply(ctx, tag, edits, false)
 		for i, p := range batch {
 			p.changed, p.err = changed[i], err
 			close(p.done)
@@ -111,14 +113,17 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 	}
 }
 
-// apply reads tag once, applies every edit in turn and puts the result
-// once. changed says which edits changed the tag.
-func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed []bool, err error) {
+// apply reads tag once (or, unless fresh, starts from what the client
+// knows it holds), applies every edit in turn and puts the result once.
+// changed says which edits changed the tag.
+func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bool) (changed []bool, err error) {
 	defer c.timeApply(time.Now())
 	changed = make([]bool, len(edits))
-	cur, err := c.currentTag(ctx, tag)
-	if err != nil {
-		return changed, err
+	cur, known := c.knownTagContent(tag)
+	if fresh || !known {
+		if cur, err = c.ReadTag(ctx, tag); err != nil {
+			return changed, err
+		}
 	}
 	var last *Change
 	var blobs [][]byte
@@ -141,8 +146,10 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit) (changed
 		return make([]bool, len(edits)), err
 	}
 	if _, err := c.PutManifest(ctx, tag, last.MediaType, last.Raw); err != nil {
+		c.wrote(tag, nil)
 		return make([]bool, len(edits)), err
 	}
+	c.wrote(tag, cur)
 	return changed, nil
 }
 
@@ -173,15 +180,6 @@ func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []b
 		}
 	}
 	return nil
-}
-
-// currentTag reads what a tag points at, nil when it does not exist.
-func (c *Client) currentTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
-	m, err := c.GetManifest(ctx, tag, MaxManifestBytes)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
-	}
-	return m, err
 }
 
 func (c *Client) remember(tag name.Tag, edit Edit) {
@@ -265,7 +263,7 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 func (c *Client) confirm(ctx context.Context, u *updated) (int, error) {
 	lost := 0
 	for round := 0; round < maxConfirmRounds; round++ {
-		changed, err := c.apply(ctx, u.tag, u.edits)
+		changed, err := c.apply(ctx, u.tag, u.edits, true)
 		if err != nil {
 			return lost, fmt.Errorf("confirm %s: %w", u.tag, err)
 		}

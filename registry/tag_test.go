@@ -169,6 +169,55 @@ func TestSettleRestoresLostUpdates(t *testing.T) {
 	}
 }
 
+// TestUpdateTagKnowsWhatItRead: an update after ReadTag, and one after the
+// client's own write, start from what the client knows and read nothing;
+// a read that began before the client's write is not taken for the tag's
+// content; Settle reads every tag afresh, and so still restores an entry
+// another writer overwrote after the client last read the tag.
+func TestUpdateTagKnowsWhatItRead(t *testing.T) {
+	r := newCountingRegistry(t, false)
+	a, b := NewClient(Options{}), NewClient(Options{})
+	ctx := context.Background()
+	tag, _ := name.NewTag(r.host + "/org/app:sha256-01.sig")
+	if m, err := a.ReadTag(ctx, tag); m != nil || err != nil {
+		t.Fatalf("ReadTag of a missing tag: %v, %v", m, err)
+	}
+	for _, e := range []string{"one", "two"} {
+		if _, err := a.UpdateTag(ctx, tag, listEdit(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if gets, puts := r.get("GET manifests"), r.get("PUT manifests"); gets != 1 || puts != 2 {
+		t.Errorf("ReadTag and two updates: %d manifest GETs, %d PUTs; want 1 and 2", gets, puts)
+	}
+	// A read begun before a's write is stale: it must not be used.
+	gen := a.beginRead(tag)
+	if _, err := a.UpdateTag(ctx, tag, listEdit("three")); err != nil {
+		t.Fatal(err)
+	}
+	a.endRead(tag, gen, nil)
+	if m, ok := a.knownTagContent(tag); !ok || m == nil {
+		t.Fatalf("a read begun before the client's write replaced what it put: %v, %v", m, ok)
+	}
+	// Another writer replaces the tag: a's next update starts from what a
+	// knows and so writes over b's entry, and Settle puts both back.
+	if _, err := b.UpdateTag(ctx, tag, listEdit("from-b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateTag(ctx, tag, listEdit("four")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Settle(ctx, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Settle(ctx, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(t, a, tag); len(got) != 5 {
+		t.Errorf("after both Settle the tag holds %q, want all five entries", got)
+	}
+}
+
 // TestPutReferrer lists a referrer through the referrers API where the
 // registry serves it, and in the fallback tag where it does not.
 func TestPutReferrer(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -80,12 +79,12 @@ func (s Store) List(ctx context.Context, c *registry.Client, sub attest.Subject)
 
 func (s Store) list(ctx context.Context, c *registry.Client, sub attest.Subject, kind attest.Kind) ([]*attest.Entry, error) {
 	tag := Tag(sub.Repository, sub.Descriptor.Digest, kind)
-	m, err := c.GetManifest(ctx, tag, registry.MaxManifestBytes)
-	if errors.Is(err, registry.ErrNotFound) {
-		return nil, nil
-	}
+	m, err := c.ReadTag(ctx, tag)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", tag, err)
+	}
+	if m == nil {
+		return nil, nil
 	}
 	man, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
 	if err != nil {
