@@ -77,9 +77,12 @@ type Store interface {
 	// through c (and loaded through it by Entry.Load); none is an empty
 	// list, not an error.
 	List(ctx context.Context, c *registry.Client, sub Subject) ([]*Entry, error)
-	// Add stores s through c and returns once the registry holds it,
-	// confirmed; c's Settle confirms it again at the end of the run.
-	Add(ctx context.Context, c *registry.Client, s *Signed) error
+	// Add stores signed, payloads of one subject, through c and returns
+	// once the registry holds them, confirmed; c's Settle confirms them
+	// again at the end of the run. A layout that lists what a subject
+	// carries in one place (the bundle layout's referrers tag) updates
+	// that listing once for them all.
+	Add(ctx context.Context, c *registry.Client, signed ...*Signed) error
 	// Verify verifies s, a signature or attestation of sub this store
 	// read (or would write), with cosign's own verification for the
 	// layout, against v's trust; it returns what s says of sub.

@@ -67,31 +67,44 @@ func (c *Client) referrersPage(ctx context.Context, repo name.Repository, subjec
 	return im.Manifests, nil
 }
 
-// PutReferrer puts a manifest whose subject is subject into repo by digest
-// and makes it listed among subject's referrers: by the registry itself
-// where it serves the referrers API, else by adding it to the fallback tag
-// (UpdateTag: serialised, confirmed, and kept for Settle). desc describes
-// the manifest as the listing should: digest, size, media type, artifact
-// type, annotations.
-func (c *Client) PutReferrer(ctx context.Context, repo name.Repository, subject v1.Hash, desc v1.Descriptor, raw []byte) error {
-	if _, err := c.PutManifest(ctx, repo.Digest(desc.Digest.String()), desc.MediaType, raw); err != nil {
-		return err
+// Referrer is a manifest whose subject is set, and its descriptor as the
+// subject's referrers list it: digest, size, media type, artifact type,
+// annotations.
+type Referrer struct {
+	Descriptor v1.Descriptor
+	Raw        []byte
+}
+
+// PutReferrers puts manifests whose subject is subject into repo by digest
+// and makes them listed among subject's referrers: by the registry itself
+// where it serves the referrers API, else by adding them to the fallback
+// tag in one update (UpdateTag: serialised, confirmed, and kept for
+// Settle).
+func (c *Client) PutReferrers(ctx context.Context, repo name.Repository, subject v1.Hash, refs ...Referrer) error {
+	for _, r := range refs {
+		if _, err := c.PutManifest(ctx, repo.Digest(r.Descriptor.Digest.String()), r.Descriptor.MediaType, r.Raw); err != nil {
+			return err
+		}
 	}
 	if c.referrersAPI(repo.Registry) == apiUnknown {
 		if _, err := c.referrersPage(ctx, repo, subject); err != nil && err != ErrNoReferrersAPI {
 			return err
 		}
 	}
-	if c.referrersAPI(repo.Registry) == apiPresent {
+	if c.referrersAPI(repo.Registry) == apiPresent || len(refs) == 0 {
 		return nil
 	}
-	_, err := c.UpdateTag(ctx, FallbackTag(repo, subject), addReferrer(desc))
+	descs := make([]v1.Descriptor, len(refs))
+	for i, r := range refs {
+		descs[i] = r.Descriptor
+	}
+	_, err := c.UpdateTag(ctx, FallbackTag(repo, subject), addReferrers(descs))
 	return err
 }
 
-// addReferrer is the Edit that lists desc in a fallback tag's index, sorted
-// by digest as go-containerregistry and cosign keep it.
-func addReferrer(desc v1.Descriptor) Edit {
+// addReferrers is the Edit that lists descs in a fallback tag's index,
+// sorted by digest as go-containerregistry and cosign keep it.
+func addReferrers(descs []v1.Descriptor) Edit {
 	return func(cur *Manifest) (*Change, error) {
 		im := &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
 		if cur != nil {
@@ -100,12 +113,21 @@ func addReferrer(desc v1.Descriptor) Edit {
 				return nil, err
 			}
 		}
+		listed := map[v1.Hash]bool{}
 		for _, d := range im.Manifests {
-			if d.Digest == desc.Digest {
-				return nil, nil
+			listed[d.Digest] = true
+		}
+		added := false
+		for _, d := range descs {
+			if !listed[d.Digest] {
+				listed[d.Digest] = true
+				im.Manifests = append(im.Manifests, d)
+				added = true
 			}
 		}
-		im.Manifests = append(im.Manifests, desc)
+		if !added {
+			return nil, nil
+		}
 		sort.Slice(im.Manifests, func(i, j int) bool { return im.Manifests[i].Digest.String() < im.Manifests[j].Digest.String() })
 		raw, err := json.Marshal(im)
 		if err != nil {

@@ -34,7 +34,7 @@ func newCountingRegistry(t *testing.T, referrers bool) *countingRegistry {
 	h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)), ggcr.WithReferrersSupport(referrers))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		kind := "other"
-		for _, k := range []string{"/manifests/", "/blobs/uploads/", "/blobs/", "/referrers/"} {
+		for _, k := range []string{"/manifests/", "/blobs/uploads/", "/blobs/", "/referrers/", "/tags/"} {
 			if strings.Contains(req.URL.Path, k) {
 				kind = strings.Trim(k, "/")
 				break
@@ -169,8 +169,9 @@ func TestSettleRestoresLostUpdates(t *testing.T) {
 	}
 }
 
-// TestUpdateTagKnowsWhatItRead: an update after ReadTag, and one after the
-// client's own write, start from what the client knows and read nothing;
+// TestUpdateTagKnowsWhatItRead: ReadTag finds a missing tag in the
+// repository's listing, read once; an update after ReadTag, and one after
+// the client's own write, start from what the client knows and read nothing;
 // a read that began before the client's write is not taken for the tag's
 // content; Settle reads every tag afresh, and so still restores an entry
 // another writer overwrote after the client last read the tag.
@@ -187,8 +188,16 @@ func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if gets, puts := r.get("GET manifests"), r.get("PUT manifests"); gets != 1 || puts != 2 {
-		t.Errorf("ReadTag and two updates: %d manifest GETs, %d PUTs; want 1 and 2", gets, puts)
+	if lists, gets, puts := r.get("GET tags"), r.get("GET manifests"), r.get("PUT manifests"); lists != 1 || gets != 0 || puts != 2 {
+		t.Errorf("ReadTag and two updates: %d tag listings, %d manifest GETs, %d PUTs; want 1, 0 and 2", lists, gets, puts)
+	}
+	// The tag is written: it is read, not looked up in the listing.
+	other, _ := name.NewTag(r.host + "/org/app:sha256-01.att")
+	if m, err := a.ReadTag(ctx, other); m != nil || err != nil || r.get("GET tags") != 1 || r.get("GET manifests") != 0 {
+		t.Fatalf("ReadTag of a tag the listing lacks: %v, %v, %d listings, %d GETs", m, err, r.get("GET tags"), r.get("GET manifests"))
+	}
+	if m, err := a.ReadTag(ctx, tag); m == nil || err != nil || r.get("GET manifests") != 1 {
+		t.Fatalf("ReadTag of a tag the client wrote: %v, %v, %d GETs", m, err, r.get("GET manifests"))
 	}
 	// A read begun before a's write is stale: it must not be used.
 	gen := a.beginRead(tag)
@@ -218,9 +227,9 @@ func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 	}
 }
 
-// TestPutReferrer lists a referrer through the referrers API where the
+// TestPutReferrers lists a referrer through the referrers API where the
 // registry serves it, and in the fallback tag where it does not.
-func TestPutReferrer(t *testing.T) {
+func TestPutReferrers(t *testing.T) {
 	for _, api := range []bool{true, false} {
 		t.Run(fmt.Sprint("referrers API ", api), func(t *testing.T) {
 			r := newCountingRegistry(t, api)
@@ -239,7 +248,7 @@ func TestPutReferrer(t *testing.T) {
 				man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%d},"annotations":{"n":"%d"}}`,
 					digestOf([]byte("{}")), sd, len(subject), i)
 				desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: digestOf([]byte(man)), Size: int64(len(man)), Annotations: map[string]string{"n": fmt.Sprint(i)}}
-				if err := c.PutReferrer(ctx, repo, sd, desc, []byte(man)); err != nil {
+				if err := c.PutReferrers(ctx, repo, sd, Referrer{Descriptor: desc, Raw: []byte(man)}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -240,21 +240,46 @@ func verifyBundle(ctx context.Context, co *cosign.CheckOpts, h v1.Hash, s *attes
 	return statement.Read(s.Payload)
 }
 
-// Add implements Store: the bundle and cosign's empty config are uploaded,
-// then the referrer manifest, then it is listed.
-func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed) error {
+// Add implements Store: for each payload, the bundle and cosign's empty
+// config are uploaded, then the referrer manifest; then they are listed
+// together among the subject's referrers.
+func (s *Store) Add(ctx context.Context, c *registry.Client, signed ...*attest.Signed) error {
+	if len(signed) == 0 {
+		return nil
+	}
+	sub := signed[0].Subject
+	refs := make([]registry.Referrer, 0, len(signed))
+	for _, one := range signed {
+		if one.Subject.Digest() != sub.Digest() {
+			return fmt.Errorf("bundle: Add of payloads of %s and %s at once: one subject at a time", sub.Digest(), one.Subject.Digest())
+		}
+		ref, err := s.referrer(ctx, c, one)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, ref)
+	}
+	if err := c.PutReferrers(ctx, sub.Repository, sub.Descriptor.Digest, refs...); err != nil {
+		return fmt.Errorf("write the bundles of %s: %w", sub.Digest(), err)
+	}
+	return nil
+}
+
+// referrer uploads what signed's referrer manifest refers to, and makes
+// the manifest.
+func (s *Store) referrer(ctx context.Context, c *registry.Client, signed *attest.Signed) (registry.Referrer, error) {
 	repo := signed.Subject.Repository
 	p, err := preparedBundles.Do(preparedKey(signed), func() (*prepared, error) { return prepare(signed) })
 	if err != nil {
-		return err
+		return registry.Referrer{}, err
 	}
 	raw := p.raw
 	if _, err := s.upload(ctx, c, repo, emptyConfig); err != nil {
-		return err
+		return registry.Referrer{}, err
 	}
 	bd, err := s.upload(ctx, c, repo, raw)
 	if err != nil {
-		return err
+		return registry.Referrer{}, err
 	}
 	ann := map[string]string{annotationCreated: s.now().UTC().Format(time.RFC3339)}
 	for k, v := range p.ann {
@@ -273,13 +298,10 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed *attest.Sign
 	}
 	mraw, err := json.Marshal(man)
 	if err != nil {
-		return err
+		return registry.Referrer{}, err
 	}
 	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: statement.Digest(mraw), Size: int64(len(mraw)), ArtifactType: attest.MediaTypeBundle, Annotations: ann}
-	if err := c.PutReferrer(ctx, repo, signed.Subject.Descriptor.Digest, desc, mraw); err != nil {
-		return fmt.Errorf("write the bundle of %s: %w", signed.Subject.Digest(), err)
-	}
-	return nil
+	return registry.Referrer{Descriptor: desc, Raw: mraw}, nil
 }
 
 // preparedKey names what prepare makes of signed: its signature and the

@@ -22,15 +22,18 @@ import (
 	"github.com/nestattest/nestattest/registry"
 )
 
-// Add implements Store: the layer is appended to the subject's tag.
-func (Store) Add(ctx context.Context, c *registry.Client, signed *attest.Signed) error {
-	layer, ann, err := legacyLayer(signed)
-	if err != nil {
-		return err
-	}
-	tag := Tag(signed.Subject.Repository, signed.Subject.Descriptor.Digest, signed.Kind)
-	if _, err := c.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
-		return fmt.Errorf("write %s: %w", tag, err)
+// Add implements Store: each layer is appended to the subject's tag of
+// its kind (.sig or .att).
+func (Store) Add(ctx context.Context, c *registry.Client, signed ...*attest.Signed) error {
+	for _, s := range signed {
+		layer, ann, err := legacyLayer(s)
+		if err != nil {
+			return err
+		}
+		tag := Tag(s.Subject.Repository, s.Subject.Descriptor.Digest, s.Kind)
+		if _, err := c.UpdateTag(ctx, tag, appendLayer(layer, ann)); err != nil {
+			return fmt.Errorf("write %s: %w", tag, err)
+		}
 	}
 	return nil
 }

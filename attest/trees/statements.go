@@ -352,6 +352,7 @@ func (t *treeRun) cover(ctx context.Context, rep *Report, pending [][]pendingIte
 		}
 		t.set(res, it, Failed)
 	}
+	var signed []signedChunk
 	for _, g := range order {
 		for _, chunk := range t.chunks(byGroup[g]) {
 			if ctx.Err() != nil || unreachable.Load() != nil {
@@ -362,16 +363,23 @@ func (t *treeRun) cover(ctx context.Context, rep *Report, pending [][]pendingIte
 				}
 				continue
 			}
-			signed, err := t.signChunk(ctx, g, chunk)
+			s, err := t.signChunk(ctx, g, chunk)
 			if err != nil {
 				for _, it := range chunk {
 					fail(it, err)
 				}
 				continue
 			}
-			t.store(ctx, rep, chunk, signed, &mu, fail)
+			signed = append(signed, signedChunk{s, chunk})
 		}
 	}
+	t.store(ctx, rep, signed, &mu, fail)
+}
+
+// signedChunk is a signed statement and the items it covers.
+type signedChunk struct {
+	signed *attest.Signed
+	items  []pendingItem
 }
 
 // chunks splits items into balanced chunks whose statements name at most
@@ -431,49 +439,63 @@ func (t *treeRun) signChunk(ctx context.Context, g int, chunk []pendingItem) (*a
 	return s, err
 }
 
-// store writes the chunk's signed statement where each of its items lacks
-// it: once per store, repository and digest; nodes that share one find it
-// present.
-func (t *treeRun) store(ctx context.Context, rep *Report, chunk []pendingItem, signed *attest.Signed, mu *sync.Mutex, fail func(pendingItem, error)) {
+// store writes the signed statements where each of their items lacks
+// them: once per store, repository and digest, every statement a subject
+// lacks in one Add (the bundle layout lists them in one update); nodes
+// that share a subject find them present.
+func (t *treeRun) store(ctx context.Context, rep *Report, chunks []signedChunk, mu *sync.Mutex, fail func(pendingItem, error)) {
 	type write struct {
-		store attest.Store
-		sub   attest.Subject
-		items []pendingItem
+		store  attest.Store
+		sub    attest.Subject
+		signed []*attest.Signed
+		items  [][]pendingItem // per statement, the items it covers here
 	}
 	var writes []*write
 	byKey := map[string]*write{}
-	for _, it := range chunk {
-		k := string(it.store.Layout()) + " " + it.sub.Digest().String()
-		w, ok := byKey[k]
-		if !ok {
-			w = &write{store: it.store, sub: it.sub}
-			byKey[k] = w
-			writes = append(writes, w)
+	for _, c := range chunks {
+		for _, it := range c.items {
+			k := string(it.store.Layout()) + " " + it.sub.Digest().String()
+			w, ok := byKey[k]
+			if !ok {
+				w = &write{store: it.store, sub: it.sub}
+				byKey[k] = w
+				writes = append(writes, w)
+			}
+			if n := len(w.signed); n == 0 || w.signed[n-1] != c.signed {
+				w.signed = append(w.signed, c.signed)
+				w.items = append(w.items, nil)
+			}
+			w.items[len(w.items)-1] = append(w.items[len(w.items)-1], it)
 		}
-		w.items = append(w.items, it)
 	}
 	pool.ForEach(len(writes), t.opts.Jobs, func(i int) {
 		w := writes[i]
-		s := *signed
-		s.Subject = w.sub
+		signed := make([]*attest.Signed, len(w.signed))
+		for j, s := range w.signed {
+			one := *s
+			one.Subject = w.sub
+			signed[j] = &one
+		}
 		var err error
 		for attempt := 1; attempt <= nodeAttempts; attempt++ {
-			if err = w.store.Add(ctx, t.opts.Client, &s); err == nil || !transient(err) || interrupted(ctx, err) {
+			if err = w.store.Add(ctx, t.opts.Client, signed...); err == nil || !transient(err) || interrupted(ctx, err) {
 				break
 			}
 		}
-		for j, it := range w.items {
-			if err != nil {
-				fail(it, err)
-				continue
+		for _, items := range w.items {
+			for j, it := range items {
+				if err != nil {
+					fail(it, err)
+					continue
+				}
+				out := Written
+				if j > 0 {
+					out = Present
+				}
+				mu.Lock()
+				t.set(&rep.Results[it.node], it, out)
+				mu.Unlock()
 			}
-			out := Written
-			if j > 0 {
-				out = Present
-			}
-			mu.Lock()
-			t.set(&rep.Results[it.node], it, out)
-			mu.Unlock()
 		}
 	})
 }

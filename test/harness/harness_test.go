@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -424,5 +425,22 @@ func TestMissingTool(t *testing.T) {
 		if !strings.Contains(got, "tool cosign not found") || !strings.Contains(got, "make tools") {
 			t.Errorf("NESTATTEST_E2E=%q: skipped %q, failed %q", e2e, r.skipped, r.failed)
 		}
+	}
+}
+
+// TestCountAccess reads both registries' access-log lines: distribution's
+// combined format among its other log lines, and go-containerregistry's.
+func TestCountAccess(t *testing.T) {
+	log := `time="2026-12-06T01:00:00Z" level=warning msg="No HTTP secret provided"
+127.0.0.1 - - [06/Dec/2026:01:00:00 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "nestattest"
+127.0.0.1 - - [06/Dec/2026:01:00:00 +0000] "POST /v2/org/app/blobs/uploads/?digest=sha256%3Aab HTTP/1.1" 202 0 "" "nestattest"
+127.0.0.1 - - [06/Dec/2026:01:00:00 +0000] "PUT /v2/org/app/manifests/sha256-ab.sig HTTP/1.1" 201 0 "" "nestattest"
+HEAD /v2/org/app/manifests/sha256:ab
+GET /v2/org/app/referrers/sha256:ab 404 NAME_UNKNOWN Unknown name
+`
+	c := countAccess([]byte(log))
+	want := map[string]int{"ping GET": 1, "upload POST": 1, "manifest PUT": 1, "manifest HEAD": 1, "referrers GET": 1}
+	if c.Total != 5 || !maps.Equal(c.ByKind, want) {
+		t.Errorf("counted %v, want 5 %v", c, want)
 	}
 }

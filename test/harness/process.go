@@ -23,12 +23,13 @@ const logTail = 8 << 10
 // and log in dir, and extra appended to the configuration, waits until it answers
 // GET /v2/, stops it when the test ends and prints its log if the test
 // failed. It returns the registry's host:port. A port taken between choosing
-// it and the registry binding it is retried with another.
-func serve(t testing.TB, bin, dir, extra string) string {
+// it and the registry binding it is retried with another. env is added to
+// the registry's environment.
+func serve(t testing.TB, bin, dir, extra string, env ...string) string {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr := freeAddr(t)
-		p := start(t, bin, dir, registryConfig(filepath.Join(dir, "data"), addr)+extra)
+		p := start(t, bin, dir, registryConfig(filepath.Join(dir, "data"), addr)+extra, env...)
 		err := p.waitReady(addr)
 		if err == nil {
 			t.Cleanup(func() { p.stop(t) })
@@ -85,9 +86,9 @@ type process struct {
 	err     error         // why it exited, once exited is closed
 }
 
-// start writes cfg to dir/config.yml and starts `bin serve` on it, its
-// output going to dir/registry.log.
-func start(t testing.TB, bin, dir, cfg string) *process {
+// start writes cfg to dir/config.yml and starts `bin serve` on it with env
+// added to its environment, its output going to dir/registry.log.
+func start(t testing.TB, bin, dir, cfg string, env ...string) *process {
 	t.Helper()
 	cfgPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -100,7 +101,7 @@ func start(t testing.TB, bin, dir, cfg string) *process {
 	}
 	p.cmd = exec.Command(bin, "serve", cfgPath)
 	// distribution v3 exports traces over OTLP by default.
-	p.cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
+	p.cmd.Env = append(append(os.Environ(), "OTEL_TRACES_EXPORTER=none"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	dieWithParent(p.cmd)
 	if err := p.cmd.Start(); err != nil {

@@ -2,11 +2,11 @@ package harness
 
 import (
 	"fmt"
-	"io"
 	"log"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,6 +20,8 @@ type Registry struct {
 	// Name says which registry it is: "distribution-v3.1.2",
 	// "docker-registry-2.8.2" or "in-memory".
 	Name string
+
+	access *accessLog // what the registry logs of each request it answered; nil: nothing
 }
 
 // Ref returns Host + "/" + path, such as "127.0.0.1:5000/org/app:v1".
@@ -43,6 +45,9 @@ type DistributionOptions struct {
 	// Tokens, when set, has the registry accept only bearer tokens the
 	// token server issued (auth: token), and enforce their access claims.
 	Tokens *TokenServer
+	// AccessLog turns on the registry's access log (log.accesslog), which
+	// Registry.Requests counts.
+	AccessLog bool
 }
 
 // config is the registry configuration for the options, in the 0.1 schema
@@ -71,12 +76,20 @@ func Distribution(t testing.TB, opts DistributionOptions) *Registry {
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	serveFn := serve
 	if opts.Tokens != nil {
-		serveFn = opts.Tokens.serve
+		host := opts.Tokens.serve(t, Tool(t, "registry"), dir, opts.config())
+		return &Registry{Host: host, Name: "distribution-v3.1.2"}
 	}
-	host := serveFn(t, Tool(t, "registry"), dir, opts.config())
-	return &Registry{Host: host, Name: "distribution-v3.1.2"}
+	var env []string
+	r := &Registry{Name: "distribution-v3.1.2"}
+	if opts.AccessLog {
+		// distribution writes its access log (Apache's combined format)
+		// to standard output, which start sends to the registry's log.
+		env = append(env, "REGISTRY_LOG_ACCESSLOG_DISABLED=false")
+		r.access = &accessLog{path: filepath.Join(dir, "registry.log")}
+	}
+	r.Host = serve(t, Tool(t, "registry"), dir, opts.config(), env...)
+	return r
 }
 
 // DockerRegistry starts Debian's docker-registry (distribution 2.8.2) like
@@ -109,14 +122,16 @@ func version(t testing.TB, bin string) string {
 
 // InMemory starts go-containerregistry's in-memory registry in the test
 // process, serving the referrers API when referrers is set. It accepts any
-// index, whatever its children, and keeps nothing once the test ends.
+// index, whatever its children, and keeps nothing once the test ends. Its
+// log of every request it answers is what Registry.Requests counts.
 func InMemory(t testing.TB, referrers bool) *Registry {
 	t.Helper()
+	access := &accessLog{}
 	h := ggcrregistry.New(
-		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
+		ggcrregistry.Logger(log.New(access, "", 0)),
 		ggcrregistry.WithReferrersSupport(referrers),
 	)
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
-	return &Registry{Host: strings.TrimPrefix(s.URL, "http://"), Name: "in-memory"}
+	return &Registry{Host: strings.TrimPrefix(s.URL, "http://"), Name: "in-memory", access: access}
 }

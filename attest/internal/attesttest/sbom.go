@@ -44,7 +44,7 @@ func AttachSBOMReferrer(t testing.TB, c *registry.Client, repo name.Repository, 
 		t.Fatal(err)
 	}
 	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: size, ArtifactType: at}
-	if err := c.PutReferrer(context.Background(), repo, d.Digest, desc, raw); err != nil {
+	if err := c.PutReferrers(context.Background(), repo, d.Digest, registry.Referrer{Descriptor: desc, Raw: raw}); err != nil {
 		t.Fatal(err)
 	}
 }
