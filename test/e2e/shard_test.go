@@ -167,6 +167,17 @@ func shardTops(d shardSignDoc, root string) int {
 	return len(tops)
 }
 
+// placeRepositories are the repositories a shard's nodes were signed in.
+func placeRepositories(d shardSignDoc) map[string]bool {
+	repos := map[string]bool{}
+	for _, n := range d.Nodes {
+		for _, p := range n.Places {
+			repos[p.Repository] = true
+		}
+	}
+	return repos
+}
+
 // TestShardSignsEveryNodeOnce plans a 55-node tree in 4 shards, signs each
 // shard: every node is signed exactly once, the whole tree verifies (and
 // verify writes IMAGE_URL and IMAGE_DIGEST), each shard verifies on its
@@ -174,7 +185,8 @@ func shardTops(d shardSignDoc, root string) int {
 // the requests of an unsharded run over an identical copy of the tree,
 // plus, for each shard but one, a ping, the tag and the plan (manifest
 // and document), plus a mirror lookup for each shard a top child's nodes
-// are split into beyond the first.
+// are split into beyond the first, plus a tag listing for each shard a
+// repository's nodes are split into beyond the first.
 func TestShardSignsEveryNodeOnce(t *testing.T) {
 	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
 	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
@@ -208,6 +220,7 @@ func TestShardSignsEveryNodeOnce(t *testing.T) {
 	var reports []shardSignDoc
 	sum := harness.Counts{ByKind: map[string]int{}}
 	extraHeads := 0
+	extraLists, allRepos := 0, map[string]bool{} // each shard lists the tags of each repository it signs in
 	root := strings.TrimSuffix(tags[0], ":latest")
 	for _, id := range p.Shards {
 		proxy.Reset()
@@ -222,9 +235,15 @@ func TestShardSignsEveryNodeOnce(t *testing.T) {
 			sum.ByKind[k] += v
 		}
 		extraHeads += shardTops(d, root)
+		shardRepos := placeRepositories(d)
+		extraLists += len(shardRepos)
+		for r := range shardRepos {
+			allRepos[r] = true
+		}
 		reports = append(reports, d)
 	}
 	extraHeads -= p.Repositories - 1
+	extraLists -= len(allRepos)
 	checkOnce(t, tags[0], reports, proxy.Host, reg.Host)
 
 	// The requests: the shards' minus the unsharded run's, by kind.
@@ -234,11 +253,12 @@ func TestShardSignsEveryNodeOnce(t *testing.T) {
 	want["blob GET"] += shards           // each shard reads its document
 	want["ping GET"] += shards - 1       // each process pings the registry once
 	want["manifest HEAD"] += extraHeads  // each shard looks for the mirrored copy of its nodes' top children
+	want["tags GET"] += extraLists       // and lists the tags of the repositories it shares with another shard
 	if !maps.Equal(sum.ByKind, want) {
-		t.Errorf("the shards made %v,\nwant the unsharded run's %v\nwith %d more for the plan and %d mirror lookups: %v", sum.ByKind, whole.ByKind, 4*shards-2, extraHeads, want)
+		t.Errorf("the shards made %v,\nwant the unsharded run's %v\nwith %d more for the plan, %d mirror lookups and %d tag listings: %v", sum.ByKind, whole.ByKind, 4*shards-2, extraHeads, extraLists, want)
 	}
-	if sum.Total != whole.Total+4*shards-2+extraHeads {
-		t.Errorf("the shards made %d requests, want %d + %d + %d", sum.Total, whole.Total, 4*shards-2, extraHeads)
+	if sum.Total != whole.Total+4*shards-2+extraHeads+extraLists {
+		t.Errorf("the shards made %d requests, want %d + %d + %d + %d", sum.Total, whole.Total, 4*shards-2, extraHeads, extraLists)
 	}
 	t.Logf("unsharded %d requests; plan %d %v; shards %d (+%d: %d for the plan, %d mirror lookups); %d repositories split",
 		whole.Total, planned.Total, planned.ByKind, sum.Total, sum.Total-whole.Total, 4*shards-2, extraHeads, p.SplitRepositories)

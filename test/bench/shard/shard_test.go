@@ -213,7 +213,10 @@ type planDoc struct {
 }
 
 type signDoc struct {
-	Nodes   []struct{ Repository, Digest string }
+	Nodes []struct {
+		Repository, Digest string
+		Places             []struct{ Repository string }
+	}
 	Summary struct{ Nodes, Written, Present, Failed int }
 }
 
@@ -384,10 +387,12 @@ func slices(m map[string]int) []string {
 // accounting checks the shards' requests, kind by kind, are the unsharded
 // run's plus, for each shard but one, a ping, the tag and the plan's
 // manifest and document, plus one mirror lookup for each shard a top
-// child's nodes are split into beyond the first.
+// child's nodes are split into beyond the first, plus one tag listing for
+// each shard a repository's nodes are split into beyond the first.
 func accounting(t *testing.T, p planDoc, whole proc, runs []proc, reports []signDoc, root string) {
 	sum := map[string]int{}
-	total, heads := 0, 0
+	total, heads, lists := 0, 0, 0
+	all := map[string]bool{}
 	for i, r := range runs {
 		total += r.use.Requests
 		for k, v := range r.use.ByKind {
@@ -400,19 +405,28 @@ func accounting(t *testing.T, p planDoc, whole proc, runs []proc, reports []sign
 			}
 		}
 		heads += len(tops)
+		repos := map[string]bool{}
+		for _, n := range reports[i].Nodes {
+			for _, pl := range n.Places {
+				repos[pl.Repository], all[pl.Repository] = true, true
+			}
+		}
+		lists += len(repos)
 	}
 	heads -= p.Repositories - 1
+	lists -= len(all)
 	s := len(p.Shards)
 	want := maps.Clone(whole.use.ByKind)
 	want["manifest GET"] += 2*s - 1
 	want["blob GET"] += s
 	want["ping GET"] += s - 1
 	want["manifest HEAD"] += heads
+	want["tags GET"] += lists
 	if !maps.Equal(sum, want) {
 		t.Errorf("the shards made %v,\nwant %v", sum, want)
 	}
-	fmt.Printf("requests: Σ shards %d = unsharded %d + %d (4 a shard less 2: ping, tag, plan manifest, plan document) + %d (mirror lookups of split children): %v\n",
-		total, whole.use.Requests, 4*s-2, heads, total == whole.use.Requests+4*s-2+heads)
+	fmt.Printf("requests: Σ shards %d = unsharded %d + %d (4 a shard less 2: ping, tag, plan manifest, plan document) + %d (mirror lookups of split children) + %d (tag listings of split repositories): %v\n",
+		total, whole.use.Requests, 4*s-2, heads, lists, total == whole.use.Requests+4*s-2+heads+lists)
 	if total != whole.use.Requests+4*s-2+heads {
 		t.Errorf("Σ shards %d requests, want %d", total, whole.use.Requests+4*s-2+heads)
 	}
