@@ -31,11 +31,18 @@ func TestBenchProfile(t *testing.T) {
 	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: shm()})
 	for _, n := range sizes(t) {
 		ref, _ := pushTree(t, reg.Host, fmt.Sprintf("profile/n%d", n), n)
+		tree, _ := pushTree(t, reg.Host, fmt.Sprintf("profile/n%d-tree", n), n)
 		for _, cmd := range [][]string{
 			{"sign", "--tlog-upload=false", "--key", k.key, ref},
 			{"verify", "--key", k.pub, "--insecure-ignore-tlog", ref},
+			{"sign", "--tlog-upload=false", "--key", k.key, "--format", "bundle", "--statements", "tree", tree},
+			{"verify", "--key", k.pub, "--insecure-ignore-tlog", "--format", "bundle", tree},
 		} {
-			prof := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", cmd[0], n))
+			label := cmd[0]
+			if cmd[len(cmd)-1] == tree {
+				label += "-bundle-tree"
+			}
+			prof := filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", label, n))
 			c := exec.Command(bin, cmd...)
 			c.Env = append(os.Environ(), append(env, "NESTATTEST_CPUPROFILE="+prof)...)
 			start := time.Now()
@@ -43,7 +50,7 @@ func TestBenchProfile(t *testing.T) {
 				t.Fatalf("nestattest %s: %v\n%s", cmd[0], err, out)
 			}
 			fmt.Printf("\n%s, %d nodes: wall %s, user %s, system %s (the registry is another process)\n",
-				cmd[0], n, round(time.Since(start)), round(c.ProcessState.UserTime()), round(c.ProcessState.SystemTime()))
+				label, n, round(time.Since(start)), round(c.ProcessState.UserTime()), round(c.ProcessState.SystemTime()))
 			out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount", "25", bin, prof).CombinedOutput()
 			if err != nil {
 				t.Fatalf("go tool pprof: %v\n%s", err, out)
