@@ -41,6 +41,8 @@ type Client struct {
 	referrers  map[string]apiState    // per registry: does it serve the referrers API
 	twoStep    sync.Map               // registries that open an upload on a POST with the blob (202): Upload does not send it twice
 	noMount    sync.Map               // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
+	putBlobs   sync.Map               // repository@digest → *flight: UploadOnce puts a blob once a repository
+	blobHomes  sync.Map               // registry@digest → *flight: the repository a blob went up to first, to mount it from
 
 	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }

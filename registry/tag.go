@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nestattest/nestattest/internal/backoff"
+	"github.com/nestattest/nestattest/internal/pool"
 )
 
 // Edit is a change to the manifest a tag points at, such as adding one
@@ -153,7 +156,8 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bo
 	return changed, nil
 }
 
-// uploadNeeded uploads the blobs that the manifest raw refers to.
+// uploadNeeded uploads the blobs that the manifest raw refers to, each once
+// a repository for the client's life (UploadOnce).
 func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []byte, blobs [][]byte) error {
 	var m struct {
 		Config *v1.Descriptor  `json:"config"`
@@ -175,7 +179,7 @@ func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []b
 			continue
 		}
 		delete(refs, d) // once
-		if _, err := c.Upload(ctx, repo, b); err != nil {
+		if _, err := c.UploadOnce(ctx, repo, b); err != nil {
 			return err
 		}
 	}
@@ -242,20 +246,19 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 	var (
 		mu   sync.Mutex
 		errs []error
-		wg   sync.WaitGroup
 	)
-	for _, u := range updates {
-		wg.Go(func() {
-			n, err := c.confirm(ctx, u)
-			mu.Lock()
-			defer mu.Unlock()
-			lost += n
-			if err != nil {
-				errs = append(errs, err)
-			}
-		})
-	}
-	wg.Wait()
+	tags := slices.Collect(maps.Values(updates))
+	// As many tags at once as requests may wait for a host: a goroutine a
+	// tag would hold a stack and a request apiece for every tag of the run.
+	pool.ForEach(len(tags), c.opts.jobs(), func(i int) {
+		n, err := c.confirm(ctx, tags[i])
+		mu.Lock()
+		defer mu.Unlock()
+		lost += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+	})
 	return lost, errors.Join(errs...)
 }
 

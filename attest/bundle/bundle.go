@@ -12,10 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -74,9 +72,6 @@ var emptyConfig = []byte("{}")
 type Store struct {
 	// Now stamps org.opencontainers.image.created; time.Now when nil.
 	Now func() time.Time
-
-	blobs sync.Map // repository@digest → *flight: a tree statement's bundle goes up once a repository
-	homes sync.Map // registry@digest → *flight: the repository the blob went up to first, to mount it from
 }
 
 // Layout is the layout's name, as --format takes it.
@@ -274,10 +269,10 @@ func (s *Store) referrer(ctx context.Context, c *registry.Client, signed *attest
 		return registry.Referrer{}, err
 	}
 	raw := p.raw
-	if _, err := s.upload(ctx, c, repo, emptyConfig); err != nil {
+	if _, err := c.UploadOnce(ctx, repo, emptyConfig); err != nil {
 		return registry.Referrer{}, err
 	}
-	bd, err := s.upload(ctx, c, repo, raw)
+	bd, err := c.UploadOnce(ctx, repo, raw)
 	if err != nil {
 		return registry.Referrer{}, err
 	}
@@ -330,86 +325,6 @@ func prepare(signed *attest.Signed) (*prepared, error) {
 	}
 	statement.Annotate(ann, signed.Payload)
 	return &prepared{raw: raw, ann: ann}, nil
-}
-
-// upload puts b in repo once for the store's life: nodes of a repository
-// that need the same blob wait for the one that puts it there. The first
-// repository of a registry to take a blob gets it uploaded; the others
-// wait for that upload and mount the blob from there (a tree statement's
-// bundle, the same bytes in every repository it names, goes over the wire
-// once a registry where the registry mounts).
-func (s *Store) upload(ctx context.Context, c *registry.Client, repo name.Repository, b []byte) (v1.Hash, error) {
-	d := statement.Digest(b)
-	for {
-		f, waiting := s.blobs.LoadOrStore(repo.Name()+"@"+d.String(), newFlight(repo))
-		put := f.(*flight)
-		if !waiting {
-			return d, put.land(&s.blobs, repo.Name()+"@"+d.String(), s.send(ctx, c, repo, d, b))
-		}
-		if err := put.wait(ctx); err != nil {
-			return v1.Hash{}, err
-		}
-		if put.err == nil {
-			return d, nil
-		}
-		// The node that was putting it failed: this one tries.
-	}
-}
-
-// send puts b, whose digest is d, in repo: mounted from the repository of
-// the registry it went up to first, once that upload has ended, or
-// uploaded.
-func (s *Store) send(ctx context.Context, c *registry.Client, repo name.Repository, d v1.Hash, b []byte) error {
-	key := repo.RegistryStr() + "@" + d.String()
-	f, waiting := s.homes.LoadOrStore(key, newFlight(repo))
-	first := f.(*flight)
-	if !waiting {
-		_, err := c.Upload(ctx, repo, b)
-		return first.land(&s.homes, key, err)
-	}
-	if err := first.wait(ctx); err != nil {
-		return err
-	}
-	var err error
-	if first.err == nil {
-		_, err = c.UploadFrom(ctx, repo, first.repo, b)
-	} else {
-		_, err = c.Upload(ctx, repo, b)
-	}
-	return err
-}
-
-// flight is a blob being put in repo; done is closed when it has landed,
-// with err nil if it is there.
-type flight struct {
-	repo name.Repository
-	done chan struct{}
-	err  error
-}
-
-func newFlight(repo name.Repository) *flight {
-	return &flight{repo: repo, done: make(chan struct{})}
-}
-
-// land records how the flight ended; a failed one leaves m, so that the
-// next caller tries again.
-func (f *flight) land(m *sync.Map, key string, err error) error {
-	f.err = err
-	if err != nil {
-		m.Delete(key)
-	}
-	close(f.done)
-	return err
-}
-
-// wait waits for the flight to land, or ctx to end.
-func (f *flight) wait(ctx context.Context) error {
-	select {
-	case <-f.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 func (s *Store) now() time.Time {

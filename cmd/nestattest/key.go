@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/spf13/cobra"
@@ -57,6 +58,10 @@ func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*iden
 	if err != nil {
 		return nil, usageError{err}
 	}
+	// Decrypting a cosign key runs scrypt over 64 MiB, garbage once the key
+	// is read: returned to the system now, it does not set the heap's size
+	// (the garbage collector's target) for the rest of the run.
+	debug.FreeOSMemory()
 	return signer, nil
 }
 

@@ -281,9 +281,14 @@ func statementsRows(t *testing.T, e environment, proxy *harness.Proxy, bin strin
 		proxy.Reset()
 		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--format", "bundle", tag), "nestattest verify")
 		verifyReqs := proxy.Counts()
-		fmt.Printf("        bundle, --statements %-4s: sign %-8s (x%.0f cosign) verify %-8s (x%.0f cosign), %.2f / %.2f requests a node, %s\n", mode,
+		floors := ""
+		if e.latency > 0 {
+			sf, vf := time.Duration(signReqs.Total)*e.latency/time.Duration(walkJobs), time.Duration(verifyReqs.Total)*e.latency/time.Duration(walkJobs)
+			floors = fmt.Sprintf(" floors %s / %s (x%.2f / x%.2f),", round(sf), round(vf), sign.took.Seconds()/sf.Seconds(), verify.took.Seconds()/vf.Seconds())
+		}
+		fmt.Printf("        bundle, --statements %-4s: sign %-8s (x%.0f cosign) verify %-8s (x%.0f cosign), %.2f / %.2f requests a node,%s %s\n", mode,
 			round(sign.took), cosignSign.Seconds()/sign.took.Seconds(), round(verify.took), cosignVerify.Seconds()/verify.took.Seconds(),
-			float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), lastLine(sign.out))
+			float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), floors, lastLine(sign.out))
 	}
 }
 
