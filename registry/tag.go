@@ -32,6 +32,11 @@ type Change struct {
 	MediaType types.MediaType
 	Raw       []byte
 	Blobs     [][]byte
+	// Again, when set, is what Settle keeps and applies again in place of
+	// the Edit: the same change known by descriptors, without the bytes
+	// the update put (Settle runs once they are in the repository). A run
+	// then holds a few descriptors a tag until Settle, not its payloads.
+	Again Edit
 }
 
 // maxConfirmRounds bounds how often Settle re-applies the changes to one
@@ -59,6 +64,9 @@ func (c *Client) UpdateTag(ctx context.Context, tag name.Tag, edit Edit) (change
 	}
 	<-p.done
 	if p.err == nil && p.changed {
+		if p.again != nil {
+			edit = p.again
+		}
 		c.remember(tag, edit)
 	}
 	return p.changed, p.err
@@ -74,6 +82,7 @@ type pending struct {
 	edit    Edit
 	done    chan struct{}
 	changed bool
+	again   Edit // the change's Again
 	err     error
 }
 
@@ -108,9 +117,9 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 		for i, p := range batch {
 			edits[i] = p.edit
 		}
-		changed, err := c.apply(ctx, tag, edits, false)
+		changed, again, err := c.apply(ctx, tag, edits, false)
 		for i, p := range batch {
-			p.changed, p.err = changed[i], err
+			p.changed, p.again, p.err = changed[i], again[i], err
 			close(p.done)
 		}
 	}
@@ -118,14 +127,14 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 
 // apply reads tag once (or, unless fresh, starts from what the client
 // knows it holds), applies every edit in turn and puts the result once.
-// changed says which edits changed the tag.
-func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bool) (changed []bool, err error) {
+// changed says which edits changed the tag, again their changes' Again.
+func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bool) (changed []bool, again []Edit, err error) {
 	defer c.timeApply(time.Now())
-	changed = make([]bool, len(edits))
+	changed, again = make([]bool, len(edits)), make([]Edit, len(edits))
 	cur, known := c.knownTagContent(tag)
 	if fresh || !known {
 		if cur, err = c.ReadTag(ctx, tag); err != nil {
-			return changed, err
+			return changed, again, err
 		}
 	}
 	var last *Change
@@ -133,27 +142,27 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bo
 	for i, edit := range edits {
 		ch, err := edit(cur)
 		if err != nil {
-			return make([]bool, len(edits)), err
+			return make([]bool, len(edits)), again, err
 		}
 		if ch == nil {
 			continue
 		}
-		changed[i], last = true, ch
+		changed[i], again[i], last = true, ch.Again, ch
 		blobs = append(blobs, ch.Blobs...)
 		cur = &Manifest{Raw: ch.Raw, MediaType: ch.MediaType, Digest: digestOf(ch.Raw)}
 	}
 	if last == nil {
-		return changed, nil
+		return changed, again, nil
 	}
 	if err := c.uploadNeeded(ctx, tag.Context(), last.Raw, blobs); err != nil {
-		return make([]bool, len(edits)), err
+		return make([]bool, len(edits)), again, err
 	}
 	if _, err := c.PutManifest(ctx, tag, last.MediaType, last.Raw); err != nil {
 		c.wrote(tag, nil)
-		return make([]bool, len(edits)), err
+		return make([]bool, len(edits)), again, err
 	}
 	c.wrote(tag, cur)
-	return changed, nil
+	return changed, again, nil
 }
 
 // uploadNeeded uploads the blobs that the manifest raw refers to, each once
@@ -266,7 +275,7 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 func (c *Client) confirm(ctx context.Context, u *updated) (int, error) {
 	lost := 0
 	for round := 0; round < maxConfirmRounds; round++ {
-		changed, err := c.apply(ctx, u.tag, u.edits, true)
+		changed, _, err := c.apply(ctx, u.tag, u.edits, true)
 		if err != nil {
 			return lost, fmt.Errorf("confirm %s: %w", u.tag, err)
 		}

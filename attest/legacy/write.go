@@ -157,11 +157,13 @@ func appendLayer(layer v1.Layer, ann map[string]string) registry.Edit {
 		if err != nil {
 			return nil, err
 		}
-		return imageChange(img, layer)
+		return imageChange(img, layer, ann)
 	}
 }
 
-func imageChange(img v1.Image, layer v1.Layer) (*registry.Change, error) {
+// imageChange is the change that puts img, whose last layer is layer. Its
+// Again appends the layer by its descriptor: Settle needs no more.
+func imageChange(img v1.Image, layer v1.Layer, ann map[string]string) (*registry.Change, error) {
 	raw, err := img.RawManifest()
 	if err != nil {
 		return nil, err
@@ -169,6 +171,10 @@ func imageChange(img v1.Image, layer v1.Layer) (*registry.Change, error) {
 	cfg, err := img.RawConfigFile()
 	if err != nil {
 		return nil, err
+	}
+	ch := &registry.Change{MediaType: types.OCIManifestSchema1, Raw: raw, Blobs: [][]byte{cfg}}
+	if _, byDescriptor := layer.(descLayer); byDescriptor {
+		return ch, nil // put already: Settle's change
 	}
 	rc, err := layer.Compressed()
 	if err != nil {
@@ -179,5 +185,15 @@ func imageChange(img v1.Image, layer v1.Layer) (*registry.Change, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &registry.Change{MediaType: types.OCIManifestSchema1, Raw: raw, Blobs: [][]byte{content, cfg}}, nil
+	d, err := layer.Digest()
+	if err != nil {
+		return nil, err
+	}
+	mt, err := layer.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	ch.Blobs = append(ch.Blobs, content)
+	ch.Again = appendLayer(descLayer{v1.Descriptor{MediaType: mt, Digest: d, Size: int64(len(content))}}, ann)
+	return ch, nil
 }
