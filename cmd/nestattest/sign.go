@@ -334,7 +334,16 @@ type signDoc struct {
 	SBOM *sbomDoc `json:"sbom,omitempty"`
 	// Summaries, with --vsa-key or --vsa-keyless, counts the nodes given
 	// a verification summary after signing.
-	Summaries *trees.Tally `json:"summaries,omitempty"`
+	Summaries *summariesDoc `json:"summaries,omitempty"`
+}
+
+// summariesDoc counts the nodes that got a verification summary after
+// signing: written by this run, present already, failed to write.
+type summariesDoc struct {
+	Nodes   int `json:"nodes"`
+	Written int `json:"written"`
+	Present int `json:"present"`
+	Failed  int `json:"failed"`
 }
 
 type signNodeDoc struct {
@@ -356,7 +365,7 @@ const summaryNone trees.Outcome = "none"
 
 // summarized records the outcome of each node's verification summary.
 func (d *signDoc) summarized(outcomes map[*walk.Node]trees.Outcome) {
-	d.Summaries = &trees.Tally{}
+	d.Summaries = &summariesDoc{}
 	for i := range d.Nodes {
 		n := &d.Nodes[i]
 		n.Summary = outcomes[n.node]
