@@ -112,7 +112,9 @@ func (f *fixture) chainsPredicate(t *testing.T, pub, ref string) (predicate []by
 // real registry behind its credentials. Every child then carries Chains'
 // predicate unchanged, itself as subject, under Chains' key, as the real
 // cosign CLI verifies it; NODES and WRITTEN reach the TaskRun's results;
-// the same TaskRun again writes nothing.
+// with VSA_KEY a verifier's KMS key, every node, the parent too, carries a
+// PASSED verification summary that cosign v2 and v3 verify with its public
+// key; the same TaskRun again writes nothing.
 func TestPropagateTaskRuns(t *testing.T) {
 	needRoot(t)
 	f := newFixture(t)
