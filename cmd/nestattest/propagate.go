@@ -146,6 +146,9 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err := o.sameSigner(source.Trust, signing.signer); err != nil {
 		return err
 	}
+	if err := o.vsa.load(ctx, cmd, s); err != nil {
+		return err
+	}
 	root, sources, err := o.readSources(ctx, s, client, ref, source)
 	if err != nil {
 		return err

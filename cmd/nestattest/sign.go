@@ -137,6 +137,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
+	if err := o.vsa.load(ctx, cmd, s); err != nil {
+		return err
+	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err

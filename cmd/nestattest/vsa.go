@@ -28,6 +28,20 @@ type vsaOptions struct {
 	// stdinBusy says standard input was read already (a signing run's key
 	// password, --from -): the --vsa-key password is not read from it.
 	stdinBusy bool
+	// loaded is the summaries' signer, once load has loaded it.
+	loaded *signing
+}
+
+// load loads the summaries' signer, when they are requested: a signing
+// run loads it before it writes anything, so that a bad --vsa-key stops
+// it there.
+func (o *vsaOptions) load(ctx context.Context, cmd *cobra.Command, s streams) error {
+	if !o.requested() || o.loaded != nil {
+		return nil
+	}
+	g, err := o.signing.load(ctx, cmd, s, !o.stdinBusy)
+	o.loaded = g
+	return err
 }
 
 func (o *vsaOptions) addFlags(cmd *cobra.Command) {
@@ -82,10 +96,10 @@ func (o *verifyOptions) writeVSAs(ctx context.Context, cmd *cobra.Command, s str
 // outcome.
 func (o *vsaOptions) write(ctx context.Context, cmd *cobra.Command, s streams, c *registry.Client, tree *walk.Tree, rep *trees.VerifyReport,
 	vopts trees.VerifyOptions, verified time.Time, groups []vsaGroup, jobs int) (map[*walk.Node]trees.Outcome, error) {
-	signing, err := o.signing.load(ctx, cmd, s, !o.stdinBusy)
-	if err != nil {
+	if err := o.load(ctx, cmd, s); err != nil {
 		return nil, err
 	}
+	signing := o.loaded
 	statements, _ := parseStatements(o.statements)
 	policy, err := vsa.NewPolicy(vopts.Trust, vopts.Require, tree.Root.Digest().String(), vopts.Mirrors)
 	if err != nil {
