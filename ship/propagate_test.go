@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -111,7 +112,9 @@ func (f *fixture) chainsPredicate(t *testing.T, pub, ref string) (predicate []by
 // real registry behind its credentials. Every child then carries Chains'
 // predicate unchanged, itself as subject, under Chains' key, as the real
 // cosign CLI verifies it; NODES and WRITTEN reach the TaskRun's results;
-// the same TaskRun again writes nothing.
+// with VSA_KEY a verifier's KMS key, every node, the parent too, carries a
+// PASSED verification summary that cosign v2 and v3 verify with its public
+// key; the same TaskRun again writes nothing.
 func TestPropagateTaskRuns(t *testing.T) {
 	needRoot(t)
 	f := newFixture(t)
@@ -138,6 +141,9 @@ func TestPropagateTaskRuns(t *testing.T) {
 		t.Fatalf("%d nodes below the parent, want 9: %v", len(below), below)
 	}
 
+	// The summaries' key: a verifier's own KMS key, reached through the
+	// environment's credentials as workload identity provides them.
+	kms := harness.StartKMS(t, harness.KMSOptions{Alias: "alias/verifier"})
 	run := func() (*podRun, *v1.TaskRun) {
 		tr := &v1.TaskRun{
 			ObjectMeta: metav1.ObjectMeta{Name: "nestattest-propagate-run"},
@@ -148,12 +154,14 @@ func TestPropagateTaskRuns(t *testing.T) {
 					{Name: "SOURCE_INSECURE_IGNORE_TLOG", Value: *v1.NewStructuredValues("true")},
 					{Name: "TLOG_UPLOAD", Value: *v1.NewStructuredValues("false")},
 					{Name: "WAIT", Value: *v1.NewStructuredValues("30s")},
+					{Name: "VSA_KEY", Value: *v1.NewStructuredValues(kms.KeyRef())},
 				},
 				Workspaces: []v1.WorkspaceBinding{{Name: "dockerconfig", Secret: &corev1.SecretVolumeSource{SecretName: "registry-push",
 					Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}}},
 			},
 		}
-		p := newPod(t, taskRun{task: loadPropagateTask(t), run: tr, secrets: f.secrets})
+		// The projected token VSA_KEYLESS would sign with; unused here.
+		p := newPod(t, taskRun{task: loadPropagateTask(t), run: tr, secrets: f.secrets, token: func(string, time.Duration) string { return "unused" }})
 		mounted := false
 		for _, c := range p.containers() {
 			for _, m := range c.VolumeMounts {
@@ -165,7 +173,7 @@ func TestPropagateTaskRuns(t *testing.T) {
 		if !mounted {
 			t.Errorf("no container mounts Chains' signing-secrets read-only at /etc/signing-secrets")
 		}
-		p.run()
+		p.run(kms.Env()...)
 		for c, code := range p.exit {
 			if code != 0 {
 				t.Fatalf("container %s exited %d:\n%s", c, code, p.output[c])
@@ -223,6 +231,17 @@ func TestPropagateTaskRuns(t *testing.T) {
 	// policy requiring Chains' provenance would check them; Chains signed
 	// the root without the root annotation, which binds it by digest.
 	f.verifyWith(t, tag, nil, "--key", pub, "--insecure-ignore-tlog", "--require-root", "--mirrors")
+	// VSA_KEY: the whole tree verified by Chains' key and provenance type,
+	// then every node and mirrored copy given a summary signed by the
+	// verifier's key, the parent's too.
+	line := summariesLine.FindString(p.output[stepContainer("propagate")])
+	if !strings.Contains(line, "10 nodes passed, 10 written, 0 present, 0 failed") {
+		t.Errorf("summaries: %q, want 10 nodes passed and written\n%s", line, p.output[stepContainer("propagate")])
+	}
+	refs := append(append([]string{tag + "@" + digest}, below...), f.parent+"@"+firstDigest)
+	f.checkSummaries(t, vsaPub(t, kms), refs...)
+	t.Logf("propagate Task with VSA_KEY=%s: %s", kms.KeyRef(), line)
+	t.Logf("cosign v2.6.5 and v3.1.3 verify-attestation --type %s --key vsa.pub: a PASSED summary on each of %d nodes (and a mirrored copy)", vsaType, len(refs)-1)
 
 	// The same TaskRun again (a retry, or the trigger firing twice):
 	// everything is in place; nothing written.
@@ -230,7 +249,8 @@ func TestPropagateTaskRuns(t *testing.T) {
 	if got := results(p, tr); got["WRITTEN"] != "0" || got["NODES"] != "9" {
 		t.Errorf("second run: NODES %s, WRITTEN %s; want 9 and 0", got["NODES"], got["WRITTEN"])
 	}
-	if out := p.output[stepContainer("propagate")]; !strings.Contains(out, "nothing to write") {
+	if out := p.output[stepContainer("propagate")]; !strings.Contains(out, "nothing to write") ||
+		!strings.Contains(summariesLine.FindString(out), "10 nodes passed, 0 written, 10 present, 0 failed") {
 		t.Errorf("second run wrote again:\n%s", out)
 	}
 }

@@ -466,7 +466,9 @@ func TestTaskRunsTheSignCommandLine(t *testing.T) {
 // TestStepActionResultsLiftedToTaskResults runs the sample Task that uses
 // the StepAction: Tekton resolves the StepAction, the entrypoint runs its
 // command line and reads its step results, and the reconciler's code lifts
-// them into the Task results Chains reads.
+// them into the Task results Chains reads. With VSA_KEYLESS, every node
+// also gets a verification summary under a certificate for the same
+// identity, which cosign v3 verifies.
 func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 	needRoot(t)
 	f := newFixture(t)
@@ -492,6 +494,9 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 	// local Fulcio has no CT log: no SCT to check.
 	k := f.startKeyless(t)
 	steps[0].Params = append(steps[0].Params, v1.Param{Name: "EXTRA_ARGS", Value: v1.ParamValue{Type: v1.ParamTypeArray, ArrayVal: []string{"--insecure-skip-verify"}}})
+	// Verification summaries signed keylessly, by the build's own
+	// identity: the one key a build pod may hold.
+	steps[0].Params = append(steps[0].Params, v1.Param{Name: "VSA_KEYLESS", Value: *v1.NewStructuredValues("true")})
 	tr := &v1.TaskRun{
 		ObjectMeta: metav1.ObjectMeta{Name: "build-and-nestattest-run"},
 		Spec: v1.TaskRunSpec{TaskRef: &v1.TaskRef{Name: task.Name}, Workspaces: workspaces(),
@@ -519,4 +524,20 @@ func TestStepActionResultsLiftedToTaskResults(t *testing.T) {
 	// Rekor v2 log's entries, so the timestamps give the signing time.
 	f.verifyWith(t, tag, nil, append(k.identity(), "--require-root", "--insecure-ignore-tlog")...)
 	f.cosignVerify(t, k, "legacy", tag+"@"+digest, f.firstChild())
+	// VSA_KEYLESS: a PASSED summary on every node, under a certificate for
+	// the same identity, timestamped.
+	line := summariesLine.FindString(p.output[sign])
+	if !strings.Contains(line, "10 nodes passed, 10 written, 0 present, 0 failed") {
+		t.Errorf("summaries: %q, want 10 nodes passed and written\n%s", line, p.output[sign])
+	}
+	below := f.nodesBelow(t)
+	env := []string{"DOCKER_CONFIG=" + f.dockerDir, "TUF_ROOT=" + t.TempDir()}
+	for _, ref := range append([]string{tag + "@" + digest}, below...) {
+		r := harness.RunEnv(t, env, harness.Tool(t, "cosign3"), append(append([]string{"verify-attestation", "--type", vsaType}, k.identity()...),
+			"--insecure-ignore-tlog", "--allow-insecure-registry", ref)...)
+		if r.Code != 0 || !strings.Contains(strings.ToLower(r.Stdout), "payload") {
+			t.Errorf("cosign3 verify-attestation --type %s %s: exit %d\n%s%s", vsaType, ref, r.Code, r.Stdout, r.Stderr)
+		}
+	}
+	t.Logf("StepAction with VSA_KEYLESS: %s; cosign v3.1.3 verifies each of %d nodes' summary by the identity", line, len(below)+1)
 }

@@ -44,6 +44,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"sign", "--key", "/nonexistent.key", "--sbom", "main_test.go", host + "/org/ko-build/app1:latest"}, ExitUsage, "use --predicate main_test.go --type spdxjson"},
 		{[]string{"sign", "--key", "/nonexistent.key", "--sbom", "every", host + "/org/ko-build/app1:latest"}, ExitUsage, `--sbom "every": want attached or none`},
 		{[]string{"verify", "--key", "/nonexistent.pub", "--signature-only", "--require-sbom", host + "/org/ko-build/app1:latest"}, ExitUsage, "excludes --signature-only"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--vsa-key", "/nonexistent.key", "--vsa-keyless", host + "/org/ko-build/app1:latest"}, ExitUsage, "--vsa-keyless and --vsa-key exclude each other"},
+		{[]string{"sign", "--key", "/nonexistent.key", "--vsa-key", "/nonexistent.key", "--plan", host + "/org/plan@sha256:" + strings.Repeat("0", 64), "--shard", "1", host + "/org/ko-build/app1:latest"}, ExitUsage, "not with --shard"},
 		{[]string{"tree", host + "/org/ko-build/app1:latest"}, ExitOK, "3 nodes in 1 repository (1 index, 2 images, 0 artifacts)"},
 	} {
 		code, stdout, stderr := execute(tc.args...)
@@ -111,6 +113,58 @@ func TestSignComposesAndWritesResults(t *testing.T) {
 	code, stdout, stderr = execute("verify", "--key", filepath.Join(dir, "cosign.pub"), "--insecure-ignore-tlog", "--require-root", host+"/org/ko-build@"+string(digest))
 	if code != ExitOK {
 		t.Errorf("verify: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestSignVSAStepSummary signs with --vsa-key and --sbom attached: every
+// node also gets a verification summary, which the report counts and the
+// GitHub step summary shows in a column of its own, beside the SBOM
+// column. A summary key that does not load stops the run before it
+// writes; the summary key signs summaries only, no node's signature; a
+// re-run writes no summary.
+func TestSignVSAStepSummary(t *testing.T) {
+	host, refs := catalogRegistry(t)
+	dir := t.TempDir()
+	t.Setenv(envPassword, "test password")
+	for _, k := range []string{"cosign", "vsa"} {
+		if code, _, stderr := execute("generate-key-pair", "--output-key-prefix", filepath.Join(dir, k)); code != 0 {
+			t.Fatalf("generate-key-pair: %s", stderr)
+		}
+	}
+	summary, report := filepath.Join(dir, "summary"), filepath.Join(dir, "report.json")
+	t.Setenv("GITHUB_OUTPUT", filepath.Join(dir, "out"))
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	parent := host + "/org/ko-build:v1"
+	// A summary key that does not load stops the run before it writes.
+	code, stdout, stderr := execute("sign", "--tlog-upload=false", "--key", filepath.Join(dir, "cosign.key"), "--vsa-key", filepath.Join(dir, "missing.key"),
+		"--child", "app1="+refs[0], "--child", "app2="+refs[1], parent)
+	if code != ExitUsage {
+		t.Errorf("sign --vsa-key missing.key: exit %d, want %d\n%s%s", code, ExitUsage, stdout, stderr)
+	}
+	code, stdout, stderr = execute("sign", "--tlog-upload=false", "--key", filepath.Join(dir, "cosign.key"), "--report", report, "--sbom", "attached",
+		"--vsa-key", filepath.Join(dir, "vsa.key"), "--child", "app1="+refs[0], "--child", "app2="+refs[1], parent)
+	if code != ExitOK || !strings.Contains(stderr, "7 nodes passed, 7 written, 0 present, 0 failed") {
+		t.Fatalf("sign --vsa-key: exit %d\n%s%s", code, stdout, stderr)
+	}
+	s, _ := os.ReadFile(summary)
+	for _, want := range []string{"| attestation | SBOM | verification summary |", "| none | written |", "verification summaries: 7 nodes, 7 written, 0 present, 0 failed"} {
+		if !strings.Contains(string(s), want) {
+			t.Errorf("step summary lacks %q:\n%s", want, s)
+		}
+	}
+	var doc signDoc
+	raw, _ := os.ReadFile(report)
+	if err := json.Unmarshal(raw, &doc); err != nil || doc.Summary.Written != 7 || doc.Summaries == nil || doc.Summaries.Written != 7 || doc.Nodes[0].Summary != "written" {
+		t.Errorf("report: %v %+v", err, doc.Summaries)
+	}
+	code, stdout, stderr = execute("verify", "--key", filepath.Join(dir, "vsa.pub"), "--insecure-ignore-tlog", "--signature-only", parent)
+	if code == ExitOK {
+		t.Errorf("the summary key verifies signatures: it signs summaries only\n%s", stdout)
+	}
+	code, stdout, stderr = execute("sign", "--tlog-upload=false", "--key", filepath.Join(dir, "cosign.key"), "--sbom", "attached",
+		"--vsa-key", filepath.Join(dir, "vsa.key"), "--child", "app1="+refs[0], "--child", "app2="+refs[1], parent)
+	if code != ExitOK || !strings.Contains(stderr, "7 nodes passed, 0 written, 7 present, 0 failed") {
+		t.Errorf("sign --vsa-key again: exit %d, want the summaries present\n%s%s", code, stdout, stderr)
 	}
 }
 

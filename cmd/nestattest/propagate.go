@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"time"
@@ -40,6 +41,7 @@ type propagateOptions struct {
 	source      trustOptions
 	sourceTypes []string
 	wait        time.Duration
+	vsa         vsaOptions
 }
 
 // sourceTrustHelp is the help of propagate's --source-* trust flags: whom
@@ -100,6 +102,7 @@ did not verify or the tree could not be read; 2 bad flags, reference or key.`,
 	f.StringArrayVar(&o.sourceTypes, "source-type", []string{"slsaprovenance1", "slsaprovenance02"},
 		"predicate type of the builder's provenance, in order of preference (repeatable; cosign names or a URI)")
 	f.DurationVar(&o.wait, "wait", 0, "wait up to this long for the builder to sign and attest the root, polling with backoff")
+	o.vsa.addRunFlags(cmd, "propagating (with the builder's identity, --source-*: --key must be the builder's own)")
 	return cmd
 }
 
@@ -120,6 +123,10 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	if err != nil {
 		return err
 	}
+	o.vsa.inherit(o.signing, o.statements, o.signing.key.key != "")
+	if err := o.vsa.check(); err != nil {
+		return err
+	}
 	stores, err := signStores(o.format)
 	if err != nil {
 		return err
@@ -134,6 +141,12 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 	}
 	signing, err := o.signing.load(ctx, cmd, s, true)
 	if err != nil {
+		return err
+	}
+	if err := o.sameSigner(source.Trust, signing.signer); err != nil {
+		return err
+	}
+	if err := o.vsa.load(ctx, cmd, s); err != nil {
 		return err
 	}
 	root, sources, err := o.readSources(ctx, s, client, ref, source)
@@ -168,9 +181,56 @@ func (o *propagateOptions) run(cmd *cobra.Command, s streams, arg string) error 
 		return errInterrupted
 	}
 	what := fmt.Sprintf("%s provenance of the root", sources[0].PredicateType)
+	summaries, vsaErr := o.summarize(ctx, cmd, s, client, tree, rep, source, sources[0].PredicateType)
 	// Chains signed the root: no IMAGE_URL/IMAGE_DIGEST, which would have it
 	// sign the root again.
-	return runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true, client: client}.write(s, ref, arg, tree, rep, what, signing.stats(rep))
+	err = runReport{output: o.output, results: o.results, verbose: o.verbose, counts: true, client: client, summaries: summaries}.
+		write(s, ref, arg, tree, rep, what, signing.stats(rep))
+	if err != nil {
+		return err
+	}
+	return vsaErr
+}
+
+// sameSigner, with --vsa-key or --vsa-keyless, refuses a --key that is not
+// the builder's (--source-key): the summaries say every node passed the
+// builder's policy, which a node signed by another key does not.
+func (o *propagateOptions) sameSigner(source attest.Trust, signer attest.Signer) error {
+	if !o.vsa.requested() {
+		return nil
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	mine := signer.Trust()
+	switch {
+	case source.Key != nil && mine.Key != nil:
+		if k, ok := mine.Key.(equaler); ok && k.Equal(source.Key) {
+			return nil
+		}
+	case source.Identity != nil && mine.Identity != nil:
+		if source.Identity.SubjectRegexp != "" || source.Identity.IssuerRegexp != "" ||
+			(source.Identity.Subject == mine.Identity.Subject && source.Identity.Issuer == mine.Identity.Issuer) {
+			return nil
+		}
+	}
+	return usagef("--vsa-key/--vsa-keyless verify the tree with the builder's identity (%s): sign with it too (--key the builder's key), or run verify --vsa-key with your own policy afterwards", o.source.signer())
+}
+
+// summarize, with --vsa-key or --vsa-keyless, verifies the whole tree with
+// the builder's identity (source) and its provenance type, as a policy that
+// requires the builder's provenance on every node would, and gives every
+// node that passed a summary, each in the layout it was verified in.
+func (o *propagateOptions) summarize(ctx context.Context, cmd *cobra.Command, s streams, c *registry.Client, tree *walk.Tree, rep *trees.Report,
+	source trees.VerifyOptions, typ string) (map[*walk.Node]trees.Outcome, error) {
+	if !o.vsa.requested() {
+		return nil, nil
+	}
+	if n := rep.Tally().Failed; n > 0 {
+		fmt.Fprintf(s.err, "no verification summaries: %s failed; re-run to complete the tree\n", plural(n, "node"))
+		return nil, nil
+	}
+	source.Require = attest.Requirements{Types: []string{typ}, RequireRoot: true}
+	source.Mirrors = true
+	return o.vsa.summarizeRun(ctx, cmd, s, c, tree, source, nil, o.walk.jobs)
 }
 
 // sourceOptions are the verify options for the builder's signatures.

@@ -27,6 +27,10 @@ type runReport struct {
 	// sboms, if set, found the nodes' attached SBOMs (sign --sbom
 	// attached): the report says which nodes had none.
 	sboms *sbomFinder
+	// summaries, if set, are the outcomes of the verification summaries
+	// written after signing (--vsa-key, --vsa-keyless), by node; a node
+	// without one got none.
+	summaries map[*walk.Node]trees.Outcome
 }
 
 // write reports rep for the tree under ref (arg as the user named it);
@@ -36,6 +40,9 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 	doc.Signing = &st
 	if o.sboms != nil {
 		doc.SBOM = newSBOMDoc(rep, o.sboms)
+	}
+	if o.summaries != nil {
+		doc.summarized(o.summaries)
 	}
 	tally := rep.Tally()
 	if o.output.format == "json" {
@@ -81,7 +88,7 @@ func (o runReport) write(s streams, ref name.Reference, arg string, tree *walk.T
 			"nodes": fmt.Sprint(tally.Nodes), "written": fmt.Sprint(tally.Written),
 			"present": fmt.Sprint(tally.Present), "failed": fmt.Sprint(tally.Failed),
 		},
-		summary: signMarkdown(arg, tree, rep) + "\n" + st.String() + "\n",
+		summary: signMarkdown(arg, tree, doc) + "\n" + st.String() + "\n",
 		counts:  o.counts,
 	})
 	if err != nil {

@@ -35,6 +35,7 @@ type signOptions struct {
 	mirrors     bool
 	verbose     bool
 	shard       shardOptions
+	vsa         vsaOptions
 }
 
 func newSign(s streams) *cobra.Command {
@@ -86,6 +87,7 @@ could not be read; 2 bad flags, reference, key, password or predicate.`,
 	cmd.Flags().BoolVar(&o.mirrors, "mirrors", true, "also sign and attest a node in the root's repository where it is mirrored there")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "print a line per node, in tree order")
 	o.shard.addFlags(cmd, "sign")
+	o.vsa.addRunFlags(cmd, "signing")
 	return cmd
 }
 
@@ -102,6 +104,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	if err := o.sbom.check(); err != nil {
+		return err
+	}
+	if err := o.checkVSA(); err != nil {
 		return err
 	}
 	if err := checkCosignRepository(); err != nil {
@@ -130,6 +135,9 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	signing, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
 	if err != nil {
+		return err
+	}
+	if err := o.vsa.load(ctx, cmd, s); err != nil {
 		return err
 	}
 	wopts, err := o.walk.options(client)
@@ -176,7 +184,60 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if o.sbom.mode != sbomAttached {
 		sboms = nil
 	}
-	return o.report(s, arg, tree, rep, predicates, signing.stats(rep), client, sboms)
+	summaries, vsaErr := o.summarize(ctx, cmd, s, client, tree, rep, signing, predicates)
+	if err := o.report(s, arg, tree, rep, predicates, signing.stats(rep), client, sboms, summaries); err != nil {
+		return err
+	}
+	return vsaErr
+}
+
+// checkVSA refuses bad --vsa-* flags before anything is read or written.
+func (o *signOptions) checkVSA() error {
+	o.vsa.inherit(o.signing, o.statements, o.catalog.readsStdin() || o.signing.key.key != "")
+	if !o.vsa.requested() {
+		return nil
+	}
+	if o.shard.requested() {
+		return usagef("--vsa-key/--vsa-keyless summarize a whole tree's verify: not with --shard (run verify --vsa-key on the tree once every shard is signed)")
+	}
+	return o.vsa.check()
+}
+
+// summarize, with --vsa-key or --vsa-keyless, verifies the tree as this
+// run signed it (its identity, its predicate type, its annotations and
+// root binding, the attached SBOMs, the evidence its witnesses added) and
+// gives every node that passed a summary, in the layouts it signed in.
+// A run where a node failed writes none.
+func (o *signOptions) summarize(ctx context.Context, cmd *cobra.Command, s streams, c *registry.Client, tree *walk.Tree, rep *trees.Report,
+	g *signing, p statement.Predicates) (map[*walk.Node]trees.Outcome, error) {
+	if !o.vsa.requested() {
+		return nil, nil
+	}
+	if n := rep.Tally().Failed; n > 0 {
+		fmt.Fprintf(s.err, "no verification summaries: %s failed to sign; re-run to complete the tree\n", plural(n, "node"))
+		return nil, nil
+	}
+	read := o.format
+	if read == layout.Both {
+		read = layout.Auto
+	}
+	rstores, err := layout.Read(read)
+	if err != nil {
+		return nil, usagef("--format %v", err)
+	}
+	trust, err := g.runTrust(rstores[0].Keeps())
+	if err != nil {
+		return nil, err
+	}
+	annotations, _ := parseAnnotations("--annotations", o.annotations)
+	vopts := trees.VerifyOptions{Trust: trust, Stores: rstores, Mirrors: o.mirrors,
+		Require: attest.Requirements{Types: []string{p.Type()}, Annotations: annotations, RequireRoot: o.bindRoot}}
+	if o.sbom.mode == sbomAttached {
+		vopts.Require.SBOMTypes = []string{"spdxjson", "cyclonedx"}
+		vopts.Attached = trees.SBOMs(c, nil)
+	}
+	wstores, _ := layout.Write(o.format)
+	return o.vsa.summarizeRun(ctx, cmd, s, c, tree, vopts, wstores, o.walk.jobs)
 }
 
 // addStatementsFlag adds sign's and propagate's --statements.
@@ -228,9 +289,11 @@ func (o *signOptions) composed(ctx context.Context, s streams, c *registry.Clien
 }
 
 // report prints the outcome, writes the results and picks the exit code.
-func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *trees.Report, p statement.Predicates, st signingStats, c *registry.Client, sboms *sbomFinder) error {
+func (o *signOptions) report(s streams, arg string, tree *walk.Tree, rep *trees.Report, p statement.Predicates, st signingStats, c *registry.Client,
+	sboms *sbomFinder, summaries map[*walk.Node]trees.Outcome) error {
 	ref, _ := o.registry.parseRef(arg)
-	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c, sboms: sboms}.write(s, ref, arg, tree, rep, describePredicate(p), st)
+	return runReport{output: o.output, results: o.shard.results(s, o.results), verbose: o.verbose, client: c, sboms: sboms, summaries: summaries}.
+		write(s, ref, arg, tree, rep, describePredicate(p), st)
 }
 
 // interrupted ends a run stopped by a signal: one line, the partial report.
@@ -272,6 +335,18 @@ type signDoc struct {
 	// SBOM, with --sbom attached, counts the nodes whose SBOMs were
 	// attested and lists those that have none.
 	SBOM *sbomDoc `json:"sbom,omitempty"`
+	// Summaries, with --vsa-key or --vsa-keyless, counts the nodes given
+	// a verification summary after signing.
+	Summaries *summariesDoc `json:"summaries,omitempty"`
+}
+
+// summariesDoc counts the nodes that got a verification summary after
+// signing: written by this run, present already, failed to write.
+type summariesDoc struct {
+	Nodes   int `json:"nodes"`
+	Written int `json:"written"`
+	Present int `json:"present"`
+	Failed  int `json:"failed"`
 }
 
 type signNodeDoc struct {
@@ -280,12 +355,43 @@ type signNodeDoc struct {
 	// SBOMs are the SBOMs its build attached, each attested (--sbom
 	// attached).
 	SBOMs []sbomRef `json:"sboms,omitempty"`
+	// Summary is what became of its verification summary (--vsa-key,
+	// --vsa-keyless): written, present, failed, or none when it did not
+	// verify as signed.
+	Summary trees.Outcome `json:"summary,omitempty"`
+	node    *walk.Node
+	outcome trees.Outcome
+}
+
+// summaryNone is a node's Summary when it got none.
+const summaryNone trees.Outcome = "none"
+
+// summarized records the outcome of each node's verification summary.
+func (d *signDoc) summarized(outcomes map[*walk.Node]trees.Outcome) {
+	d.Summaries = &summariesDoc{}
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		n.Summary = outcomes[n.node]
+		switch n.Summary {
+		case "":
+			n.Summary = summaryNone
+		case trees.Written:
+			d.Summaries.Written++
+		case trees.Present:
+			d.Summaries.Present++
+		case trees.Failed:
+			d.Summaries.Failed++
+		}
+		if n.Summary != summaryNone {
+			d.Summaries.Nodes++
+		}
+	}
 }
 
 func newSignDoc(arg string, tree *walk.Tree, rep *trees.Report) signDoc {
 	doc := signDoc{Root: newRootDoc(arg, tree), Summary: rep.Tally()}
 	for _, r := range rep.Results {
-		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places, SBOMs: sbomRefs(r.Attached)}
+		d := signNodeDoc{nodeDoc: newNodeDoc(r.Node), Places: r.Places, SBOMs: sbomRefs(r.Attached), node: r.Node, outcome: r.Outcome()}
 		if r.Err != nil {
 			d.Error = r.Err.Error()
 		}
@@ -294,21 +400,58 @@ func newSignDoc(arg string, tree *walk.Tree, rep *trees.Report) signDoc {
 	return doc
 }
 
-// signMarkdown is the GitHub step summary: a table of every node.
-func signMarkdown(arg string, tree *walk.Tree, rep *trees.Report) string {
+// signMarkdown is the GitHub step summary: a table of every node, with
+// its SBOMs (--sbom attached) and its verification summary (--vsa-key,
+// --vsa-keyless) when the run made them.
+func signMarkdown(arg string, tree *walk.Tree, doc signDoc) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "### nestattest sign `%s`\n\nRoot `%s`\n\n", arg, tree.Root.Digest())
-	b.WriteString("| path | digest | type | signature | attestation |\n|---|---|---|---|---|\n")
-	for _, r := range rep.Results {
-		sig, att := string(r.Outcome()), string(r.Outcome())
-		if len(r.Places) > 0 && r.Err == nil {
-			sig, att = string(r.Places[0].Signature), string(r.Places[0].Attestation)
-		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", r.Node.Path(), walk.Short(r.Node.Descriptor.Digest), describe(r.Node), sig, att)
+	b.WriteString("| path | digest | type | signature | attestation |")
+	sep := "|---|---|---|---|---|"
+	if doc.SBOM != nil {
+		b.WriteString(" SBOM |")
+		sep += "---|"
 	}
-	t := rep.Tally()
+	if doc.Summaries != nil {
+		b.WriteString(" verification summary |")
+		sep += "---|"
+	}
+	b.WriteString("\n" + sep + "\n")
+	for _, d := range doc.Nodes {
+		sig, att := string(d.outcome), string(d.outcome)
+		if len(d.Places) > 0 && d.Error == "" {
+			sig, att = string(d.Places[0].Signature), string(d.Places[0].Attestation)
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |", d.node.Path(), walk.Short(d.node.Descriptor.Digest), describe(d.node), sig, att)
+		if doc.SBOM != nil {
+			fmt.Fprintf(&b, " %s |", sbomCell(d.SBOMs))
+		}
+		if doc.Summaries != nil {
+			fmt.Fprintf(&b, " %s |", d.Summary)
+		}
+		b.WriteString("\n")
+	}
+	t := doc.Summary
 	fmt.Fprintf(&b, "\n%s: %d written, %d present, %d failed\n", plural(t.Nodes, "node"), t.Written, t.Present, t.Failed)
+	if doc.SBOM != nil {
+		fmt.Fprintf(&b, "\n%s\n", doc.SBOM.String())
+	}
+	if v := doc.Summaries; v != nil {
+		fmt.Fprintf(&b, "\nverification summaries: %s, %d written, %d present, %d failed\n", plural(v.Nodes, "node"), v.Written, v.Present, v.Failed)
+	}
 	return b.String()
+}
+
+// sbomCell names a node's attested SBOMs by predicate type, or none.
+func sbomCell(refs []sbomRef) string {
+	if len(refs) == 0 {
+		return "none"
+	}
+	var types []string
+	for _, r := range refs {
+		types = append(types, r.PredicateType)
+	}
+	return strings.Join(types, ", ")
 }
 
 func status(r trees.NodeResult) string {

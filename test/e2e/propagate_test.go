@@ -232,3 +232,28 @@ func TestPropagateWaits(t *testing.T) {
 		t.Errorf("provenance during the wait: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
+
+// TestPropagateVSANeedsTheBuildersKey: propagate --vsa-key verifies the
+// tree with the builder's identity, so a --key that is not the builder's
+// is refused before anything is written (every child would fail the
+// builder's policy and get no summary).
+func TestPropagateVSANeedsTheBuildersKey(t *testing.T) {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true})
+	proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{})
+	via := *reg
+	via.Host = proxy.Host
+	tree := pushKo(t, &via, "org/ko-build")
+	c := newChains(t)
+	c.sign(t, tree.tag, tree.root.DigestStr())
+	other, vsa := newKeyPair(t, "cosign"), newKeyPair(t, "cosign")
+	proxy.Reset()
+	r := harness.RunEnv(t, c.keys.env(), harness.Binary(t), "propagate", "--source-key", c.keys.pub, "--source-insecure-ignore-tlog",
+		"--key", other.key, "--tlog-upload=false", "--vsa-key", vsa.key, tree.tag)
+	if r.Code != 2 || !strings.Contains(r.Stderr, "verify the tree with the builder's identity") {
+		t.Errorf("exit %d, want 2 naming the builder's identity\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if w := proxy.Counts().Writes(); w != 0 {
+		t.Errorf("%d writes", w)
+	}
+	t.Logf("propagate --key (not the builder's) --vsa-key: exit %d: %s", r.Code, strings.TrimSpace(r.Stderr))
+}

@@ -95,6 +95,8 @@ var shipInputFlags = map[string]string{
 	"images":                  "--images",
 	"statements":              "--statements",
 	"sbom":                    "--sbom",
+	"vsa-key":                 "--vsa-key",
+	"vsa-keyless":             "--vsa-keyless",
 	"install":                 "the binary",
 	"release-url":             "the binary",
 	"nestattest-path":         "the binary",
@@ -284,7 +286,10 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 	for name, in := range a.Inputs {
 		r.inputs[name] = in.Default
 	}
-	for name, v := range map[string]string{"reference": ko.Tag, "from": ko.RefsFile + "\n", "key": k.key, "password": k.password, "report": report, "tlog-upload": "false"} {
+	// The summaries' key: another key pair, with the same password.
+	vsaKey := newKeyPair(t, "cosign")
+	for name, v := range map[string]string{"reference": ko.Tag, "from": ko.RefsFile + "\n", "key": k.key, "password": k.password, "report": report, "tlog-upload": "false",
+		"vsa-key": vsaKey.key} {
 		r.inputs[name] = v
 	}
 	r.run(t, a)
@@ -313,13 +318,25 @@ func TestActionSignsAndWritesEveryOutput(t *testing.T) {
 		}
 	}
 	summary, err := os.ReadFile(r.summary)
-	if err != nil || !strings.Contains(string(summary), "| path | digest |") {
-		t.Errorf("step summary: %v\n%s", err, summary)
+	if err != nil || !strings.Contains(string(summary), "| path | digest |") || !strings.Contains(string(summary), "| verification summary |") ||
+		!strings.Contains(string(summary), "verification summaries: 10 nodes, 10 written, 0 present, 0 failed") {
+		t.Errorf("step summary: %v, want a verification summary column\n%s", err, summary)
 	}
 	if _, err := os.Stat(report); err != nil {
 		t.Errorf("report: %v", err)
 	}
 	cosignVerify(t, k.pub, ko.Parent.Name()+"@"+root.Digest)
+	// vsa-key: every node's summary, PASSED, signed by that key.
+	for _, ref := range tree.refs() {
+		for _, tool := range []string{"cosign", "cosign3"} {
+			a := harness.RunEnv(t, []string{"TUF_ROOT=" + t.TempDir()}, harness.Tool(t, tool), "verify-attestation", "--key", vsaKey.pub,
+				"--type", "https://slsa.dev/verification_summary/v1", "--insecure-ignore-tlog", "--allow-insecure-registry", ref)
+			if a.Code != 0 || !strings.Contains(string(firstPayload(t, a.Stdout)), `"verificationResult":"PASSED"`) {
+				t.Errorf("%s verify-attestation --type https://slsa.dev/verification_summary/v1 %s: exit %d\n%s%s", tool, ref, a.Code, a.Stdout, a.Stderr)
+			}
+		}
+	}
+	t.Logf("action with vsa-key: cosign v2.6.5 and v3.1.3 verify a PASSED summary on each of %d nodes; the step summary has a verification summary column", len(tree.refs()))
 
 	// Again, the key given as content, the children named one by one: the
 	// same parent, nothing written, the key file gone after the step.
@@ -535,4 +552,13 @@ func shipCommand(t *testing.T, path string) string {
 		t.Fatalf("%s: command %v", path, cmd)
 	}
 	return cmd[0]
+}
+
+// firstPayload is the first statement cosign verify-attestation printed.
+func firstPayload(t *testing.T, stdout string) []byte {
+	t.Helper()
+	if p := attestedPayloads(t, stdout); len(p) > 0 {
+		return p[0]
+	}
+	return nil
 }
