@@ -27,9 +27,9 @@ type knownTag struct {
 // it instead of reading the tag again. Within a run, what a tag held when
 // a store listed it, or what this client put there, is known without
 // another request; a writer outside the run that changed it since is
-// caught by Settle, which always reads afresh. A tag the repository's
-// listing (read once) does not name, and this client never wrote, is
-// missing without a request of its own.
+// caught by Settle, which always reads afresh. Under WithTagListings, a
+// tag the repository's listing does not name, and this client never
+// wrote, is missing without a request of its own.
 func (c *Client) ReadTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
 	gen := c.beginRead(tag)
 	if c.listedAbsent(ctx, tag) {

@@ -166,7 +166,7 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bo
 }
 
 // uploadNeeded uploads the blobs that the manifest raw refers to, each once
-// a repository for the client's life (UploadOnce).
+// a repository for the client's life (UploadOnce), all at once.
 func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []byte, blobs [][]byte) error {
 	var m struct {
 		Config *v1.Descriptor  `json:"config"`
@@ -182,17 +182,22 @@ func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []b
 	for _, l := range m.Layers {
 		refs[l.Digest] = true
 	}
+	var needed [][]byte
 	for _, b := range blobs {
 		d := digestOf(b)
 		if !refs[d] {
 			continue
 		}
 		delete(refs, d) // once
-		if _, err := c.UploadOnce(ctx, repo, b); err != nil {
-			return err
-		}
+		needed = append(needed, b)
 	}
-	return nil
+	// At once: a signature's payload and config are two round trips
+	// apart otherwise (four where an upload takes two requests).
+	errs := make([]error, len(needed))
+	pool.ForEach(len(needed), len(needed), func(i int) {
+		_, errs[i] = c.UploadOnce(ctx, repo, needed[i])
+	})
+	return errors.Join(errs...)
 }
 
 func (c *Client) remember(tag name.Tag, edit Edit) {

@@ -178,7 +178,7 @@ func TestSettleRestoresLostUpdates(t *testing.T) {
 func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 	r := newCountingRegistry(t, false)
 	a, b := NewClient(Options{}), NewClient(Options{})
-	ctx := context.Background()
+	ctx := WithTagListings(context.Background())
 	tag, _ := name.NewTag(r.host + "/org/app:sha256-01.sig")
 	if m, err := a.ReadTag(ctx, tag); m != nil || err != nil {
 		t.Fatalf("ReadTag of a missing tag: %v, %v", m, err)
@@ -198,6 +198,11 @@ func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 	}
 	if m, err := a.ReadTag(ctx, tag); m == nil || err != nil || r.get("GET manifests") != 1 {
 		t.Fatalf("ReadTag of a tag the client wrote: %v, %v, %d GETs", m, err, r.get("GET manifests"))
+	}
+	// Without listings (a read that decides a verdict, such as a wait for
+	// a builder's signature), the tag is read, whatever a listing said.
+	if m, err := a.ReadTag(context.Background(), other); m != nil || err != nil || r.get("GET manifests") != 2 || r.get("GET tags") != 1 {
+		t.Fatalf("ReadTag without listings: %v, %v, %d GETs, %d listings", m, err, r.get("GET manifests"), r.get("GET tags"))
 	}
 	// A read begun before a's write is stale: it must not be used.
 	gen := a.beginRead(tag)

@@ -13,10 +13,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// Tag listings: before reading a tag it has never written, a Client asks
-// the repository's tags/list once, so that the tags a run would read only
-// to find them missing (every .sig, .att and referrers tag of an unsigned
-// tree) cost nothing: one listing a repository instead of one 404 a tag.
+// Tag listings: a run that writes what it finds missing (sign) reads each
+// repository's tags/list once, so that the tags it would read only to find
+// them missing (every .sig, .att and referrers tag of an unsigned tree)
+// cost nothing: one listing a repository instead of one 404 a tag. What
+// the listing says is as old as the run: that is safe where a missing tag
+// is written, since Settle confirms every write; a read that decides a
+// verdict (verify, waiting for a builder's provenance) reads the tag.
 
 const (
 	// tagPageSize is the n of each tags/list page asked for.
@@ -28,30 +31,51 @@ const (
 	maxTagListBytes = 4 << 20
 )
 
-// tagListing is what a repository's tags/list said, read once per client.
+type listingsKey struct{}
+
+// tagListings are the listings read under one context.
+type tagListings struct {
+	mu sync.Mutex
+	m  map[string]*tagListing
+}
+
+// WithTagListings returns a context under which ReadTag takes a tag that
+// this client never wrote, and that its repository's listing (read once
+// under this context) does not name, for missing, without reading it.
+// For a run that writes what it finds missing, whose writes Settle
+// confirms; each call starts listings of its own.
+func WithTagListings(ctx context.Context) context.Context {
+	return context.WithValue(ctx, listingsKey{}, &tagListings{m: map[string]*tagListing{}})
+}
+
+// tagListing is what a repository's tags/list said, read once.
 type tagListing struct {
 	once sync.Once
 	tags map[string]bool
 	ok   bool // false: the listing failed or was too long; read tags one by one
 }
 
-// listedAbsent reports whether tag is known to be missing: this client never
-// wrote it, and the repository's listing, read once, does not name it.
+// listedAbsent reports whether tag is known to be missing: ctx carries
+// listings (WithTagListings), this client never wrote the tag, and the
+// repository's listing does not name it.
 func (c *Client) listedAbsent(ctx context.Context, tag name.Tag) bool {
+	ls, _ := ctx.Value(listingsKey{}).(*tagListings)
+	if ls == nil {
+		return false
+	}
 	c.mu.Lock()
 	_, written := c.queues[tag.Name()]
-	if c.listings == nil {
-		c.listings = map[string]*tagListing{}
-	}
-	l, ok := c.listings[tag.Context().Name()]
-	if !ok {
-		l = &tagListing{}
-		c.listings[tag.Context().Name()] = l
-	}
 	c.mu.Unlock()
 	if written {
 		return false
 	}
+	ls.mu.Lock()
+	l, ok := ls.m[tag.Context().Name()]
+	if !ok {
+		l = &tagListing{}
+		ls.m[tag.Context().Name()] = l
+	}
+	ls.mu.Unlock()
 	l.once.Do(func() { l.tags, l.ok = c.listTags(ctx, tag.Context()) })
 	return l.ok && !l.tags[tag.TagStr()]
 }

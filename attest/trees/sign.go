@@ -109,6 +109,9 @@ func SignNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts Op
 }
 
 func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
+	// What the run finds missing it writes, and Settle confirms: a tag its
+	// repository's listing lacks need not be read.
+	ctx = registry.WithTagListings(ctx)
 	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
 	if r.opts.Statements == StatementsTree {
 		return r.signTree(ctx, nodes)
