@@ -84,7 +84,8 @@ docs:
 # The benchmarks on the real registry (docs/testing.md): nestattest against
 # cosign loops, keyless against the cosign keyless loop, and sharded
 # signing; a few hours in all. NESTATTEST_BENCH_SIZES=10,100,
-# NESTATTEST_BENCH_ENVS=memory and NESTATTEST_BENCH_BIG=0 narrow the first;
+# NESTATTEST_BENCH_ENVS=memory, NESTATTEST_BENCH_BIG=0 and NESTATTEST_BENCH_JOBS=0 (no --jobs
+# series under latency) narrow the first;
 # QUICK=1 runs every benchmark once on tiny trees (a few minutes), to check
 # they run.
 ifdef QUICK

@@ -2,10 +2,12 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/nestattest/nestattest/internal/pool"
 )
 
 // UploadOnce puts body into repo once for the client's life: callers that
@@ -32,6 +34,17 @@ func (c *Client) UploadOnce(ctx context.Context, repo name.Repository, body []by
 		}
 		// The caller that was putting it failed: this one tries.
 	}
+}
+
+// UploadAllOnce is UploadOnce for each blob, all at once: blobs a
+// manifest needs are that many round trips apart otherwise. It returns
+// their digests, in order.
+func (c *Client) UploadAllOnce(ctx context.Context, repo name.Repository, blobs ...[]byte) ([]v1.Hash, error) {
+	ds, errs := make([]v1.Hash, len(blobs)), make([]error, len(blobs))
+	pool.ForEach(len(blobs), len(blobs), func(i int) {
+		ds[i], errs[i] = c.UploadOnce(ctx, repo, blobs[i])
+	})
+	return ds, errors.Join(errs...)
 }
 
 // sendOnce puts body, whose digest is d, in repo: mounted from the

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/nestattest/nestattest/internal/pool"
 )
 
 // FallbackTag is the tag that lists the referrers of subject on a registry
@@ -75,16 +77,19 @@ type Referrer struct {
 	Raw        []byte
 }
 
-// PutReferrers puts manifests whose subject is subject into repo by digest
-// and makes them listed among subject's referrers: by the registry itself
+// PutReferrers puts manifests whose subject is subject into repo by digest,
+// all at once, and makes them listed among subject's referrers: by the registry itself
 // where it serves the referrers API, else by adding them to the fallback
 // tag in one update (UpdateTag: serialised, confirmed, and kept for
 // Settle).
 func (c *Client) PutReferrers(ctx context.Context, repo name.Repository, subject v1.Hash, refs ...Referrer) error {
-	for _, r := range refs {
-		if _, err := c.PutManifest(ctx, repo.Digest(r.Descriptor.Digest.String()), r.Descriptor.MediaType, r.Raw); err != nil {
-			return err
-		}
+	errs := make([]error, len(refs))
+	pool.ForEach(len(refs), len(refs), func(i int) {
+		r := refs[i]
+		_, errs[i] = c.PutManifest(ctx, repo.Digest(r.Descriptor.Digest.String()), r.Descriptor.MediaType, r.Raw)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if c.referrersAPI(repo.Registry) == apiUnknown {
 		if _, err := c.referrersPage(ctx, repo, subject); err != nil && err != ErrNoReferrersAPI {

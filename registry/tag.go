@@ -191,13 +191,8 @@ func (c *Client) uploadNeeded(ctx context.Context, repo name.Repository, raw []b
 		delete(refs, d) // once
 		needed = append(needed, b)
 	}
-	// At once: a signature's payload and config are two round trips
-	// apart otherwise (four where an upload takes two requests).
-	errs := make([]error, len(needed))
-	pool.ForEach(len(needed), len(needed), func(i int) {
-		_, errs[i] = c.UploadOnce(ctx, repo, needed[i])
-	})
-	return errors.Join(errs...)
+	_, err := c.UploadAllOnce(ctx, repo, needed...)
+	return err
 }
 
 func (c *Client) remember(tag name.Tag, edit Edit) {

@@ -269,13 +269,11 @@ func (s *Store) referrer(ctx context.Context, c *registry.Client, signed *attest
 		return registry.Referrer{}, err
 	}
 	raw := p.raw
-	if _, err := c.UploadOnce(ctx, repo, emptyConfig); err != nil {
-		return registry.Referrer{}, err
-	}
-	bd, err := c.UploadOnce(ctx, repo, raw)
+	ds, err := c.UploadAllOnce(ctx, repo, emptyConfig, raw)
 	if err != nil {
 		return registry.Referrer{}, err
 	}
+	bd := ds[1]
 	ann := map[string]string{annotationCreated: s.now().UTC().Format(time.RFC3339)}
 	for k, v := range p.ann {
 		ann[k] = v

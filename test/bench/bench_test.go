@@ -258,7 +258,7 @@ func TestBench(t *testing.T) {
 			}
 			statementsRows(t, e, proxy, bin, k, n, cosignSign, cosignVerify)
 		}
-		if e.latency > 0 {
+		if e.latency > 0 && os.Getenv("NESTATTEST_BENCH_JOBS") != "0" {
 			jobsSeries(t, e, proxy, bin, k)
 		}
 	}
