@@ -29,19 +29,20 @@ type Client struct {
 	opts Options
 	base http.RoundTripper
 
-	mu         sync.Mutex
-	transports map[string]*entry
-	pending    map[string][]string  // per registry host: scopes wanted before its transport exists
-	queues     map[string]*queue    // per tag: updates waiting to be applied
-	updates    map[string]*updated  // per tag: updates made, for Settle
-	known      map[string]*knownTag // per tag: what it holds, as last read or put
-	knownOrder []string             // the tags known, oldest first
-	tagWrites  uint64               // tag writes made, for known
-	referrers  map[string]apiState  // per registry: does it serve the referrers API
-	twoStep    sync.Map             // registries that open an upload on a POST with the blob (202): Upload does not send it twice
-	noMount    sync.Map             // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
-	putBlobs   sync.Map             // repository@digest → *flight: UploadOnce puts a blob once a repository
-	blobHomes  sync.Map             // registry@digest → *flight: the repository a blob went up to first, to mount it from
+	mu              sync.Mutex
+	transports      map[string]*entry
+	pending         map[string][]string      // per registry host: scopes wanted before its transport exists
+	queues          map[string]*queue        // per tag: updates waiting to be applied
+	updates         map[string]*updated      // per tag: updates made, for Settle
+	known           map[string]*knownTag     // per tag: what it holds, as last read or put
+	knownOrder      []string                 // the tags known, oldest first
+	tagWrites       uint64                   // tag writes made, for known
+	referrers       map[string]apiState      // per registry: does it serve the referrers API
+	referrersAsking map[string]chan struct{} // per registry: closed once the first caller has asked
+	twoStep         sync.Map                 // registries that open an upload on a POST with the blob (202): Upload does not send it twice
+	noMount         sync.Map                 // registries that open an upload on a mount (202) or refuse it: UploadFrom uploads there
+	putBlobs        sync.Map                 // repository@digest → *flight: UploadOnce puts a blob once a repository
+	blobHomes       sync.Map                 // registry@digest → *flight: the repository a blob went up to first, to mount it from
 
 	longestApply atomic.Int64 // the longest read-edit-write of a tag, in nanoseconds
 }

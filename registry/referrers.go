@@ -28,8 +28,15 @@ func FallbackTag(repo name.Repository, subject v1.Hash) name.Tag {
 // artifactType is not to be relied on (registries and cosign fill it from
 // the config's media type).
 func (c *Client) Referrers(ctx context.Context, repo name.Repository, subject v1.Hash) ([]v1.Descriptor, error) {
-	if c.referrersAPI(repo.Registry) != apiMissing {
+	state, release, err := c.knowReferrersAPI(ctx, repo.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if state == apiMissing {
+		release()
+	} else {
 		idx, err := c.referrersPage(ctx, repo, subject)
+		release()
 		if err == nil {
 			return idx, nil
 		}
@@ -91,10 +98,16 @@ func (c *Client) PutReferrers(ctx context.Context, repo name.Repository, subject
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if c.referrersAPI(repo.Registry) == apiUnknown {
-		if _, err := c.referrersPage(ctx, repo, subject); err != nil && err != ErrNoReferrersAPI {
-			return err
-		}
+	state, release, err := c.knowReferrersAPI(ctx, repo.Registry)
+	if err != nil {
+		return err
+	}
+	if state == apiUnknown {
+		_, err = c.referrersPage(ctx, repo, subject)
+	}
+	release()
+	if err != nil && err != ErrNoReferrersAPI {
+		return err
 	}
 	if c.referrersAPI(repo.Registry) == apiPresent || len(refs) == 0 {
 		return nil
@@ -103,7 +116,7 @@ func (c *Client) PutReferrers(ctx context.Context, repo name.Repository, subject
 	for i, r := range refs {
 		descs[i] = r.Descriptor
 	}
-	_, err := c.UpdateTag(ctx, FallbackTag(repo, subject), addReferrers(descs))
+	_, err = c.UpdateTag(ctx, FallbackTag(repo, subject), addReferrers(descs))
 	return err
 }
 
@@ -160,6 +173,42 @@ const (
 	apiPresent
 	apiMissing
 )
+
+// knowReferrersAPI returns whether reg serves the referrers API, as far
+// as the client knows. While nobody has asked, the first caller gets
+// apiUnknown and asks (its referrersPage records the answer) before it
+// calls release; the others wait for that, so a run asks a registry
+// without the API once, not once a caller that started before the answer.
+func (c *Client) knowReferrersAPI(ctx context.Context, reg name.Registry) (state apiState, release func(), err error) {
+	for {
+		c.mu.Lock()
+		if s := c.referrers[reg.Name()]; s != apiUnknown {
+			c.mu.Unlock()
+			return s, func() {}, nil
+		}
+		if c.referrersAsking == nil {
+			c.referrersAsking = map[string]chan struct{}{}
+		}
+		wait, asking := c.referrersAsking[reg.Name()]
+		if !asking {
+			done := make(chan struct{})
+			c.referrersAsking[reg.Name()] = done
+			c.mu.Unlock()
+			return apiUnknown, func() {
+				c.mu.Lock()
+				delete(c.referrersAsking, reg.Name())
+				c.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait: // known now, or the asker failed: look again
+		case <-ctx.Done():
+			return apiUnknown, nil, ctx.Err()
+		}
+	}
+}
 
 func (c *Client) referrersAPI(reg name.Registry) apiState {
 	c.mu.Lock()

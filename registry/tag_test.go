@@ -296,3 +296,24 @@ func TestLimitPerHost(t *testing.T) {
 		t.Errorf("peak %d requests in flight, want at most 3", peak.Load())
 	}
 }
+
+// TestReferrersAPIAskedOnce: callers that start together on a registry
+// without the referrers API ask it once; the others wait for its answer
+// and read the fallback tag.
+func TestReferrersAPIAskedOnce(t *testing.T) {
+	r := newCountingRegistry(t, false)
+	c := NewClient(Options{Jobs: 8})
+	repo, _ := name.NewRepository(r.host + "/org/app")
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if _, err := c.Referrers(context.Background(), repo, digestOf([]byte(fmt.Sprint(i)))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := r.get("GET referrers"); got != 1 {
+		t.Errorf("%d referrers API requests, want 1", got)
+	}
+}

@@ -2,7 +2,6 @@ package ship
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"path/filepath"
@@ -49,15 +48,7 @@ func (f *fixture) checkSummaries(t *testing.T, pub string, refs ...string) {
 				continue
 			}
 			n := 0
-			for _, line := range strings.Split(strings.TrimSpace(r.Stdout), "\n") {
-				var env struct{ Payload string }
-				if json.Unmarshal([]byte(line), &env) != nil || env.Payload == "" {
-					continue
-				}
-				payload, err := base64.StdEncoding.DecodeString(env.Payload)
-				if err != nil {
-					t.Fatal(err)
-				}
+			for _, payload := range harness.AttestedPayloads(t, r.Stdout) {
 				var st struct {
 					PredicateType string `json:"predicateType"`
 					Predicate     struct {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -134,22 +133,3 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 const slsaPredicate = `{"buildDefinition":{"buildType":"https://example.test/build","externalParameters":{}},"runDetails":{"builder":{"id":"https://example.test/builder"}}}`
-
-// attestedPayloads are the in-toto statements cosign verify-attestation
-// printed on stdout, one envelope a line, decoded from their payloads.
-func attestedPayloads(t *testing.T, stdout string) [][]byte {
-	t.Helper()
-	var out [][]byte
-	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
-		var env struct{ Payload string }
-		if json.Unmarshal([]byte(line), &env) != nil || env.Payload == "" {
-			continue
-		}
-		payload, err := base64.StdEncoding.DecodeString(env.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, payload)
-	}
-	return out
-}

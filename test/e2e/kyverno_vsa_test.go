@@ -108,7 +108,7 @@ func TestKyvernoVSA(t *testing.T) {
 		}
 		// The conditions, on the summary cosign returns.
 		a := cosign(t, nil, "verify-attestation", "--key", vsa.pub, "--type", att.Type, "--insecure-ignore-tlog", "--allow-insecure-registry", node)
-		payloads := attestedPayloads(t, a.Stdout)
+		payloads := harness.AttestedPayloads(t, a.Stdout)
 		if a.Code != 0 || len(payloads) == 0 {
 			t.Fatalf("cosign verify-attestation %s: exit %d\n%s", node, a.Code, a.Stderr)
 		}

@@ -58,7 +58,7 @@ func predicateOf(t *testing.T, pub, ref string) (predicate []byte, subject strin
 	if r.Code != 0 {
 		t.Fatalf("cosign verify-attestation %s: exit %d\n%s", ref, r.Code, r.Stderr)
 	}
-	payloads := attestedPayloads(t, r.Stdout)
+	payloads := harness.AttestedPayloads(t, r.Stdout)
 	if len(payloads) == 0 {
 		t.Fatalf("cosign verify-attestation %s printed no attestation:\n%s", ref, r.Stdout)
 	}

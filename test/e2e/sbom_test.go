@@ -175,7 +175,7 @@ func cosignSBOMPredicates(t *testing.T, pub, ref string) map[string][]json.RawMe
 			t.Errorf("%s verify-attestation --type spdxjson %s: exit %d\n%s", run.name, ref, r.Code, lastLines(r.Stderr, 5))
 			continue
 		}
-		for _, payload := range attestedPayloads(t, r.Stdout) {
+		for _, payload := range harness.AttestedPayloads(t, r.Stdout) {
 			var st struct {
 				PredicateType string
 				Subject       []struct{ Digest map[string]string }

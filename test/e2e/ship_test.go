@@ -557,7 +557,7 @@ func shipCommand(t *testing.T, path string) string {
 // firstPayload is the first statement cosign verify-attestation printed.
 func firstPayload(t *testing.T, stdout string) []byte {
 	t.Helper()
-	if p := attestedPayloads(t, stdout); len(p) > 0 {
+	if p := harness.AttestedPayloads(t, stdout); len(p) > 0 {
 		return p[0]
 	}
 	return nil

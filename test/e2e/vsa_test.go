@@ -49,7 +49,7 @@ func cosignVSAs(t *testing.T, pub, ref string) map[string][]vsaPredicate {
 			out[run.name] = nil
 			continue
 		}
-		for _, payload := range attestedPayloads(t, r.Stdout) {
+		for _, payload := range harness.AttestedPayloads(t, r.Stdout) {
 			var st struct{ Predicate vsaPredicate }
 			if err := json.Unmarshal(payload, &st); err != nil {
 				t.Fatal(err)
