@@ -103,7 +103,10 @@ func (c *Client) listTags(ctx context.Context, repo name.Repository) (tags map[s
 		for _, t := range list.Tags {
 			tags[t] = true
 		}
-		link := nextLink(resp.Header.Values("Link"))
+		link, err := NextLink(strings.Join(resp.Header.Values("Link"), ", "))
+		if err != nil {
+			return nil, false
+		}
 		if link == "" {
 			return tags, true
 		}
@@ -118,17 +121,4 @@ func (c *Client) listTags(ctx context.Context, repo name.Repository) (tags map[s
 		next = lu.String()
 	}
 	return nil, false
-}
-
-// nextLink is the target of a Link header's rel="next" value, "" when none.
-func nextLink(values []string) string {
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			target, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			if strings.Contains(strings.ReplaceAll(params, " ", ""), `rel="next"`) {
-				return strings.Trim(strings.TrimSpace(target), "<>")
-			}
-		}
-	}
-	return ""
 }

@@ -1,6 +1,9 @@
 package registry
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNextLink(t *testing.T) {
 	for _, c := range []struct {
@@ -12,8 +15,8 @@ func TestNextLink(t *testing.T) {
 		{[]string{`</v2/x>; rel="prev"`}, ""},
 		{nil, ""},
 	} {
-		if got := nextLink(c.values); got != c.want {
-			t.Errorf("nextLink(%q) = %q, want %q", c.values, got, c.want)
+		if got, err := NextLink(strings.Join(c.values, ", ")); got != c.want || err != nil {
+			t.Errorf("NextLink(%q) = %q, %v; want %q", c.values, got, err, c.want)
 		}
 	}
 }
@@ -21,5 +24,5 @@ func TestNextLink(t *testing.T) {
 func FuzzNextLink(f *testing.F) {
 	f.Add(`</v2/org/app/tags/list?n=1000&last=b>; rel="next"`)
 	f.Add(`<a>;;, ,<b>; rel="next"`)
-	f.Fuzz(func(t *testing.T, v string) { _ = nextLink([]string{v}) })
+	f.Fuzz(func(t *testing.T, v string) { _, _ = NextLink(v) })
 }
