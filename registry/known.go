@@ -19,7 +19,8 @@ const maxKnownTags = 4096
 type knownTag struct {
 	gen   uint64
 	valid bool
-	m     *Manifest // nil: the tag does not exist
+	m     *Manifest    // nil: the tag does not exist
+	run   *tagListings // the listings of the run that read or put it, if any
 }
 
 // ReadTag reads what tag points at, nil when it does not exist, and
@@ -29,11 +30,24 @@ type knownTag struct {
 // another request; a writer outside the run that changed it since is
 // caught by Settle, which always reads afresh. Under WithTagListings, a
 // tag the repository's listing does not name, and this client never
-// wrote, is missing without a request of its own.
+// wrote, is missing without a request of its own, and a tag read or put
+// under the same listings (in the same run) is not read again.
 func (c *Client) ReadTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
+	if ls := listings(ctx); ls != nil {
+		if m, ok, run := c.knownTagContent(tag); ok && run == ls {
+			return m, nil
+		}
+	}
+	return c.readTag(ctx, tag)
+}
+
+// readTag is ReadTag without what the client knows: it reads the tag (or,
+// under WithTagListings, finds it missing from the listing) and remembers
+// what it found.
+func (c *Client) readTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
 	gen := c.beginRead(tag)
 	if c.listedAbsent(ctx, tag) {
-		c.endRead(tag, gen, nil)
+		c.endRead(ctx, tag, gen, nil)
 		return nil, nil
 	}
 	m, err := c.GetManifest(ctx, tag, MaxManifestBytes)
@@ -43,7 +57,7 @@ func (c *Client) ReadTag(ctx context.Context, tag name.Tag) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.endRead(tag, gen, m)
+	c.endRead(ctx, tag, gen, m)
 	return m, nil
 }
 
@@ -55,37 +69,38 @@ func (c *Client) beginRead(tag name.Tag) uint64 {
 	return c.knownLocked(tag).gen
 }
 
-// endRead remembers what a read of tag found, unless this client wrote
-// the tag since the read began (or forgot it, being full).
-func (c *Client) endRead(tag name.Tag, gen uint64, m *Manifest) {
+// endRead remembers what a read of tag under ctx found, unless this
+// client wrote the tag since the read began (or forgot it, being full).
+func (c *Client) endRead(ctx context.Context, tag name.Tag, gen uint64, m *Manifest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, ok := c.known[tag.Name()]
 	if ok && k.gen == gen {
-		k.valid, k.m = true, m
+		k.valid, k.m, k.run = true, m, listings(ctx)
 	}
 }
 
-// wrote remembers what this client put at tag, or, when the put failed
-// (m nil), that what the tag holds is not known.
-func (c *Client) wrote(tag name.Tag, m *Manifest) {
+// wrote remembers what this client put at tag under ctx, or, when the
+// put failed (m nil), that what the tag holds is not known.
+func (c *Client) wrote(ctx context.Context, tag name.Tag, m *Manifest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := c.knownLocked(tag)
 	c.tagWrites++
 	k.gen = c.tagWrites
-	k.valid, k.m = m != nil, m
+	k.valid, k.m, k.run = m != nil, m, listings(ctx)
 }
 
-// knownTagContent is what tag is known to hold.
-func (c *Client) knownTagContent(tag name.Tag) (m *Manifest, ok bool) {
+// knownTagContent is what tag is known to hold, and the listings of the
+// run that learnt it (nil outside one).
+func (c *Client) knownTagContent(tag name.Tag) (m *Manifest, ok bool, run *tagListings) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, found := c.known[tag.Name()]
 	if !found || !k.valid {
-		return nil, false
+		return nil, false, nil
 	}
-	return k.m, true
+	return k.m, true, k.run
 }
 
 // knownLocked returns tag's entry, made when missing; the oldest entry is

@@ -35,9 +35,16 @@ func (c *Client) Referrers(ctx context.Context, repo name.Repository, subject v1
 	if state == apiMissing {
 		release()
 	} else {
+		ls, key := listings(ctx), referrersKey(repo, subject)
+		descs, known, gen := ls.answer(key)
+		if known {
+			release()
+			return descs, nil
+		}
 		idx, err := c.referrersPage(ctx, repo, subject)
 		release()
 		if err == nil {
+			ls.remember(key, gen, idx)
 			return idx, nil
 		}
 		if err != ErrNoReferrersAPI {
@@ -90,6 +97,9 @@ type Referrer struct {
 // tag in one update (UpdateTag: serialised, confirmed, and kept for
 // Settle).
 func (c *Client) PutReferrers(ctx context.Context, repo name.Repository, subject v1.Hash, refs ...Referrer) error {
+	ls, key := listings(ctx), referrersKey(repo, subject)
+	ls.forget(key)
+	defer ls.forget(key)
 	errs := make([]error, len(refs))
 	pool.ForEach(len(refs), len(refs), func(i int) {
 		r := refs[i]

@@ -131,9 +131,9 @@ func (c *Client) drain(ctx context.Context, tag name.Tag, q *queue) {
 func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bool) (changed []bool, again []Edit, err error) {
 	defer c.timeApply(time.Now())
 	changed, again = make([]bool, len(edits)), make([]Edit, len(edits))
-	cur, known := c.knownTagContent(tag)
+	cur, known, _ := c.knownTagContent(tag)
 	if fresh || !known {
-		if cur, err = c.ReadTag(ctx, tag); err != nil {
+		if cur, err = c.readTag(ctx, tag); err != nil {
 			return changed, again, err
 		}
 	}
@@ -158,10 +158,10 @@ func (c *Client) apply(ctx context.Context, tag name.Tag, edits []Edit, fresh bo
 		return make([]bool, len(edits)), again, err
 	}
 	if _, err := c.PutManifest(ctx, tag, last.MediaType, last.Raw); err != nil {
-		c.wrote(tag, nil)
+		c.wrote(ctx, tag, nil)
 		return make([]bool, len(edits)), again, err
 	}
-	c.wrote(tag, cur)
+	c.wrote(ctx, tag, cur)
 	return changed, again, nil
 }
 

@@ -172,6 +172,8 @@ func TestSettleRestoresLostUpdates(t *testing.T) {
 // TestUpdateTagKnowsWhatItRead: ReadTag finds a missing tag in the
 // repository's listing, read once; an update after ReadTag, and one after
 // the client's own write, start from what the client knows and read nothing;
+// under the same listings (one run), so does ReadTag of a tag the client
+// wrote;
 // a read that began before the client's write is not taken for the tag's
 // content; Settle reads every tag afresh, and so still restores an entry
 // another writer overwrote after the client last read the tag.
@@ -196,21 +198,30 @@ func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 	if m, err := a.ReadTag(ctx, other); m != nil || err != nil || r.get("GET tags") != 1 || r.get("GET manifests") != 0 {
 		t.Fatalf("ReadTag of a tag the listing lacks: %v, %v, %d listings, %d GETs", m, err, r.get("GET tags"), r.get("GET manifests"))
 	}
-	if m, err := a.ReadTag(ctx, tag); m == nil || err != nil || r.get("GET manifests") != 1 {
+	if m, err := a.ReadTag(ctx, tag); m == nil || err != nil || r.get("GET manifests") != 0 {
 		t.Fatalf("ReadTag of a tag the client wrote: %v, %v, %d GETs", m, err, r.get("GET manifests"))
 	}
 	// Without listings (a read that decides a verdict, such as a wait for
-	// a builder's signature), the tag is read, whatever a listing said.
-	if m, err := a.ReadTag(context.Background(), other); m != nil || err != nil || r.get("GET manifests") != 2 || r.get("GET tags") != 1 {
+	// a builder's signature), the tag is read, whatever a listing said or
+	// the client knows.
+	if m, err := a.ReadTag(context.Background(), other); m != nil || err != nil || r.get("GET manifests") != 1 || r.get("GET tags") != 1 {
 		t.Fatalf("ReadTag without listings: %v, %v, %d GETs, %d listings", m, err, r.get("GET manifests"), r.get("GET tags"))
+	}
+	if m, err := a.ReadTag(context.Background(), tag); m == nil || err != nil || r.get("GET manifests") != 2 {
+		t.Fatalf("ReadTag without listings of a tag the client wrote: %v, %v, %d GETs", m, err, r.get("GET manifests"))
+	}
+	// Another run (listings of its own) reads it too: what the client
+	// learnt in one run is not taken for the tag's content in the next.
+	if m, err := a.ReadTag(WithTagListings(context.Background()), tag); m == nil || err != nil || r.get("GET manifests") != 3 {
+		t.Fatalf("ReadTag in another run of a tag the client wrote: %v, %v, %d GETs", m, err, r.get("GET manifests"))
 	}
 	// A read begun before a's write is stale: it must not be used.
 	gen := a.beginRead(tag)
 	if _, err := a.UpdateTag(ctx, tag, listEdit("three")); err != nil {
 		t.Fatal(err)
 	}
-	a.endRead(tag, gen, nil)
-	if m, ok := a.knownTagContent(tag); !ok || m == nil {
+	a.endRead(ctx, tag, gen, nil)
+	if m, ok, _ := a.knownTagContent(tag); !ok || m == nil {
 		t.Fatalf("a read begun before the client's write replaced what it put: %v, %v", m, ok)
 	}
 	// Another writer replaces the tag: a's next update starts from what a
@@ -267,6 +278,45 @@ func TestPutReferrers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReferrersAskedOnceARun: under WithTagListings (a signing run) the
+// referrers API is asked about a subject once, however many stores and
+// finders list its referrers, until the run puts referrers of it; then
+// the next listing asks again and sees them. Without listings, every
+// listing asks.
+func TestReferrersAskedOnceARun(t *testing.T) {
+	r := newCountingRegistry(t, true)
+	c := NewClient(Options{})
+	ctx := WithTagListings(context.Background())
+	repo, _ := name.NewRepository(r.host + "/org/app")
+	subject := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	sd, err := c.PutManifest(ctx, repo.Tag("v1"), types.OCIImageIndex, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Upload(ctx, repo, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	list := func(ctx context.Context, want, asked int) {
+		t.Helper()
+		refs, err := c.Referrers(ctx, repo, sd)
+		if err != nil || len(refs) != want || r.get("GET referrers") != asked {
+			t.Fatalf("Referrers: %d, %v, after %d questions; want %d after %d", len(refs), err, r.get("GET referrers"), want, asked)
+		}
+	}
+	list(ctx, 0, 1)
+	list(ctx, 0, 1)
+	man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%d}}`,
+		digestOf([]byte("{}")), sd, len(subject))
+	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: digestOf([]byte(man)), Size: int64(len(man))}
+	if err := c.PutReferrers(ctx, repo, sd, Referrer{Descriptor: desc, Raw: []byte(man)}); err != nil {
+		t.Fatal(err)
+	}
+	list(ctx, 1, 2)
+	list(ctx, 1, 2)
+	list(context.Background(), 1, 3)
+	list(context.Background(), 1, 4)
 }
 
 // TestLimitPerHost: however many goroutines ask, a host never has more

@@ -11,14 +11,19 @@ import (
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Tag listings: a run that writes what it finds missing (sign) reads each
 // repository's tags/list once, so that the tags it would read only to find
 // them missing (every .sig, .att and referrers tag of an unsigned tree)
-// cost nothing: one listing a repository instead of one 404 a tag. What
-// the listing says is as old as the run: that is safe where a missing tag
-// is written, since Settle confirms every write; a read that decides a
+// cost nothing: one listing a repository instead of one 404 a tag. Within
+// such a run a tag is read once: what it held, or what the run put there,
+// is known; and so is what the referrers API answered for a subject until
+// the run puts referrers of it. (A node's SBOMs and its bundles are both
+// found among its referrers: one read serves both.) What the listing and
+// the reads say is as old as the run: that is safe where a missing tag is
+// written, since Settle confirms every write; a read that decides a
 // verdict (verify, waiting for a builder's provenance) reads the tag.
 
 const (
@@ -33,19 +38,93 @@ const (
 
 type listingsKey struct{}
 
-// tagListings are the listings read under one context.
+// tagListings are the listings read under one context, and the referrers
+// API's answers.
 type tagListings struct {
-	mu sync.Mutex
-	m  map[string]*tagListing
+	mu        sync.Mutex
+	m         map[string]*tagListing
+	referrers map[string]*referrersAnswer // per repository@subject
+}
+
+// referrersAnswer is what the referrers API last said of a subject under
+// one context. gen counts the puts of referrers of the subject, so that an
+// answer asked for before one of them is not kept.
+type referrersAnswer struct {
+	gen   uint64
+	valid bool
+	descs []v1.Descriptor
 }
 
 // WithTagListings returns a context under which ReadTag takes a tag that
 // this client never wrote, and that its repository's listing (read once
-// under this context) does not name, for missing, without reading it.
-// For a run that writes what it finds missing, whose writes Settle
-// confirms; each call starts listings of its own.
+// under this context) does not name, for missing, without reading it;
+// under which a tag this client read or put is not read again; and under
+// which the referrers API is asked about a subject once, until this
+// client puts referrers of it. For a run that writes what it finds
+// missing, whose writes Settle confirms; each call starts listings of its
+// own.
 func WithTagListings(ctx context.Context) context.Context {
-	return context.WithValue(ctx, listingsKey{}, &tagListings{m: map[string]*tagListing{}})
+	return context.WithValue(ctx, listingsKey{}, &tagListings{m: map[string]*tagListing{}, referrers: map[string]*referrersAnswer{}})
+}
+
+func listings(ctx context.Context) *tagListings {
+	ls, _ := ctx.Value(listingsKey{}).(*tagListings)
+	return ls
+}
+
+// referrersKey names a subject's referrers in a repository.
+func referrersKey(repo name.Repository, subject v1.Hash) string {
+	return repo.Name() + "@" + subject.String()
+}
+
+// answer returns the referrers API's answer about key under ctx's
+// listings, if it is known, and the count of puts to compare when
+// remembering a new one. Without listings, nothing is known.
+func (ls *tagListings) answer(key string) (descs []v1.Descriptor, known bool, gen uint64) {
+	if ls == nil {
+		return nil, false, 0
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	a := ls.referrers[key]
+	if a == nil {
+		return nil, false, 0
+	}
+	return a.descs, a.valid, a.gen
+}
+
+// remember keeps the referrers API's answer about key, unless referrers
+// of it were put since the question (gen).
+func (ls *tagListings) remember(key string, gen uint64, descs []v1.Descriptor) {
+	if ls == nil {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	a := ls.referrers[key]
+	if a == nil {
+		a = &referrersAnswer{}
+		ls.referrers[key] = a
+	}
+	if a.gen == gen {
+		a.valid, a.descs = true, descs
+	}
+}
+
+// forget drops what is known of key's referrers: they are being put.
+func (ls *tagListings) forget(key string) {
+	if ls == nil {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	a := ls.referrers[key]
+	if a == nil {
+		a = &referrersAnswer{}
+		ls.referrers[key] = a
+	}
+	a.gen++
+	a.valid, a.descs = false, nil
 }
 
 // tagListing is what a repository's tags/list said, read once.
@@ -59,7 +138,7 @@ type tagListing struct {
 // listings (WithTagListings), this client never wrote the tag, and the
 // repository's listing does not name it.
 func (c *Client) listedAbsent(ctx context.Context, tag name.Tag) bool {
-	ls, _ := ctx.Value(listingsKey{}).(*tagListings)
+	ls := listings(ctx)
 	if ls == nil {
 		return false
 	}

@@ -68,9 +68,17 @@ func TestSignAttachedSBOMs(t *testing.T) {
 					}
 				}
 				before := r.Writes()
+				r.Reads()
 				again, err := Sign(context.Background(), tree, opts)
 				if err != nil || again.Tally().Present != len(tree.Nodes) || r.Writes() != before {
 					t.Errorf("re-run: %+v, %d writes, %v", again.Tally(), r.Writes()-before, err)
+				}
+				// The SBOM finder and the stores list a node's referrers
+				// and tags once between them.
+				for path, n := range r.Reads() {
+					if n > 1 && (strings.Contains(path, "/referrers/") || strings.Contains(path, "/manifests/sha256-")) {
+						t.Errorf("re-run: %s read %d times", path, n)
+					}
 				}
 
 				vopts := verifyOpts(c, keyTrust(signer), treeRequirements())

@@ -27,17 +27,22 @@ type Registry struct {
 
 	mu      sync.Mutex
 	writes  int
-	refused string // refuse writes to this repository path ("org/x")
+	reads   map[string]int // GET and HEAD requests by path
+	refused string         // refuse writes to this repository path ("org/x")
 }
 
 // NewRegistry starts a Registry, serving the OCI 1.1 referrers API or
 // not, stopped when t ends.
 func NewRegistry(t testing.TB, referrers bool) *Registry {
 	t.Helper()
-	r := &Registry{}
+	r := &Registry{reads: map[string]int{}}
 	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(referrers))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		if req.Method == http.MethodGet || req.Method == http.MethodHead {
+			r.mu.Lock()
+			r.reads[req.URL.Path]++
+			r.mu.Unlock()
+		} else {
 			r.mu.Lock()
 			rest, inRepo := strings.CutPrefix(req.URL.Path, "/v2/"+r.refused+"/")
 			refuse := r.refused != "" && inRepo && (strings.HasPrefix(rest, "blobs/") || strings.HasPrefix(rest, "manifests/"))
@@ -63,6 +68,16 @@ func (r *Registry) Writes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.writes
+}
+
+// Reads returns how often each path was read (GET or HEAD) since the
+// registry started or Reads was last called, and starts counting anew.
+func (r *Registry) Reads() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	reads := r.reads
+	r.reads = map[string]int{}
+	return reads
 }
 
 // RefuseWrites refuses every later write to the repository at repoPath
