@@ -207,11 +207,13 @@ func (c *Client) remember(tag name.Tag, edit Edit) {
 		c.updates[tag.Name()] = u
 	}
 	u.edits = append(u.edits, edit)
+	u.last = time.Now()
 }
 
 type updated struct {
 	tag   name.Tag
 	edits []Edit
+	last  time.Time // when this client last wrote the tag
 }
 
 // timeApply records how long the longest read-edit-write took.
@@ -236,11 +238,13 @@ func (c *Client) SettleDelay() time.Duration {
 	return max(2*time.Duration(c.longestApply.Load()), minSettle)
 }
 
-// Settle confirms every tag update this client made: after delay, so that
-// a writer that read a tag just before this client's update has written
-// it, it reads each tag again and applies anew the changes another writer
-// overwrote, reading again until the tag holds them all. It returns how
-// many changes had been lost and were put again.
+// Settle confirms every tag update this client made: delay after the
+// client last wrote the tag, so that a writer that read it just before
+// has written it, it reads each tag again and applies anew the changes
+// another writer overwrote, reading again until the tag holds them all.
+// The tags written first are confirmed first: a run's early tags are read
+// while its last ones wait. It returns how many changes had been lost and
+// were put again.
 func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err error) {
 	c.mu.Lock()
 	updates := c.updates
@@ -249,17 +253,17 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 	if len(updates) == 0 {
 		return 0, nil
 	}
-	if err := backoff.Sleep(ctx, delay); err != nil {
-		return 0, err
-	}
 	var (
 		mu   sync.Mutex
 		errs []error
 	)
-	tags := slices.Collect(maps.Values(updates))
+	tags := slices.SortedFunc(maps.Values(updates), func(a, b *updated) int { return a.last.Compare(b.last) })
 	// As many tags at once as requests may wait for a host: a goroutine a
 	// tag would hold a stack and a request apiece for every tag of the run.
 	pool.ForEach(len(tags), c.opts.jobs(), func(i int) {
+		if backoff.Sleep(ctx, time.Until(tags[i].last.Add(delay))) != nil {
+			return // interrupted: ctx's error is Settle's
+		}
 		n, err := c.confirm(ctx, tags[i])
 		mu.Lock()
 		defer mu.Unlock()
@@ -268,6 +272,9 @@ func (c *Client) Settle(ctx context.Context, delay time.Duration) (lost int, err
 			errs = append(errs, err)
 		}
 	})
+	if err := ctx.Err(); err != nil {
+		return lost, err
+	}
 	return lost, errors.Join(errs...)
 }
 

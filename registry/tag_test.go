@@ -169,6 +169,51 @@ func TestSettleRestoresLostUpdates(t *testing.T) {
 	}
 }
 
+// TestSettleWaitsFromEachWrite: Settle reads each tag again delay after
+// the client last wrote it, never sooner, and a tag written long before
+// the end is read at once rather than after another delay.
+func TestSettleWaitsFromEachWrite(t *testing.T) {
+	h := ggcr.New(ggcr.Logger(log.New(io.Discard, "", 0)))
+	var (
+		mu    sync.Mutex
+		reads = map[string]time.Time{}
+	)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/manifests/") {
+			mu.Lock()
+			reads[req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]] = time.Now()
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, req)
+	}))
+	t.Cleanup(s.Close)
+	host := strings.TrimPrefix(s.URL, "http://")
+	c := NewClient(Options{})
+	ctx := context.Background()
+	const delay = time.Second
+	early, _ := name.NewTag(host + "/org/app:early")
+	late, _ := name.NewTag(host + "/org/app:late")
+	if _, err := c.UpdateTag(ctx, early, listEdit("one")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	if _, err := c.UpdateTag(ctx, late, listEdit("two")); err != nil {
+		t.Fatal(err)
+	}
+	wroteLate := time.Now()
+	if lost, err := c.Settle(ctx, delay); lost != 0 || err != nil {
+		t.Fatalf("Settle: %d lost, %v", lost, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := reads["late"].Sub(wroteLate); got < delay {
+		t.Errorf("the tag written last was read again %s after the write, before the delay (%s)", got, delay)
+	}
+	if !reads["early"].Before(reads["late"]) || reads["early"].Sub(wroteLate) >= delay {
+		t.Errorf("the tag written first was read again %s after the last write, want at once", reads["early"].Sub(wroteLate))
+	}
+}
+
 // TestUpdateTagKnowsWhatItRead: ReadTag finds a missing tag in the
 // repository's listing, read once; an update after ReadTag, and one after
 // the client's own write, start from what the client knows and read nothing;

@@ -65,6 +65,17 @@ func (o *keyOptions) load(ctx context.Context, s streams, stdinFree bool) (*iden
 	return signer, nil
 }
 
+// unattended says whether a --key is given and loading it asks the user
+// nothing: its password, if it has one, is in --password-file or
+// $COSIGN_PASSWORD.
+func (o *keyOptions) unattended() bool {
+	if o.key == "" {
+		return false
+	}
+	_, env := os.LookupEnv(envPassword)
+	return o.passwordFile != "" || env
+}
+
 // password reads the key password as cosign does: --password-file,
 // $COSIGN_PASSWORD, a prompt when stdin is a terminal, else standard input
 // (a piped password; empty for /dev/null or a closed stdin). fromStdin

@@ -133,16 +133,18 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
-	signing, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
+	loaded, err := o.loadSigning(ctx, cmd, s)
 	if err != nil {
-		return err
-	}
-	if err := o.vsa.load(ctx, cmd, s); err != nil {
 		return err
 	}
 	wopts, err := o.walk.options(client)
 	if err != nil {
 		return err
+	}
+	if o.catalog.requested() { // composing writes the parent: not before the key is known good
+		if _, err := loaded(); err != nil {
+			return err
+		}
 	}
 	root, composed, err := o.composed(ctx, s, client, ref)
 	if err != nil {
@@ -153,6 +155,10 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	}
 	progress := newProgress(s)
 	tree, err := o.shard.readTree(ctx, s, progress, client, root, wopts)
+	signing, kerr := loaded()
+	if kerr != nil {
+		return kerr
+	}
 	if err != nil {
 		return fmt.Errorf("read the tree, nothing signed: %w", err)
 	}
@@ -189,6 +195,40 @@ func (o *signOptions) run(cmd *cobra.Command, s streams, arg string) error {
 		return err
 	}
 	return vsaErr
+}
+
+// loadSigning loads the run's signing identities, its signer's and, with
+// --vsa-*, the summaries': beside reading the tree when that asks the user
+// nothing (every key's password is in a file or $COSIGN_PASSWORD), else
+// now. Decrypting a cosign key runs scrypt for a quarter of a second or
+// more, as long as reading a tree of 100 nodes from a registry 20 ms away.
+// The function it returns waits for them; nothing is written before it
+// has given them without an error. A load that failed now is its error.
+func (o *signOptions) loadSigning(ctx context.Context, cmd *cobra.Command, s streams) (func() (*signing, error), error) {
+	load := func() (*signing, error) {
+		g, err := o.signing.load(ctx, cmd, s, !o.catalog.readsStdin())
+		if err != nil {
+			return nil, err
+		}
+		return g, o.vsa.load(ctx, cmd, s)
+	}
+	if !o.signing.key.unattended() || o.vsa.requested() && !o.vsa.signing.key.unattended() {
+		g, err := load()
+		return func() (*signing, error) { return g, nil }, err
+	}
+	done := make(chan struct{})
+	var (
+		g   *signing
+		err error
+	)
+	go func() {
+		defer close(done)
+		g, err = load()
+	}()
+	return func() (*signing, error) {
+		<-done
+		return g, err
+	}, nil
 }
 
 // checkVSA refuses bad --vsa-* flags before anything is read or written.
