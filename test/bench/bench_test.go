@@ -26,6 +26,7 @@ var shapes = map[int][2]int{10: {3, 2}, 100: {9, 10}, 1000: {27, 36}, 10000: {99
 
 // run is one timed command.
 type run struct {
+	start  time.Time
 	took   time.Duration
 	rssMiB float64
 	code   int
@@ -46,7 +47,7 @@ func timed(t *testing.T, env []string, bin string, args ...string) run {
 	cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	r := run{took: time.Since(start), out: string(out)}
+	r := run{start: start, took: time.Since(start), out: string(out)}
 	if exit, ok := err.(*exec.ExitError); ok {
 		r.code = exit.ExitCode()
 	} else if err != nil {
@@ -217,13 +218,13 @@ func TestBench(t *testing.T) {
 
 			proxy.Reset()
 			sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign")
-			signReqs := proxy.Counts()
+			signReqs, signSpans := proxy.Counts(), proxy.Spans()
 			proxy.Reset()
 			must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign again")
 			rerun := proxy.Counts()
 			proxy.Reset()
 			verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", mine), "nestattest verify")
-			verifyReqs := proxy.Counts()
+			verifyReqs, verifySpans := proxy.Counts(), proxy.Spans()
 
 			var cosignSign, cosignVerify time.Duration
 			theirs, scaleSign := cosignSample(t, theirs)
@@ -253,6 +254,9 @@ func TestBench(t *testing.T) {
 				round(verify.took), round(cosignVerify), cosignVerify.Seconds()/verify.took.Seconds(), floor(verifyReqs),
 				float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), sign.rssMiB, rerun.Writes())
 			fmt.Printf("        sign requests: %v\n        verify requests: %v\n", signReqs.ByKind, verifyReqs.ByKind)
+			if e.latency > 0 {
+				fmt.Printf("        sign %s\n        verify %s\n", slack(sign, signSpans, walkJobs), slack(verify, verifySpans, walkJobs))
+			}
 			if rerun.Writes() != 0 {
 				t.Errorf("%s, %d nodes: the re-run made %d writes", e.name, n, rerun.Writes())
 			}
@@ -277,10 +281,10 @@ func statementsRows(t *testing.T, e environment, proxy *harness.Proxy, bin strin
 		tag, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/bundle-%s", e.name, n, mode), n)
 		proxy.Reset()
 		sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, "--format", "bundle", "--statements", mode, tag), "nestattest sign --statements "+mode)
-		signReqs := proxy.Counts()
+		signReqs, signSpans := proxy.Counts(), proxy.Spans()
 		proxy.Reset()
 		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--format", "bundle", tag), "nestattest verify")
-		verifyReqs := proxy.Counts()
+		verifyReqs, verifySpans := proxy.Counts(), proxy.Spans()
 		floors := ""
 		if e.latency > 0 {
 			sf, vf := time.Duration(signReqs.Total)*e.latency/time.Duration(walkJobs), time.Duration(verifyReqs.Total)*e.latency/time.Duration(walkJobs)
@@ -289,6 +293,9 @@ func statementsRows(t *testing.T, e environment, proxy *harness.Proxy, bin strin
 		fmt.Printf("        bundle, --statements %-4s: sign %-8s (x%.0f cosign) verify %-8s (x%.0f cosign), %.2f / %.2f requests a node,%s %s\n", mode,
 			round(sign.took), cosignSign.Seconds()/sign.took.Seconds(), round(verify.took), cosignVerify.Seconds()/verify.took.Seconds(),
 			float64(signReqs.Total)/float64(n), float64(verifyReqs.Total)/float64(n), floors, lastLine(sign.out))
+		if e.latency > 0 {
+			fmt.Printf("          sign %s\n          verify %s\n", slack(sign, signSpans, walkJobs), slack(verify, verifySpans, walkJobs))
+		}
 	}
 }
 

@@ -34,6 +34,14 @@ type Proxy struct {
 	faults   *injector
 	counts   Counts
 	requests []string
+	spans    []Span
+}
+
+// Span is one request the proxy answered: when it arrived, when its
+// answer was written, and what it was ("METHOD /path?query").
+type Span struct {
+	Start, End time.Time
+	Request    string
 }
 
 // ProxyOptions configure a Proxy. The zero value forwards everything.
@@ -153,11 +161,26 @@ func (p *Proxy) Reset() {
 	defer p.mu.Unlock()
 	p.counts = newCounts()
 	p.requests = nil
+	p.spans = nil
+}
+
+// Spans returns the requests answered since the proxy started or was last
+// Reset, in the order their answers were written.
+func (p *Proxy) Spans() []Span {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Span(nil), p.spans...)
 }
 
 // ServeHTTP records a request, then refuses it, injects a fault or
 // forwards it to the registry.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.spans = append(p.spans, Span{Start: start, End: time.Now(), Request: r.Method + " " + r.URL.RequestURI()})
+	}()
 	if p.latency > 0 {
 		select {
 		case <-time.After(p.latency):
