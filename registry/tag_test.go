@@ -325,6 +325,33 @@ func TestPutReferrers(t *testing.T) {
 	}
 }
 
+// TestReadListings: the listings read up front serve every later
+// ReadTag of the run; asked for twice, a repository is listed once; and
+// without listings nothing is read.
+func TestReadListings(t *testing.T) {
+	r := newCountingRegistry(t, false)
+	c := NewClient(Options{})
+	var repos []name.Repository
+	for i := range 5 {
+		repo, _ := name.NewRepository(fmt.Sprintf("%s/org/app%d", r.host, i))
+		repos = append(repos, repo)
+	}
+	c.ReadListings(context.Background(), repos...)
+	if n := r.get("GET tags"); n != 0 {
+		t.Fatalf("ReadListings without listings: %d tag listings", n)
+	}
+	ctx := WithTagListings(context.Background())
+	c.ReadListings(ctx, append(repos, repos...)...)
+	for _, repo := range repos {
+		if m, err := c.ReadTag(ctx, repo.Tag("sha256-01.sig")); m != nil || err != nil {
+			t.Fatalf("ReadTag: %v, %v", m, err)
+		}
+	}
+	if lists, gets := r.get("GET tags"), r.get("GET manifests"); lists != len(repos) || gets != 0 {
+		t.Errorf("%d tag listings and %d manifest GETs, want %d and 0", lists, gets, len(repos))
+	}
+}
+
 // TestReferrersAskedOnceARun: under WithTagListings (a signing run) the
 // referrers API is asked about a subject once, however many stores and
 // finders list its referrers, until the run puts referrers of it; then

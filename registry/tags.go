@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nestattest/nestattest/internal/pool"
 )
 
 // Tag listings: a run that writes what it finds missing (sign) reads each
@@ -148,15 +150,34 @@ func (c *Client) listedAbsent(ctx context.Context, tag name.Tag) bool {
 	if written {
 		return false
 	}
+	l := c.listing(ctx, ls, tag.Context())
+	return l.ok && !l.tags[tag.TagStr()]
+}
+
+// ReadListings reads the tag listings of repos under ctx's listings
+// (WithTagListings), as many at once as the client's jobs, each once
+// however often it is asked for: a run that starts with them does not
+// wait for them one repository after another as its nodes reach each.
+// Without listings it does nothing.
+func (c *Client) ReadListings(ctx context.Context, repos ...name.Repository) {
+	ls := listings(ctx)
+	if ls == nil {
+		return
+	}
+	pool.ForEach(len(repos), c.opts.jobs(), func(i int) { c.listing(ctx, ls, repos[i]) })
+}
+
+// listing is repo's listing under ls, read on first use.
+func (c *Client) listing(ctx context.Context, ls *tagListings, repo name.Repository) *tagListing {
 	ls.mu.Lock()
-	l, ok := ls.m[tag.Context().Name()]
+	l, ok := ls.m[repo.Name()]
 	if !ok {
 		l = &tagListing{}
-		ls.m[tag.Context().Name()] = l
+		ls.m[repo.Name()] = l
 	}
 	ls.mu.Unlock()
-	l.once.Do(func() { l.tags, l.ok = c.listTags(ctx, tag.Context()) })
-	return l.ok && !l.tags[tag.TagStr()]
+	l.once.Do(func() { l.tags, l.ok = c.listTags(ctx, repo) })
+	return l
 }
 
 // listTags reads repo's tags/list, page by page, up to maxTagPages. A

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/statement"
+	"github.com/nestattest/nestattest/catalog"
 	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
@@ -112,13 +114,20 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	// What the run finds missing it writes, and Settle confirms: a tag its
 	// repository's listing lacks need not be read.
 	ctx = registry.WithTagListings(ctx)
-	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
+	repos := repositories(nodes, r.root)
+	r.opts.Client.WantRepositories(repos...)
+	prepared := make(chan struct{})
+	go func() {
+		defer close(prepared)
+		r.prepare(ctx, nodes, repos)
+	}()
+	defer func() { <-prepared }()
 	if r.opts.Statements == StatementsTree {
 		return r.signTree(ctx, nodes)
 	}
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
 	var unreachable atomic.Pointer[attest.UnreachableError]
-	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
+	forEachNode(nodes, r.opts.Jobs, func(i int) {
 		if ctx.Err() != nil || unreachable.Load() != nil {
 			rep.Results[i] = NodeResult{Node: nodes[i], pending: true}
 			return
@@ -133,6 +142,32 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 		}
 	})
 	return r.finish(ctx, rep, unreachable.Load())
+}
+
+// prepare reads, all at once and beside the nodes, what they would
+// otherwise wait for one after another as they reach it: the tag listing
+// of every repository, and, with Mirrors, whether each child of the root
+// is mirrored. (The nodes are in tree order, so a run's workers all reach
+// a repository's first node at about the same time.)
+func (r *run) prepare(ctx context.Context, nodes []*walk.Node, repos []name.Repository) {
+	var wg sync.WaitGroup
+	wg.Go(func() { r.opts.Client.ReadListings(ctx, repos...) })
+	if r.opts.Mirrors {
+		seen := map[*walk.Node]bool{}
+		var tops []*walk.Node
+		for _, n := range nodes {
+			if _, ok := catalog.MirrorRepository(n); ok && !seen[topChild(n)] {
+				seen[topChild(n)] = true
+				tops = append(tops, topChild(n))
+			}
+		}
+		wg.Go(func() {
+			pool.ForEach(len(tops), r.opts.Jobs, func(i int) {
+				_, _ = r.mirrors.find(ctx, r.opts.Client, tops[i]) // a failure is the nodes' to report
+			})
+		})
+	}
+	wg.Wait()
 }
 
 // finish ends a run whose nodes are done: interrupted, stopped by an

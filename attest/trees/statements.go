@@ -94,7 +94,7 @@ func (r *run) signTree(ctx context.Context, nodes []*walk.Node) (*Report, error)
 	rep := &Report{Results: make([]NodeResult, len(nodes))}
 	pending := make([][]pendingItem, len(nodes))
 	var unreachable atomic.Pointer[attest.UnreachableError]
-	pool.ForEach(len(nodes), r.opts.Jobs, func(i int) {
+	forEachNode(nodes, r.opts.Jobs, func(i int) {
 		if ctx.Err() != nil || unreachable.Load() != nil {
 			rep.Results[i] = NodeResult{Node: nodes[i], pending: true}
 			return
@@ -468,8 +468,9 @@ func (t *treeRun) store(ctx context.Context, rep *Report, chunks []signedChunk, 
 			w.items[len(w.items)-1] = append(w.items[len(w.items)-1], it)
 		}
 	}
-	pool.ForEach(len(writes), t.opts.Jobs, func(i int) {
-		w := writes[i]
+	order := byTurns(len(writes), func(i int) string { return writes[i].sub.Repository.Name() })
+	pool.ForEach(len(order), t.opts.Jobs, func(k int) {
+		w := writes[order[k]]
 		signed := make([]*attest.Signed, len(w.signed))
 		for j, s := range w.signed {
 			one := *s

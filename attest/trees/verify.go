@@ -11,7 +11,6 @@ import (
 
 	"github.com/nestattest/nestattest/attest"
 	"github.com/nestattest/nestattest/attest/statement"
-	"github.com/nestattest/nestattest/internal/pool"
 	"github.com/nestattest/nestattest/registry"
 	"github.com/nestattest/nestattest/walk"
 )
@@ -157,7 +156,7 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 	}
 	opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
-	pool.ForEach(len(nodes), opts.Jobs, func(i int) {
+	forEachNode(nodes, opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, nodes[i])
 		if opts.Progress != nil {
 			opts.Progress(rep.Verdicts[i])
