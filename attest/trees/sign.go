@@ -114,12 +114,11 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 	// What the run finds missing it writes, and Settle confirms: a tag its
 	// repository's listing lacks need not be read.
 	ctx = registry.WithTagListings(ctx)
-	repos := repositories(nodes, r.root)
-	r.opts.Client.WantRepositories(repos...)
+	r.opts.Client.WantRepositories(repositories(nodes, r.root)...)
 	prepared := make(chan struct{})
 	go func() {
 		defer close(prepared)
-		r.prepare(ctx, nodes, repos)
+		r.prepare(ctx, nodes)
 	}()
 	defer func() { <-prepared }()
 	if r.opts.Statements == StatementsTree {
@@ -147,11 +146,11 @@ func (r *run) sign(ctx context.Context, nodes []*walk.Node) (*Report, error) {
 // prepare reads, all at once and beside the nodes, what they would
 // otherwise wait for one after another as they reach it: the tag listing
 // of every repository, and, with Mirrors, whether each child of the root
-// is mirrored. (The nodes are in tree order, so a run's workers all reach
+// is mirrored (and if one is, the listing of the root's repository). (The nodes are in tree order, so a run's workers all reach
 // a repository's first node at about the same time.)
-func (r *run) prepare(ctx context.Context, nodes []*walk.Node, repos []name.Repository) {
+func (r *run) prepare(ctx context.Context, nodes []*walk.Node) {
 	var wg sync.WaitGroup
-	wg.Go(func() { r.opts.Client.ReadListings(ctx, repos...) })
+	wg.Go(func() { r.opts.Client.ReadListings(ctx, repositories(nodes, nil)...) })
 	if r.opts.Mirrors {
 		seen := map[*walk.Node]bool{}
 		var tops []*walk.Node
@@ -162,9 +161,16 @@ func (r *run) prepare(ctx context.Context, nodes []*walk.Node, repos []name.Repo
 			}
 		}
 		wg.Go(func() {
+			var mirrored atomic.Bool
 			pool.ForEach(len(tops), r.opts.Jobs, func(i int) {
-				_, _ = r.mirrors.find(ctx, r.opts.Client, tops[i]) // a failure is the nodes' to report
+				// A failure is the nodes' to report.
+				if repo, _ := r.mirrors.find(ctx, r.opts.Client, tops[i]); repo != nil {
+					mirrored.Store(true)
+				}
 			})
+			if mirrored.Load() { // the copies' tags are in the root's repository
+				r.opts.Client.ReadListings(ctx, r.root.Repository)
+			}
 		})
 	}
 	wg.Wait()
@@ -256,11 +262,14 @@ func newRun(tree *walk.Tree, opts Options) (*run, error) {
 }
 
 // repositories are the repositories of nodes, and the root's (where
-// mirrored copies stand), each once.
+// mirrored copies stand) unless root is nil, each once.
 func repositories(nodes []*walk.Node, root *walk.Node) []name.Repository {
 	seen := map[string]bool{}
 	var out []name.Repository
-	for _, n := range append([]*walk.Node{root}, nodes...) {
+	if root != nil {
+		nodes = append([]*walk.Node{root}, nodes...)
+	}
+	for _, n := range nodes {
 		if !seen[n.Repository.Name()] {
 			seen[n.Repository.Name()] = true
 			out = append(out, n.Repository)
