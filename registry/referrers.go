@@ -226,6 +226,13 @@ func (c *Client) referrersAPI(reg name.Registry) apiState {
 	return c.referrers[reg.Name()]
 }
 
+// ServesReferrers says whether reg has answered this client's referrers
+// API: its listings are then the registry's own account of the manifests
+// it holds, not a fallback tag that may name a manifest deleted since.
+func (c *Client) ServesReferrers(reg name.Registry) bool {
+	return c.referrersAPI(reg) == apiPresent
+}
+
 func (c *Client) setReferrersAPI(reg name.Registry, s apiState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

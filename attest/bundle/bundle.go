@@ -46,9 +46,18 @@ const (
 // made, by digest and by signature: a tree statement's bundle, the same
 // bytes for every node it names, is parsed or encoded once, not once a
 // node.
+//
+// bundleLayers keeps, by the statement digest its annotations name, the
+// bundle layer of the referrer manifest most recently read: the referrers
+// of one tree statement differ only in their subject and their creation
+// time, which the subject's listing gives, so the next node's manifest is
+// made again from its listing and taken without a request when it hashes
+// to the digest the listing names (content addressing: the same bytes),
+// where the registry's referrers API gave the listing.
 var (
 	readBundles     = recent.New[v1.Hash, *attest.Signed](16)
 	preparedBundles = recent.New[string, *prepared](16)
+	bundleLayers    = recent.New[v1.Hash, v1.Descriptor](16)
 )
 
 // prepared is what Add writes for a signed statement, whatever its
@@ -127,11 +136,22 @@ func foreign(d v1.Descriptor) bool {
 // load reads a referrer manifest and its bundle.
 func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, d v1.Descriptor) (*attest.Signed, error) {
 	where := sub.Repository.Digest(d.Digest.String())
-	m, err := c.GetManifest(ctx, where, registry.MaxManifestBytes)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", where, err)
+	stmt, _ := statement.Annotated(d.Annotations)
+	// Only where the registry's referrers API listed d does the listing
+	// tell that the manifest is there: a fallback tag may name one
+	// deleted since, which cosign would fail to read.
+	raw, ok := []byte(nil), false
+	if c.ServesReferrers(sub.Repository.Registry) {
+		raw, ok = remade(sub, d, stmt)
 	}
-	man, err := v1.ParseManifest(strings.NewReader(string(m.Raw)))
+	if !ok {
+		m, err := c.GetManifest(ctx, where, registry.MaxManifestBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", where, err)
+		}
+		raw = m.Raw
+	}
+	man, err := v1.ParseManifest(strings.NewReader(string(raw)))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", where, err)
 	}
@@ -141,6 +161,9 @@ func (*Store) load(ctx context.Context, c *registry.Client, sub attest.Subject, 
 	for _, l := range man.Layers {
 		if !strings.HasPrefix(string(l.MediaType), bundleMediaTypePrefix) {
 			continue
+		}
+		if stmt != (v1.Hash{}) && !ok {
+			bundleLayers.Add(stmt, l)
 		}
 		if read, ok := readBundles.Get(l.Digest); ok {
 			signed := *read
@@ -278,23 +301,46 @@ func (s *Store) referrer(ctx context.Context, c *registry.Client, signed *attest
 	for k, v := range p.ann {
 		ann[k] = v
 	}
-	man := referrerManifest{
-		Manifest: v1.Manifest{
-			SchemaVersion: 2,
-			MediaType:     types.OCIManifestSchema1,
-			Config:        v1.Descriptor{MediaType: mediaTypeEmpty, ArtifactType: attest.MediaTypeBundle, Digest: statement.Digest(emptyConfig), Size: int64(len(emptyConfig))},
-			Layers:        []v1.Descriptor{{MediaType: attest.MediaTypeBundle, Digest: bd, Size: int64(len(raw))}},
-			Subject:       &v1.Descriptor{MediaType: signed.Subject.Descriptor.MediaType, Digest: signed.Subject.Descriptor.Digest, Size: signed.Subject.Descriptor.Size},
-			Annotations:   ann,
-		},
-		ArtifactType: attest.MediaTypeBundle,
-	}
-	mraw, err := json.Marshal(man)
+	mraw, err := referrerOf(signed.Subject, v1.Descriptor{MediaType: attest.MediaTypeBundle, Digest: bd, Size: int64(len(raw))}, ann)
 	if err != nil {
 		return registry.Referrer{}, err
 	}
 	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: statement.Digest(mraw), Size: int64(len(mraw)), ArtifactType: attest.MediaTypeBundle, Annotations: ann}
 	return registry.Referrer{Descriptor: desc, Raw: mraw}, nil
+}
+
+// referrerOf is the referrer manifest Add puts for a bundle layer, as
+// cosign makes it: the empty config, the bundle, sub as its subject.
+func referrerOf(sub attest.Subject, layer v1.Descriptor, ann map[string]string) ([]byte, error) {
+	return json.Marshal(referrerManifest{
+		Manifest: v1.Manifest{
+			SchemaVersion: 2,
+			MediaType:     types.OCIManifestSchema1,
+			Config:        v1.Descriptor{MediaType: mediaTypeEmpty, ArtifactType: attest.MediaTypeBundle, Digest: statement.Digest(emptyConfig), Size: int64(len(emptyConfig))},
+			Layers:        []v1.Descriptor{layer},
+			Subject:       &v1.Descriptor{MediaType: sub.Descriptor.MediaType, Digest: sub.Descriptor.Digest, Size: sub.Descriptor.Size},
+			Annotations:   ann,
+		},
+		ArtifactType: attest.MediaTypeBundle,
+	})
+}
+
+// remade is the referrer manifest d lists, made again from the bundle
+// layer last read for the statement stmt its annotations name, when that
+// hashes to d's digest; else false, and the manifest is to be read.
+func remade(sub attest.Subject, d v1.Descriptor, stmt v1.Hash) ([]byte, bool) {
+	if stmt == (v1.Hash{}) {
+		return nil, false
+	}
+	layer, ok := bundleLayers.Get(stmt)
+	if !ok {
+		return nil, false
+	}
+	raw, err := referrerOf(sub, layer, d.Annotations)
+	if err != nil || statement.Digest(raw) != d.Digest || int64(len(raw)) != d.Size {
+		return nil, false
+	}
+	return raw, true
 }
 
 // preparedKey names what prepare makes of signed: its signature and the

@@ -167,6 +167,56 @@ func cosignSample(t *testing.T, nodes []string) ([]string, float64) {
 	return out, float64(len(nodes)) / float64(k)
 }
 
+// meter counts the requests of each run in an environment. Where the
+// environment adds latency, every run goes through a proxy that adds it
+// and counts the requests (and keeps their spans: see slack). Where it
+// adds none, the runs, nestattest's and the cosign loop's alike, talk to
+// the registry itself, and its own access log counts them: a proxy there
+// would put a second HTTP server, on the same two cores, in front of
+// every request.
+type meter struct {
+	host  string
+	reg   *harness.Registry
+	proxy *harness.Proxy // nil without latency
+	mark  harness.AccessMark
+}
+
+func newMeter(t *testing.T, e environment) *meter {
+	reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: e.storage, AccessLog: e.latency == 0})
+	m := &meter{host: reg.Host, reg: reg}
+	if e.latency > 0 {
+		m.proxy = harness.NewProxy(t, reg.Host, harness.ProxyOptions{Latency: e.latency})
+		m.host = m.proxy.Host
+	}
+	return m
+}
+
+// reset starts counting anew.
+func (m *meter) reset(t *testing.T) {
+	if m.proxy != nil {
+		m.proxy.Reset()
+		return
+	}
+	m.mark = m.reg.Mark(t)
+}
+
+// counts are the requests since the last reset.
+func (m *meter) counts(t *testing.T) harness.Counts {
+	if m.proxy != nil {
+		return m.proxy.Counts()
+	}
+	return m.reg.Requests(t, m.mark, 0)
+}
+
+// spans are the requests since the last reset, with their times, where
+// the proxy kept them; none otherwise.
+func (m *meter) spans() []harness.Span {
+	if m.proxy == nil {
+		return nil
+	}
+	return m.proxy.Spans()
+}
+
 // environment is where one series of the benchmark runs: the registry's
 // storage in memory or on disk, and the latency added to every request.
 type environment struct {
@@ -208,23 +258,20 @@ func TestBench(t *testing.T) {
 	fmt.Printf("\n%-7s %-6s | %-8s %-9s %-6s %-8s | %-8s %-9s %-6s %-8s | %-8s %-8s | %-7s %-7s\n",
 		"env", "nodes", "sign", "cosign", "ratio", "floor", "verify", "cosign", "ratio", "floor", "req/node", "ver.req", "RSS sign", "re-run w")
 	for _, e := range environments(t) {
-		reg := harness.Distribution(t, harness.DistributionOptions{SparseIndexes: true, StorageDir: e.storage})
-		proxy := harness.NewProxy(t, reg.Host, harness.ProxyOptions{Latency: e.latency})
+		m := newMeter(t, e)
 		for _, n := range sizes(t) {
-			// Every run goes through the proxy, which counts the requests
-			// and adds the environment's latency.
-			mine, nodes := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/mine", e.name, n), n)
-			_, theirs := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/cosign", e.name, n), n)
+			mine, nodes := pushTree(t, m.host, fmt.Sprintf("bench/%s/n%d/mine", e.name, n), n)
+			_, theirs := pushTree(t, m.host, fmt.Sprintf("bench/%s/n%d/cosign", e.name, n), n)
 
-			proxy.Reset()
+			m.reset(t)
 			sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign")
-			signReqs, signSpans := proxy.Counts(), proxy.Spans()
-			proxy.Reset()
+			signReqs, signSpans := m.counts(t), m.spans()
+			m.reset(t)
 			must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, mine), "nestattest sign again")
-			rerun := proxy.Counts()
-			proxy.Reset()
+			rerun := m.counts(t)
+			m.reset(t)
 			verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", mine), "nestattest verify")
-			verifyReqs, verifySpans := proxy.Counts(), proxy.Spans()
+			verifyReqs, verifySpans := m.counts(t), m.spans()
 
 			var cosignSign, cosignVerify time.Duration
 			theirs, scaleSign := cosignSample(t, theirs)
@@ -260,10 +307,10 @@ func TestBench(t *testing.T) {
 			if rerun.Writes() != 0 {
 				t.Errorf("%s, %d nodes: the re-run made %d writes", e.name, n, rerun.Writes())
 			}
-			statementsRows(t, e, proxy, bin, k, n, cosignSign, cosignVerify)
+			statementsRows(t, e, m, bin, k, n, cosignSign, cosignVerify)
 		}
 		if e.latency > 0 && os.Getenv("NESTATTEST_BENCH_JOBS") != "0" {
-			jobsSeries(t, e, proxy, bin, k)
+			jobsSeries(t, e, m.proxy, bin, k)
 		}
 	}
 	if os.Getenv("NESTATTEST_BENCH_BIG") != "0" {
@@ -275,16 +322,16 @@ func TestBench(t *testing.T) {
 // statementsRows signs and verifies two more trees of n nodes in the
 // bundle layout, --statements node and tree, beside the cosign loop's times
 // of the row above.
-func statementsRows(t *testing.T, e environment, proxy *harness.Proxy, bin string, k keys, n int, cosignSign, cosignVerify time.Duration) {
+func statementsRows(t *testing.T, e environment, m *meter, bin string, k keys, n int, cosignSign, cosignVerify time.Duration) {
 	t.Helper()
 	for _, mode := range []string{"node", "tree"} {
-		tag, _ := pushTree(t, proxy.Host, fmt.Sprintf("bench/%s/n%d/bundle-%s", e.name, n, mode), n)
-		proxy.Reset()
+		tag, _ := pushTree(t, m.host, fmt.Sprintf("bench/%s/n%d/bundle-%s", e.name, n, mode), n)
+		m.reset(t)
 		sign := must(t, timed(t, env, bin, "sign", "--tlog-upload=false", "--key", k.key, "--format", "bundle", "--statements", mode, tag), "nestattest sign --statements "+mode)
-		signReqs, signSpans := proxy.Counts(), proxy.Spans()
-		proxy.Reset()
+		signReqs, signSpans := m.counts(t), m.spans()
+		m.reset(t)
 		verify := must(t, timed(t, nil, bin, "verify", "--key", k.pub, "--insecure-ignore-tlog", "--format", "bundle", tag), "nestattest verify")
-		verifyReqs, verifySpans := proxy.Counts(), proxy.Spans()
+		verifyReqs, verifySpans := m.counts(t), m.spans()
 		floors := ""
 		if e.latency > 0 {
 			sf, vf := time.Duration(signReqs.Total)*e.latency/time.Duration(walkJobs), time.Duration(verifyReqs.Total)*e.latency/time.Duration(walkJobs)
