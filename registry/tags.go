@@ -24,9 +24,13 @@ import (
 // is known; and so is what the referrers API answered for a subject until
 // the run puts referrers of it. (A node's SBOMs and its bundles are both
 // found among its referrers: one read serves both.) What the listing and
-// the reads say is as old as the run: that is safe where a missing tag is
-// written, since Settle confirms every write; a read that decides a
-// verdict (verify, waiting for a builder's provenance) reads the tag.
+// the reads say is as old as the run. That is safe where a missing tag is
+// written (sign), since Settle confirms every write. A verification (each
+// call of trees.Verify, with listings of its own) tells what the registry
+// held during the run: a signature written after the listing was read is
+// not seen, as one written after its tag was read would not be. A read
+// outside such a run (waiting for a builder's provenance, polling) reads
+// the tag, whatever an earlier listing said.
 
 const (
 	// tagPageSize is the n of each tags/list page asked for.

@@ -155,6 +155,16 @@ func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts 
 		return nil, err
 	}
 	opts.Client.WantRepositories(repositories(nodes, tree.Root)...)
+	// Each repository's tags are listed once, at the start: a .sig, .att
+	// or referrers tag its listing lacks is missing without a request of
+	// its own (registry.WithTagListings), and a tag is read once.
+	ctx = registry.WithTagListings(ctx)
+	listed := make(chan struct{})
+	go func() {
+		defer close(listed)
+		opts.Client.ReadListings(ctx, repositories(nodes, nil)...)
+	}()
+	defer func() { <-listed }()
 	rep := &VerifyReport{Verdicts: make([]Verdict, len(nodes))}
 	forEachNode(nodes, opts.Jobs, func(i int) {
 		rep.Verdicts[i] = v.node(ctx, nodes[i])
