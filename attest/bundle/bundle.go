@@ -258,24 +258,36 @@ func verifyBundle(ctx context.Context, co *cosign.CheckOpts, h v1.Hash, s *attes
 	return statement.Read(s.Payload)
 }
 
-// Add implements Store: for each payload, the bundle and cosign's empty
-// config are uploaded, then the referrer manifest; then they are listed
-// together among the subject's referrers.
+// Add implements Store: the payloads' bundles and cosign's empty config
+// are uploaded, all at once, then the referrer manifests; then they are
+// listed together among the subject's referrers.
 func (s *Store) Add(ctx context.Context, c *registry.Client, signed ...*attest.Signed) error {
 	if len(signed) == 0 {
 		return nil
 	}
 	sub := signed[0].Subject
-	refs := make([]registry.Referrer, 0, len(signed))
-	for _, one := range signed {
+	ps := make([]*prepared, len(signed))
+	blobs := [][]byte{emptyConfig}
+	for i, one := range signed {
 		if one.Subject.Digest() != sub.Digest() {
 			return fmt.Errorf("bundle: Add of payloads of %s and %s at once: one subject at a time", sub.Digest(), one.Subject.Digest())
 		}
-		ref, err := s.referrer(ctx, c, one)
+		p, err := preparedBundles.Do(preparedKey(one), func() (*prepared, error) { return prepare(one) })
 		if err != nil {
 			return err
 		}
-		refs = append(refs, ref)
+		ps[i] = p
+		blobs = append(blobs, p.raw)
+	}
+	ds, err := c.UploadAllOnce(ctx, sub.Repository, blobs...)
+	if err != nil {
+		return err
+	}
+	refs := make([]registry.Referrer, len(signed))
+	for i, one := range signed {
+		if refs[i], err = s.referrer(one, ps[i], ds[i+1]); err != nil {
+			return err
+		}
 	}
 	if err := c.PutReferrers(ctx, sub.Repository, sub.Descriptor.Digest, refs...); err != nil {
 		return fmt.Errorf("write the bundles of %s: %w", sub.Digest(), err)
@@ -283,20 +295,9 @@ func (s *Store) Add(ctx context.Context, c *registry.Client, signed ...*attest.S
 	return nil
 }
 
-// referrer uploads what signed's referrer manifest refers to, and makes
-// the manifest.
-func (s *Store) referrer(ctx context.Context, c *registry.Client, signed *attest.Signed) (registry.Referrer, error) {
-	repo := signed.Subject.Repository
-	p, err := preparedBundles.Do(preparedKey(signed), func() (*prepared, error) { return prepare(signed) })
-	if err != nil {
-		return registry.Referrer{}, err
-	}
+// referrer makes signed's referrer manifest, its bundle p uploaded as bd.
+func (s *Store) referrer(signed *attest.Signed, p *prepared, bd v1.Hash) (registry.Referrer, error) {
 	raw := p.raw
-	ds, err := c.UploadAllOnce(ctx, repo, emptyConfig, raw)
-	if err != nil {
-		return registry.Referrer{}, err
-	}
-	bd := ds[1]
 	ann := map[string]string{annotationCreated: s.now().UTC().Format(time.RFC3339)}
 	for k, v := range p.ann {
 		ann[k] = v
