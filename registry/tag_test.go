@@ -288,6 +288,24 @@ func TestUpdateTagKnowsWhatItRead(t *testing.T) {
 	}
 }
 
+// putSubject puts an empty index, the subject of the referrers a test
+// puts, at org/app:v1, and the empty config they name; it returns the
+// repository, the index and its digest.
+func putSubject(t *testing.T, c *Client, r *countingRegistry) (name.Repository, []byte, v1.Hash) {
+	t.Helper()
+	ctx := context.Background()
+	repo, _ := name.NewRepository(r.host + "/org/app")
+	subject := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+	sd, err := c.PutManifest(ctx, repo.Tag("v1"), types.OCIImageIndex, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Upload(ctx, repo, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	return repo, subject, sd
+}
+
 // TestPutReferrers lists a referrer through the referrers API where the
 // registry serves it, and in the fallback tag where it does not.
 func TestPutReferrers(t *testing.T) {
@@ -296,15 +314,7 @@ func TestPutReferrers(t *testing.T) {
 			r := newCountingRegistry(t, api)
 			c := NewClient(Options{})
 			ctx := context.Background()
-			repo, _ := name.NewRepository(r.host + "/org/app")
-			subject := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
-			sd, err := c.PutManifest(ctx, repo.Tag("v1"), types.OCIImageIndex, subject)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.Upload(ctx, repo, []byte("{}")); err != nil {
-				t.Fatal(err)
-			}
+			repo, subject, sd := putSubject(t, c, r)
 			for i := range 3 {
 				man := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"subject":{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"%s","size":%d},"annotations":{"n":"%d"}}`,
 					digestOf([]byte("{}")), sd, len(subject), i)
@@ -361,15 +371,7 @@ func TestReferrersAskedOnceARun(t *testing.T) {
 	r := newCountingRegistry(t, true)
 	c := NewClient(Options{})
 	ctx := WithTagListings(context.Background())
-	repo, _ := name.NewRepository(r.host + "/org/app")
-	subject := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
-	sd, err := c.PutManifest(ctx, repo.Tag("v1"), types.OCIImageIndex, subject)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Upload(ctx, repo, []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
+	repo, subject, sd := putSubject(t, c, r)
 	list := func(ctx context.Context, want, asked int) {
 		t.Helper()
 		refs, err := c.Referrers(ctx, repo, sd)

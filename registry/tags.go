@@ -107,12 +107,7 @@ func (ls *tagListings) remember(key string, gen uint64, descs []v1.Descriptor) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	a := ls.referrers[key]
-	if a == nil {
-		a = &referrersAnswer{}
-		ls.referrers[key] = a
-	}
-	if a.gen == gen {
+	if a := ls.entry(key); a.gen == gen {
 		a.valid, a.descs = true, descs
 	}
 }
@@ -124,13 +119,19 @@ func (ls *tagListings) forget(key string) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	a := ls.entry(key)
+	a.gen++
+	a.valid, a.descs = false, nil
+}
+
+// entry is key's answer, made when missing; ls.mu is held.
+func (ls *tagListings) entry(key string) *referrersAnswer {
 	a := ls.referrers[key]
 	if a == nil {
 		a = &referrersAnswer{}
 		ls.referrers[key] = a
 	}
-	a.gen++
-	a.valid, a.descs = false, nil
+	return a
 }
 
 // tagListing is what a repository's tags/list said, read once.
