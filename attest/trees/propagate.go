@@ -62,7 +62,7 @@ func SourceAnnotation(sources []*Source) string {
 func ReadSources(ctx context.Context, root attest.Subject, opts VerifyOptions, types []string) ([]*Source, error) {
 	node := &walk.Node{Repository: root.Repository, Descriptor: root.Descriptor, Index: -1}
 	opts.Require.Types = nil
-	v, err := newVerifier(&walk.Tree{Root: node, Nodes: []*walk.Node{node}}, opts)
+	v, err := newVerifier(node, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -150,7 +150,7 @@ func Verify(ctx context.Context, tree *walk.Tree, opts VerifyOptions) (*VerifyRe
 
 // VerifyNodes is Verify for some nodes of a tree only.
 func VerifyNodes(ctx context.Context, tree *walk.Tree, nodes []*walk.Node, opts VerifyOptions) (*VerifyReport, error) {
-	v, err := newVerifier(tree, opts)
+	v, err := newVerifier(tree.Root, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +186,7 @@ type verifier struct {
 	root        string // the root's repository@digest
 }
 
-func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
+func newVerifier(root *walk.Node, opts VerifyOptions) (*verifier, error) {
 	if len(opts.Stores) == 0 {
 		return nil, errors.New("attest: Verify needs a Store")
 	}
@@ -220,11 +220,11 @@ func newVerifier(tree *walk.Tree, opts VerifyOptions) (*verifier, error) {
 	for k, v := range opts.Require.Annotations {
 		want[k] = v
 	}
-	root := tree.Root.Digest().String()
+	rootDigest := root.Digest().String()
 	if opts.Require.RequireRoot {
-		want[statement.AnnotationRoot] = root
+		want[statement.AnnotationRoot] = rootDigest
 	}
-	return &verifier{Verifier: c, opts: opts, uris: uris, sbomTypes: sbomTypes, sbomURIs: sbomURIs, annotations: want, root: root}, nil
+	return &verifier{Verifier: c, opts: opts, uris: uris, sbomTypes: sbomTypes, sbomURIs: sbomURIs, annotations: want, root: rootDigest}, nil
 }
 
 func (v *verifier) node(ctx context.Context, n *walk.Node) Verdict {

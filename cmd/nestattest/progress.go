@@ -48,6 +48,14 @@ func (p *progress) step(failed bool) {
 	p.draw(false)
 }
 
+// grow counts one more node to do: a phase whose total grows as the tree
+// is read (verify checks nodes as the walk finds them).
+func (p *progress) grow() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total++
+}
+
 // end clears the line.
 func (p *progress) end() {
 	p.mu.Lock()

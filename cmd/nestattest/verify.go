@@ -140,22 +140,18 @@ func (o *verifyOptions) run(cmd *cobra.Command, s streams, arg string) error {
 	if err != nil {
 		return err
 	}
+	// Each node is verified as the walk reads it: the progress counts the
+	// nodes verified, of those read so far.
 	progress := newProgress(s)
-	progress.start("reading the tree", 0)
-	tree, err := walk.Walk(ctx, ref, wopts, func(context.Context, *walk.Node, error) error {
-		progress.step(false)
-		return nil
-	})
-	progress.end()
-	if err != nil {
-		return fmt.Errorf("read the tree: %w", err)
-	}
-	progress.start("verifying", len(tree.Nodes))
+	progress.start("verifying", 0)
 	vopts.Progress = func(v trees.Verdict) { progress.step(!v.Passed()) }
 	verified := time.Now()
-	rep, err := trees.Verify(ctx, tree, vopts)
+	tree, rep, err := trees.VerifyWalk(ctx, ref, wopts, vopts, func(*walk.Node) { progress.grow() })
 	progress.end()
 	if err != nil {
+		if rep == nil && ctx.Err() == nil {
+			return fmt.Errorf("read the tree: %w", err)
+		}
 		return err
 	}
 	if err := o.print(s, arg, tree, rep); err != nil {
