@@ -23,4 +23,21 @@ func (l descLayer) MediaType() (types.MediaType, error)  { return l.d.MediaType,
 func (l descLayer) Compressed() (io.ReadCloser, error)   { return nil, errDescriptorOnly }
 func (l descLayer) Uncompressed() (io.ReadCloser, error) { return nil, errDescriptorOnly }
 
+// describe is layer's descriptor: its digest, size and media type.
+func describe(layer v1.Layer) (v1.Descriptor, error) {
+	d, err := layer.Digest()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	size, err := layer.Size()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	mt, err := layer.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{MediaType: mt, Size: size, Digest: d}, nil
+}
+
 func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }

@@ -31,24 +31,17 @@ func (Store) Verify(ctx context.Context, v *attest.Verifier, sub attest.Subject,
 	if err != nil {
 		return nil, err
 	}
-	d, err := layer.Digest()
+	desc, err := describe(layer)
 	if err != nil {
 		return nil, err
 	}
-	size, err := layer.Size()
-	if err != nil {
-		return nil, err
-	}
-	mt, err := layer.MediaType()
-	if err != nil {
-		return nil, err
-	}
-	sig := signature.New(layer, v1.Descriptor{MediaType: mt, Size: size, Digest: d, Annotations: ann})
+	desc.Annotations = ann
+	sig := signature.New(layer, desc)
 	if s.Kind == attest.KindAttestation {
 		key, err := json.Marshal(struct {
 			Layer v1.Hash
 			Ann   map[string]string
-		}{d, ann})
+		}{desc.Digest, ann})
 		if err != nil {
 			return nil, err
 		}

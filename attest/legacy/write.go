@@ -185,15 +185,11 @@ func imageChange(img v1.Image, layer v1.Layer, ann map[string]string) (*registry
 	if err != nil {
 		return nil, err
 	}
-	d, err := layer.Digest()
-	if err != nil {
-		return nil, err
-	}
-	mt, err := layer.MediaType()
+	desc, err := describe(layer)
 	if err != nil {
 		return nil, err
 	}
 	ch.Blobs = append(ch.Blobs, content)
-	ch.Again = appendLayer(descLayer{v1.Descriptor{MediaType: mt, Digest: d, Size: int64(len(content))}}, ann)
+	ch.Again = appendLayer(descLayer{desc}, ann)
 	return ch, nil
 }
